@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"mailgate/internal/api"
+	"mailgate/internal/config"
+	"mailgate/internal/rules"
+)
+
+// clientFlags are the flags every client command takes.
+type clientFlags struct {
+	config, socket *string
+}
+
+func addClientFlags(fs *flag.FlagSet) clientFlags {
+	return clientFlags{
+		config: fs.String("config", "", "config file, to find the admin socket (default "+config.DefaultPath+")"),
+		socket: fs.String("socket", "", "admin socket (overrides the config)"),
+	}
+}
+
+func (c clientFlags) client() (*api.Client, error) {
+	if *c.socket != "" {
+		return api.NewUnixClient(*c.socket), nil
+	}
+	cfg, _, err := config.LoadOrDefault(*c.config)
+	if err != nil {
+		return nil, err
+	}
+	return api.NewUnixClient(cfg.Admin.Socket), nil
+}
+
+func cmdConfigCheck(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	path := fs.String("config", "", "config file (default "+config.DefaultPath+")")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	_, used, err := config.LoadOrDefault(*path)
+	if err != nil {
+		return err
+	}
+	if used == "" {
+		fmt.Fprintf(stdout, "no config file at %s; the built-in defaults are valid\n", config.DefaultPath)
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", used)
+	return nil
+}
+
+func cmdRuleAdd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("rule add", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	account := fs.String("account", "", "login, @domain or * (the rule's account)")
+	global := fs.Bool("global", false, "a global rule: --allow is a trusted network, --deny the global deny list")
+	service := fs.String("service", "all", "imap, pop3, smtp (also covers submission), submission, sieve or all")
+	allow := fs.Bool("allow", false, "allow the address (an allow list for the account and service)")
+	deny := fs.Bool("deny", false, "deny the address")
+	ip := fs.String("ip", "", "an IP address, a CIDR network, or none (with --allow: closes the service)")
+	comment := fs.String("comment", "", "why the rule exists")
+	expires := fs.String("expires", "", "when the rule ends: a duration (90m, 12h, 7d, 2w), a date (2026-12-31, through that day, UTC) or an RFC 3339 time")
+	jsonOut := fs.Bool("json", false, "print the added rule as JSON")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: rule add: unexpected argument %q", errUsage, pos[0])
+	}
+
+	r := api.RuleJSON{Scope: "account", Account: *account, Service: *service, Comment: *comment}
+	switch {
+	case *global && *account != "":
+		return fmt.Errorf("%w: rule add: give --account or --global, not both", errUsage)
+	case *global:
+		r.Scope = "global"
+	case *account == "":
+		return fmt.Errorf("%w: rule add: --account is required (a login, @domain or *), or --global", errUsage)
+	}
+	switch {
+	case *allow == *deny:
+		return fmt.Errorf("%w: rule add: give exactly one of --allow and --deny", errUsage)
+	case *allow:
+		r.Action = "allow"
+	default:
+		r.Action = "deny"
+	}
+	if *ip == "" {
+		return fmt.Errorf("%w: rule add: --ip is required (an IP address, a CIDR network, or none)", errUsage)
+	}
+	if _, err := rules.ParseMatch(*ip); err != nil {
+		return fmt.Errorf("%w: rule add: --ip: %v", errUsage, err)
+	}
+	r.Match = *ip
+	if _, err := rules.ParseService(*service); err != nil {
+		return fmt.Errorf("%w: rule add: --service: %v", errUsage, err)
+	}
+	if *expires != "" {
+		t, err := parseExpiry(*expires, time.Now())
+		if err != nil {
+			return fmt.Errorf("%w: rule add: --expires: %v", errUsage, err)
+		}
+		r.Expires = &t
+	}
+	// Catch what the server would refuse, with the flag's name.
+	if _, err := r.Rule(); err != nil {
+		return fmt.Errorf("%w: rule add: %s", errUsage, flagNames.Replace(err.Error()))
+	}
+
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	added, err := c.AddRule(ctx, r)
+	if err != nil {
+		return fmt.Errorf("rule add: %w", err)
+	}
+	if *jsonOut {
+		return printJSON(stdout, added)
+	}
+	fmt.Fprintf(stdout, "added rule %d: %s\n", added.ID, describeRule(&added))
+	return nil
+}
+
+// flagNames maps field names in validation errors to the flags that set them.
+var flagNames = strings.NewReplacer("match: ", "--ip: ", "account: ", "--account: ", "service: ", "--service: ", "comment: ", "--comment: ")
+
+// parseExpiry reads --expires: a duration with d and w units allowed, a
+// date (the rule lasts through that day, UTC), or an RFC 3339 time.
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		if !t.After(now) {
+			return t, fmt.Errorf("%q is in the past", s)
+		}
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		t = t.AddDate(0, 0, 1)
+		if !t.After(now) {
+			return t, fmt.Errorf("%q is in the past", s)
+		}
+		return t, nil
+	}
+	mult := time.Duration(0)
+	num := s
+	switch {
+	case strings.HasSuffix(s, "d"):
+		mult, num = 24*time.Hour, strings.TrimSuffix(s, "d")
+	case strings.HasSuffix(s, "w"):
+		mult, num = 7*24*time.Hour, strings.TrimSuffix(s, "w")
+	}
+	var d time.Duration
+	if mult != 0 {
+		n, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is neither a duration (90m, 12h, 7d, 2w), a date (2026-12-31) nor an RFC 3339 time", s)
+		}
+		d = time.Duration(n * float64(mult))
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return time.Time{}, fmt.Errorf("%q is neither a duration (90m, 12h, 7d, 2w), a date (2026-12-31) nor an RFC 3339 time", s)
+		}
+	}
+	if d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is not a positive duration", s)
+	}
+	return now.Add(d).Truncate(time.Second), nil
+}
+
+func describeRule(r *api.RuleJSON) string {
+	var b strings.Builder
+	if r.Scope == "global" {
+		if r.Action == "allow" {
+			b.WriteString("trusted network ")
+		} else {
+			b.WriteString("global deny ")
+		}
+		b.WriteString(r.Match)
+		if r.Service != "all" {
+			b.WriteString(" for " + r.Service)
+		}
+	} else {
+		fmt.Fprintf(&b, "%s %s %s %s", r.Account, r.Service, r.Action, r.Match)
+	}
+	if r.Expires != nil {
+		b.WriteString(", until " + r.Expires.Format(time.RFC3339))
+	}
+	if r.Comment != "" {
+		b.WriteString(" (" + r.Comment + ")")
+	}
+	return b.String()
+}
+
+func cmdRuleList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("rule list", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	account := fs.String("account", "", "only the rules of this account (login, @domain or *)")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: rule list: unexpected argument %q", errUsage, pos[0])
+	}
+	if *account != "" {
+		if _, err := rules.NormalizeAccount(*account); err != nil {
+			return fmt.Errorf("%w: rule list: --account: %v", errUsage, err)
+		}
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	rs, err := c.Rules(ctx, *account)
+	if err != nil {
+		return fmt.Errorf("rule list: %w", err)
+	}
+	if *jsonOut {
+		return printJSON(stdout, rs)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tACCOUNT\tSERVICE\tACTION\tMATCH\tEXPIRES\tCOMMENT")
+	for _, r := range rs {
+		id := strconv.FormatInt(r.ID, 10)
+		if r.Source != "" {
+			id = r.Source
+		}
+		acct := r.Account
+		if r.Scope == "global" {
+			acct = "(global)"
+		}
+		exp := "-"
+		if r.Expires != nil {
+			exp = r.Expires.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, acct, r.Service, r.Action, r.Match, exp, r.Comment)
+	}
+	return tw.Flush()
+}
+
+func cmdRuleRemove(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("rule rm", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: rule rm: give the id of the rule to remove (see 'mailgate rule list')", errUsage)
+	}
+	var ids []int64
+	for _, p := range pos {
+		id, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || id <= 0 {
+			return fmt.Errorf("%w: rule rm: %q is not a rule id (a positive number)", errUsage, p)
+		}
+		ids = append(ids, id)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		r, err := c.RemoveRule(ctx, id)
+		if err != nil {
+			return fmt.Errorf("rule rm %d: %w", id, err)
+		}
+		fmt.Fprintf(stdout, "removed rule %d: %s\n", r.ID, describeRule(&r))
+	}
+	return nil
+}
+
+func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	account := fs.String("account", "", "the login")
+	ip := fs.String("ip", "", "the client's address")
+	service := fs.String("service", "", "imap, pop3, smtp, submission or sieve")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: explain: unexpected argument %q", errUsage, pos[0])
+	}
+	if *ip == "" || *service == "" {
+		return fmt.Errorf("%w: explain: --ip and --service are required (and --account for account rules)", errUsage)
+	}
+	if _, err := rules.ParseAddr(*ip); err != nil {
+		return fmt.Errorf("%w: explain: --ip: %q is not an IP address", errUsage, *ip)
+	}
+	if s, err := rules.ParseService(*service); err != nil || s == rules.AllServices {
+		return fmt.Errorf("%w: explain: --service: want one of imap, pop3, smtp, submission, sieve (got %q)", errUsage, *service)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	e, err := c.Explain(ctx, api.ExplainRequest{Account: *account, IP: *ip, Service: *service})
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	if *jsonOut {
+		return printJSON(stdout, e)
+	}
+	who := e.Account
+	if who == "" {
+		who = "(no login)"
+	}
+	fmt.Fprintf(stdout, "%s over %s from %s: %s (%s)\n", who, e.Service, e.IP, strings.ToUpper(e.Verdict), e.Reason)
+	fmt.Fprintf(stdout, "  why: %s\n", e.Explanation)
+	if e.Message != "" {
+		fmt.Fprintf(stdout, "  the user sees: %q\n", e.Message)
+	}
+	if e.RuleDetail != nil {
+		r := e.RuleDetail
+		fmt.Fprintf(stdout, "  rule %d: %s, added %s by %s\n", r.ID, describeRule(r), r.Created.Format(time.RFC3339), r.CreatedBy)
+	}
+	fmt.Fprintln(stdout, "checks, in order:")
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	for _, ch := range e.Checks {
+		rule := ""
+		if ch.RuleID != 0 {
+			rule = "rule " + strconv.FormatInt(ch.RuleID, 10)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ch.Name, ch.Result, rule, ch.Detail)
+	}
+	return tw.Flush()
+}
+
+func cmdAudit(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	limit := fs.Int("limit", 50, "how many entries, newest first")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: audit: unexpected argument %q", errUsage, pos[0])
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	es, err := c.Audit(ctx, *limit)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if *jsonOut {
+		return printJSON(stdout, es)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tWHO\tWHAT\tRULE\tDETAIL")
+	for _, e := range es {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.At.Format(time.RFC3339), e.Actor, e.Op, e.RuleID, e.Detail)
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,131 @@
+// Command mailgate decides, for every mail login and relay attempt,
+// whether it may proceed. `mailgate serve` runs the daemon; the other
+// subcommands manage it through its admin API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// version is mailgate's release; "-dev" builds are from a checkout.
+const version = "0.1.0-dev"
+
+const usage = `mailgate decides whether mail logins and relay attempts may proceed.
+
+Usage:
+  mailgate serve [--config FILE]                  run the daemon
+  mailgate config check [--config FILE]           check a config file
+  mailgate rule add --account A|--global --allow|--deny --ip IP|CIDR|none
+                    [--service S] [--comment T] [--expires D]
+  mailgate rule list [--account A] [--json]
+  mailgate rule rm ID
+  mailgate explain --account A --ip IP --service S [--json]
+  mailgate audit [--limit N] [--json]             who changed which rule
+  mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
+  mailgate version
+
+Every command takes --config FILE (default ` + "/etc/mailgate/mailgate.toml" + `, or built-in
+defaults when that file does not exist); client commands also take --socket PATH.
+Services: imap, pop3, smtp (also covers submission), submission, sieve, all.
+`
+
+// errUsage marks errors in the command line: exit status 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(os.Stderr, "mailgate: %v\n", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "mailgate: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: no command given", errUsage)
+	}
+	cmd, rest := args[0], args[1:]
+	sub := ""
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		sub = rest[0]
+	}
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "mailgate", version)
+		return nil
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "config":
+		if sub == "check" {
+			return cmdConfigCheck(rest[1:], stdout)
+		}
+	case "rule":
+		switch sub {
+		case "add":
+			return cmdRuleAdd(ctx, rest[1:], stdout)
+		case "list", "ls":
+			return cmdRuleList(ctx, rest[1:], stdout)
+		case "rm", "remove", "del":
+			return cmdRuleRemove(ctx, rest[1:], stdout)
+		}
+	case "explain":
+		return cmdExplain(ctx, rest, stdout)
+	case "audit":
+		return cmdAudit(ctx, rest, stdout)
+	case "import":
+		if sub == "ispconfig" {
+			return cmdImportISPConfig(ctx, rest[1:], stdout)
+		}
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+	fmt.Fprint(stderr, usage)
+	if sub == "" {
+		return fmt.Errorf("%w: %s needs a subcommand", errUsage, cmd)
+	}
+	return fmt.Errorf("%w: unknown command %q", errUsage, cmd+" "+sub)
+}
+
+// parseFlags parses flags that may stand before, between or after
+// positional arguments, and returns the positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(os.Stderr)
+				fs.Usage()
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

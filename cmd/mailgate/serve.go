@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"mailgate/internal/api"
+	"mailgate/internal/config"
+	"mailgate/internal/dovecot"
+	"mailgate/internal/policy"
+	"mailgate/internal/rules"
+	"mailgate/internal/store"
+)
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "config file (default "+config.DefaultPath+" if it exists)")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: serve takes no arguments (got %q)", errUsage, pos[0])
+	}
+	cfg, used, err := config.LoadOrDefault(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}))
+	if used == "" {
+		log.Info("no config file; running on built-in defaults", "looked_for", config.DefaultPath)
+	} else {
+		log.Info("config loaded", "file", used)
+	}
+	return serve(ctx, cfg, log)
+}
+
+// serve builds every component in dependency order and runs until ctx is
+// done: config → store → rules → engine → decision log → doors → admin API.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	fixed, err := configRules(&cfg)
+	if err != nil {
+		return err
+	}
+
+	st, err := store.OpenSQLite(cfg.Store.Path)
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	defer st.Close()
+
+	idx := rules.NewIndex()
+	book := api.NewRulebook(st, idx, fixed)
+	n, err := book.Load(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	log.Info("rules loaded", "stored", n, "from_config", len(fixed), "db", cfg.Store.Path)
+
+	engine := policy.New(idx, policy.Messages(cfg.Messages))
+
+	dw, err := openDecisionWriter(cfg.Log.Decisions)
+	if err != nil {
+		return err
+	}
+	defer dw.Close()
+	dlog := policy.NewDecisionLog(dw)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	var servers []*http.Server
+	start := func(name string, srv *http.Server, ln net.Listener) {
+		servers = append(servers, srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+		log.Info("listening", "door", name, "addr", ln.Addr().String())
+	}
+
+	if cfg.Dovecot.Enabled {
+		ln, err := net.Listen("tcp", cfg.Dovecot.Listen)
+		if err != nil {
+			return fmt.Errorf("dovecot.listen: %w", err)
+		}
+		h := dovecot.NewHandler(dovecot.Config{
+			APIKey:       cfg.Dovecot.APIKey,
+			MaxBodyBytes: cfg.Dovecot.MaxBodyBytes,
+		}, engine, dlog, log.With("door", "dovecot"))
+		start("dovecot", &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}, ln)
+	}
+
+	admin := api.NewServer(book, engine, log.With("component", "admin"), version, cfg.Admin.Token)
+	adminSrv := func() *http.Server {
+		return &http.Server{
+			Handler:           admin.Handler(),
+			ConnContext:       api.ConnContext,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+	uln, err := listenUnix(cfg.Admin.Socket)
+	if err != nil {
+		return fmt.Errorf("admin.socket: %w", err)
+	}
+	start("admin", adminSrv(), uln)
+	if cfg.Admin.Listen != "" {
+		tln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		start("admin-tcp", adminSrv(), tln)
+	}
+
+	// Expired rules leave memory and disk within a second; lookups already
+	// ignore them from the instant they expire.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				gone, err := book.Expire(ctx, now)
+				if err != nil && ctx.Err() == nil {
+					log.Error("expiring rules", "err", err)
+				}
+				for _, r := range gone {
+					log.Info("rule expired", "id", r.ID, "rule", store.Detail(&r))
+				}
+			}
+		}
+	}()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	log.Info("mailgate running", "version", version)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-hup:
+			if err := dw.Reopen(); err != nil {
+				log.Error("reopening decision log", "err", err)
+			} else {
+				log.Info("decision log reopened")
+			}
+		}
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		srv.Shutdown(sctx) //nolint:errcheck // best effort at exit
+	}
+	wg.Wait()
+	os.Remove(cfg.Admin.Socket)
+	return runErr
+}
+
+// configRules turns the config file's trusted and deny networks into
+// global rules that live only in memory.
+func configRules(cfg *config.Config) ([]rules.Rule, error) {
+	trusted, err := cfg.TrustedPrefixes()
+	if err != nil {
+		return nil, err
+	}
+	deny, err := cfg.DenyPrefixes()
+	if err != nil {
+		return nil, err
+	}
+	var out []rules.Rule
+	for _, p := range trusted {
+		out = append(out, rules.Rule{Scope: rules.ScopeGlobal, Action: rules.Allow, Match: p, Source: "config", Comment: "policy.trusted_networks"})
+	}
+	for _, p := range deny {
+		out = append(out, rules.Rule{Scope: rules.ScopeGlobal, Action: rules.Deny, Match: p, Source: "config", Comment: "policy.deny_networks"})
+	}
+	for i := range out {
+		if err := out[i].Validate(); err != nil {
+			return nil, fmt.Errorf("policy: %s: %w", out[i].Match, err)
+		}
+	}
+	return out, nil
+}
+
+// listenUnix listens on a unix socket only root and the socket's group may
+// use, removing a stale socket left by a crash (but not a live one).
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another mailgate is already running there", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func logLevel(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// decisionWriter is where decision lines go: stdout, stderr, nowhere, or
+// a file reopened on SIGHUP (for logrotate).
+type decisionWriter struct {
+	mu   sync.Mutex
+	path string
+	w    io.Writer
+	f    *os.File
+}
+
+func openDecisionWriter(where string) (*decisionWriter, error) {
+	d := &decisionWriter{}
+	switch where {
+	case "stdout":
+		d.w = os.Stdout
+	case "stderr":
+		d.w = os.Stderr
+	case "off":
+		d.w = io.Discard
+	default:
+		d.path = where
+		if err := d.Reopen(); err != nil {
+			return nil, fmt.Errorf("log.decisions: %w", err)
+		}
+	}
+	return d, nil
+}
+
+func (d *decisionWriter) Write(b []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.w.Write(b)
+}
+
+func (d *decisionWriter) Reopen() error {
+	if d.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(d.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	old := d.f
+	d.f, d.w = f, f
+	d.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (d *decisionWriter) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.f != nil {
+		return d.f.Close()
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailgate/internal/policy"
+	"mailgate/internal/rules"
+	"mailgate/internal/store"
+)
+
+type fixture struct {
+	client *Client
+	idx    *rules.Index
+	book   *Rulebook
+	st     *store.SQLite
+	engine *policy.Engine
+}
+
+// start serves the API on a unix socket over a real SQLite store and a
+// real engine.
+func start(t *testing.T, dbPath string) *fixture {
+	t.Helper()
+	st, err := store.OpenSQLite(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	idx := rules.NewIndex()
+	trusted := rules.Rule{Scope: rules.ScopeGlobal, Action: rules.Allow, Match: prefix("192.0.2.0/24"), Source: "config"}
+	book := NewRulebook(st, idx, []rules.Rule{trusted})
+	if _, err := book.Load(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	engine := policy.New(idx, nil)
+	srv := NewServer(book, engine, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", "")
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ConnContext: ConnContext}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return &fixture{client: NewUnixClient(sock), idx: idx, book: book, st: st, engine: engine}
+}
+
+func prefix(s string) netip.Prefix {
+	p, err := rules.ParseMatch(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func TestRuleLifecycle(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "m.db")
+	f := start(t, db)
+
+	shop, err := f.client.AddRule(ctx, RuleJSON{Account: " Shop@Example.com", Service: "smtp", Action: "allow", Match: "10.0.0.101", Comment: "web shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shop.ID == 0 || shop.Account != "shop@example.com" || shop.Match != "10.0.0.101" || shop.CreatedBy == "" {
+		t.Fatalf("added rule: %+v", shop)
+	}
+	closed, err := f.client.AddRule(ctx, RuleJSON{Account: "shop@example.com", Service: "pop3", Action: "allow", Match: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Memory follows disk at once.
+	ex, err := f.client.Explain(ctx, ExplainRequest{Account: "shop@example.com", IP: "203.0.113.9", Service: "pop3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Verdict != "deny" || ex.Reason != "service_closed" || ex.Rule != closed.ID || ex.RuleDetail == nil ||
+		ex.Message != "POP3 is disabled for this account." || len(ex.Checks) != 3 {
+		t.Fatalf("explain: %+v", ex)
+	}
+	ex, err = f.client.Explain(ctx, ExplainRequest{Account: "shop@example.com", IP: "192.0.2.5", Service: "pop3"})
+	if err != nil || ex.Reason != "trusted" {
+		t.Fatalf("explain from a trusted network: %+v, %v", ex, err)
+	}
+
+	list, err := f.client.Rules(ctx, "SHOP@example.com")
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	all, err := f.client.Rules(ctx, "")
+	if err != nil || len(all) != 3 || all[2].Source != "config" {
+		t.Fatalf("list all (with the config's trusted network): %v %+v", err, all)
+	}
+
+	if _, err := f.client.RemoveRule(ctx, closed.ID); err != nil {
+		t.Fatal(err)
+	}
+	ex, _ = f.client.Explain(ctx, ExplainRequest{Account: "shop@example.com", IP: "203.0.113.9", Service: "pop3"})
+	if ex.Verdict != "allow" {
+		t.Fatalf("after rm: %+v", ex)
+	}
+	var apiErr *APIError
+	if _, err := f.client.RemoveRule(ctx, closed.ID); !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+		t.Fatalf("rm twice: %v", err)
+	}
+
+	audit, err := f.client.Audit(ctx, 10)
+	if err != nil || len(audit) != 3 || audit[0].Op != "remove" || audit[2].Op != "add" {
+		t.Fatalf("audit: %v %+v", err, audit)
+	}
+
+	// A new daemon on the same file sees the same rules.
+	g := start(t, db)
+	ex, err = g.client.Explain(ctx, ExplainRequest{Account: "shop@example.com", IP: "10.0.0.102", Service: "submission"})
+	if err != nil || ex.Reason != "not_in_allowlist" {
+		t.Fatalf("after restart: %+v %v", ex, err)
+	}
+}
+
+// Bad input gets a clear error naming the field, and changes nothing.
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	f := start(t, filepath.Join(t.TempDir(), "m.db"))
+	bad := []struct {
+		rule RuleJSON
+		want string
+	}{
+		{RuleJSON{Account: "a@x.test", Service: "imap", Action: "allow", Match: "10.0.0.300"}, `match: "10.0.0.300" is not an IP address`},
+		{RuleJSON{Account: "a@x.test", Service: "imap", Action: "allow", Match: "10.0.0.1/8"}, "host bits set; did you mean 10.0.0.0/8"},
+		{RuleJSON{Account: "a@x.test", Service: "imapx", Action: "allow", Match: "none"}, `service: unknown service "imapx"`},
+		{RuleJSON{Account: "a@x.test", Service: "imap", Action: "block", Match: "none"}, `action: unknown action "block"`},
+		{RuleJSON{Account: "a@x.test", Service: "imap", Action: "deny", Match: "none"}, "match: none closes a service"},
+		{RuleJSON{Account: "", Service: "imap", Action: "deny", Match: "10.0.0.1"}, "account: empty account"},
+		{RuleJSON{Account: "a b@x.test", Service: "imap", Action: "deny", Match: "10.0.0.1"}, "account:"},
+		{RuleJSON{Scope: "global", Service: "imap", Action: "allow", Match: "none"}, "match: a global rule needs an address"},
+		{RuleJSON{Scope: "galaxy", Service: "imap", Action: "allow", Match: "10.0.0.1"}, "scope:"},
+	}
+	for _, b := range bad {
+		_, err := f.client.AddRule(ctx, b.rule)
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%+v: got %v, want 400 with %q", b.rule, err, b.want)
+		}
+	}
+	// A batch with one bad rule adds none of them.
+	_, err := f.client.AddRules(ctx, []RuleJSON{
+		{Account: "a@x.test", Service: "imap", Action: "allow", Match: "10.0.0.1"},
+		{Account: "a@x.test", Service: "imap", Action: "allow", Match: "bogus"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "rule 2: match:") {
+		t.Errorf("bad batch: %v", err)
+	}
+	if n := f.idx.Len(); n != 1 { // the config's trusted network only
+		t.Errorf("index has %d rules after bad input, want 1", n)
+	}
+	if rs, _ := f.st.Rules(ctx); len(rs) != 0 {
+		t.Errorf("store has %d rules after bad input", len(rs))
+	}
+	_, err = f.client.Explain(ctx, ExplainRequest{Account: "a@x.test", IP: "nope", Service: "imap"})
+	if err == nil || !strings.Contains(err.Error(), `ip: "nope" is not an IP address`) {
+		t.Errorf("explain bad ip: %v", err)
+	}
+	_, err = f.client.Explain(ctx, ExplainRequest{Account: "a@x.test", IP: "10.0.0.1", Service: "all"})
+	if err == nil || !strings.Contains(err.Error(), "service:") {
+		t.Errorf("explain bad service: %v", err)
+	}
+}
+
+func TestExpiredRulesLeave(t *testing.T) {
+	ctx := context.Background()
+	f := start(t, filepath.Join(t.TempDir(), "m.db"))
+	exp := time.Now().Add(time.Hour)
+	r, err := f.client.AddRule(ctx, RuleJSON{Account: "a@x.test", Service: "imap", Action: "allow", Match: "none", Expires: &exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Expires == nil || !r.Expires.Equal(exp.Truncate(time.Second)) {
+		t.Fatalf("expires: %v, want %v", r.Expires, exp)
+	}
+	gone, err := f.book.Expire(ctx, exp.Add(time.Second))
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("expire: %v %v", gone, err)
+	}
+	if f.idx.Len() != 1 {
+		t.Fatalf("index still has the expired rule")
+	}
+}
+
+// TCP peers need the token; unix-socket peers do not.
+func TestTokenOnTCP(t *testing.T) {
+	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	idx := rules.NewIndex()
+	srv := NewServer(NewRulebook(st, idx, nil), policy.New(idx, nil), slog.New(slog.NewTextHandler(io.Discard, nil)), "test", "0123456789abcdef")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ConnContext: ConnContext}
+	go hs.Serve(ln)
+	defer hs.Close()
+	base := "http://" + ln.Addr().String()
+	if _, err := NewTCPClient(base, "wrong").Version(context.Background()); err == nil || !strings.Contains(err.Error(), "bearer token") {
+		t.Errorf("wrong token: %v", err)
+	}
+	v, err := NewTCPClient(base, "0123456789abcdef").Version(context.Background())
+	if err != nil || v.Version != "test" {
+		t.Errorf("right token: %+v %v", v, err)
+	}
+}

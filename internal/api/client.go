@@ -1,0 +1,149 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Client talks to a running mailgate's admin API.
+type Client struct {
+	hc     *http.Client
+	base   string
+	token  string
+	socket string
+	user   string // who the CLI acts for (SUDO_USER), sent as X-Mailgate-User
+}
+
+// NewUnixClient returns a client for the admin socket at path.
+func NewUnixClient(path string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}
+	return &Client{
+		hc:     &http.Client{Transport: tr, Timeout: 5 * time.Minute},
+		base:   "http://mailgate",
+		socket: path,
+		user:   os.Getenv("SUDO_USER"),
+	}
+}
+
+// NewTCPClient returns a client for the admin API at base (http://host:port)
+// with a bearer token.
+func NewTCPClient(base, token string) *Client {
+	return &Client{hc: &http.Client{Timeout: 5 * time.Minute}, base: base, token: token}
+}
+
+// APIError is an error reply from the server.
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.user != "" {
+		req.Header.Set("X-Mailgate-User", c.user)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if c.socket != "" && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
+			return fmt.Errorf("mailgate is not running (nothing answers on %s); start it with 'mailgate serve', or point --config/--socket at the right socket", c.socket)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBytes))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e ErrorJSON
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		}
+		return &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// AddRule adds one rule.
+func (c *Client) AddRule(ctx context.Context, r RuleJSON) (RuleJSON, error) {
+	var out RuleJSON
+	return out, c.do(ctx, http.MethodPost, "/v1/rules", r, &out)
+}
+
+// AddRules adds rules in one transaction.
+func (c *Client) AddRules(ctx context.Context, rs []RuleJSON) ([]RuleJSON, error) {
+	var out []RuleJSON
+	return out, c.do(ctx, http.MethodPost, "/v1/rules", rs, &out)
+}
+
+// Rules lists rules, of one account if account is not empty.
+func (c *Client) Rules(ctx context.Context, account string) ([]RuleJSON, error) {
+	var out []RuleJSON
+	path := "/v1/rules"
+	if account != "" {
+		path += "?account=" + url.QueryEscape(account)
+	}
+	return out, c.do(ctx, http.MethodGet, path, nil, &out)
+}
+
+// RemoveRule deletes rule id and returns it.
+func (c *Client) RemoveRule(ctx context.Context, id int64) (RuleJSON, error) {
+	var out RuleJSON
+	return out, c.do(ctx, http.MethodDelete, "/v1/rules/"+strconv.FormatInt(id, 10), nil, &out)
+}
+
+// Explain asks for the verdict on an attempt and its checks.
+func (c *Client) Explain(ctx context.Context, req ExplainRequest) (ExplainResponse, error) {
+	var out ExplainResponse
+	return out, c.do(ctx, http.MethodPost, "/v1/explain", req, &out)
+}
+
+// Audit returns the newest limit audit entries.
+func (c *Client) Audit(ctx context.Context, limit int) ([]AuditJSON, error) {
+	var out []AuditJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/audit?limit="+strconv.Itoa(limit), nil, &out)
+}
+
+// Version asks the daemon for its version.
+func (c *Client) Version(ctx context.Context) (VersionJSON, error) {
+	var out VersionJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/version", nil, &out)
+}

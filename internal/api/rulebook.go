@@ -1,0 +1,117 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"mailgate/internal/rules"
+	"mailgate/internal/store"
+)
+
+// RuleStore is what the rulebook needs from persistence.
+type RuleStore interface {
+	AddRules(ctx context.Context, now time.Time, actor string, rs []rules.Rule) ([]rules.Rule, error)
+	DeleteRule(ctx context.Context, now time.Time, actor string, id int64) (rules.Rule, error)
+	Rules(ctx context.Context) ([]rules.Rule, error)
+	DeleteExpired(ctx context.Context, now time.Time) ([]rules.Rule, error)
+	Audit(ctx context.Context, limit int) ([]store.AuditEntry, error)
+}
+
+// Rulebook keeps the rule index in memory in step with the store: every
+// change goes to disk first and reaches memory only when disk took it.
+type Rulebook struct {
+	mu    sync.Mutex // serializes changes so disk and memory see one order
+	store RuleStore
+	idx   *rules.Index
+	fixed []rules.Rule // rules from the config file, never stored
+}
+
+// NewRulebook returns a rulebook over st and idx. fixed are the config
+// file's rules (trusted and deny networks); they are put in the index on
+// every Load and never stored.
+func NewRulebook(st RuleStore, idx *rules.Index, fixed []rules.Rule) *Rulebook {
+	return &Rulebook{store: st, idx: idx, fixed: fixed}
+}
+
+// Load replaces the index with the stored rules (those already expired at
+// now are left out) and the config file's rules. It returns how many
+// stored rules it loaded.
+func (b *Rulebook) Load(ctx context.Context, now time.Time) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rs, err := b.store.Rules(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("loading rules: %w", err)
+	}
+	live := rs[:0]
+	for _, r := range rs {
+		if !r.Expired(now) {
+			live = append(live, r)
+		}
+	}
+	n := len(live)
+	b.idx.Replace(append(live, b.fixed...))
+	return n, nil
+}
+
+// Add stores rs in one transaction, then puts them in the index.
+func (b *Rulebook) Add(ctx context.Context, now time.Time, actor string, rs []rules.Rule) ([]rules.Rule, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	added, err := b.store.AddRules(ctx, now, actor, rs)
+	if err != nil {
+		return nil, err
+	}
+	for i := range added {
+		b.idx.Add(&added[i])
+	}
+	return added, nil
+}
+
+// Remove deletes rule id from the store, then from the index.
+func (b *Rulebook) Remove(ctx context.Context, now time.Time, actor string, id int64) (rules.Rule, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.store.DeleteRule(ctx, now, actor, id)
+	if err != nil {
+		return r, err
+	}
+	b.idx.Remove(&r)
+	return r, nil
+}
+
+// Expire removes the rules expired at now from the store and the index.
+func (b *Rulebook) Expire(ctx context.Context, now time.Time) ([]rules.Rule, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gone, err := b.store.DeleteExpired(ctx, now)
+	for i := range gone {
+		b.idx.Remove(&gone[i])
+	}
+	return gone, err
+}
+
+// List returns the stored rules followed by the config file's.
+func (b *Rulebook) List(ctx context.Context) ([]rules.Rule, error) {
+	rs, err := b.store.Rules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(rs, b.fixed...), nil
+}
+
+// Get returns stored rule id.
+func (b *Rulebook) Get(ctx context.Context, id int64) (rules.Rule, bool) {
+	rs, err := b.store.Rules(ctx)
+	if err != nil {
+		return rules.Rule{}, false
+	}
+	for _, r := range rs {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return rules.Rule{}, false
+}

@@ -1,0 +1,296 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"mailgate/internal/policy"
+	"mailgate/internal/rules"
+	"mailgate/internal/store"
+)
+
+// maxRequestBytes bounds an API request body; an import of many rules is
+// sent in batches below it.
+const maxRequestBytes = 64 << 20
+
+// Decider is what explain needs from the engine.
+type Decider interface {
+	Decide(a *policy.Attempt, now time.Time, tr *policy.Trace) policy.Verdict
+	Message(a *policy.Attempt, v *policy.Verdict) string
+}
+
+// Server serves the admin API.
+type Server struct {
+	book    *Rulebook
+	engine  Decider
+	idx     *rules.Index
+	log     *slog.Logger
+	version string
+	token   string // required on TCP connections when set
+	now     func() time.Time
+}
+
+// NewServer returns the admin API over book and engine. token, if not
+// empty, is the bearer token required on connections that are not over a
+// unix socket.
+func NewServer(book *Rulebook, engine Decider, log *slog.Logger, version, token string) *Server {
+	return &Server{book: book, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now}
+}
+
+type connKey struct{}
+
+// ConnContext stores the connection in the request context, so handlers
+// can read the peer's credentials. Set it as http.Server.ConnContext.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, VersionJSON{Version: s.version, Rules: s.idx.Len()})
+	})
+	mux.HandleFunc("GET /v1/rules", s.listRules)
+	mux.HandleFunc("POST /v1/rules", s.addRules)
+	mux.HandleFunc("DELETE /v1/rules/{id}", s.removeRule)
+	mux.HandleFunc("POST /v1/explain", s.explain)
+	mux.HandleFunc("GET /v1/audit", s.audit)
+	return s.authenticate(mux)
+}
+
+// authenticate lets unix-socket peers through (the socket's file mode is
+// the access control) and asks TCP peers for the bearer token.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Context().Value(connKey{}).(*net.UnixConn); ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+			writeError(w, http.StatusUnauthorized, errors.New("a valid bearer token is required"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// actor names who made a change: the unix user at the other end of the
+// socket (from SO_PEERCRED), plus the name the CLI says it runs for (sudo),
+// or "api-token" over TCP.
+func actor(r *http.Request) string {
+	who := "api-token"
+	if c, ok := r.Context().Value(connKey{}).(*net.UnixConn); ok {
+		who = "unknown"
+		if raw, err := c.SyscallConn(); err == nil {
+			var cred *syscall.Ucred
+			raw.Control(func(fd uintptr) {
+				cred, _ = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+			})
+			if cred != nil {
+				who = "uid " + strconv.Itoa(int(cred.Uid))
+				if u, err := user.LookupId(strconv.Itoa(int(cred.Uid))); err == nil {
+					who = u.Username
+				}
+			}
+		}
+	}
+	if as := strings.TrimSpace(r.Header.Get("X-Mailgate-User")); as != "" && as != who && len(as) <= 64 && !strings.ContainsAny(as, "\r\n") {
+		who += " (for " + as + ")"
+	}
+	return who
+}
+
+func (s *Server) listRules(w http.ResponseWriter, r *http.Request) {
+	rs, err := s.book.List(r.Context())
+	if err != nil {
+		s.internal(w, "listing rules", err)
+		return
+	}
+	acct := r.URL.Query().Get("account")
+	if acct != "" {
+		if acct, err = rules.NormalizeAccount(acct); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("account: %w", err))
+			return
+		}
+	}
+	out := make([]RuleJSON, 0, len(rs))
+	for i := range rs {
+		if acct == "" || rs[i].Account == acct {
+			out = append(out, FromRule(&rs[i]))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// addRules takes one rule object or an array of them (an import); all are
+// added in one transaction or none is.
+func (s *Server) addRules(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body: %w", err))
+		return
+	}
+	var in []RuleJSON
+	single := len(body) > 0 && body[0] == '{'
+	if single {
+		var one RuleJSON
+		err = strictUnmarshal(body, &one)
+		in = []RuleJSON{one}
+	} else {
+		err = strictUnmarshal(body, &in)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return
+	}
+	rs := make([]rules.Rule, len(in))
+	for i := range in {
+		if rs[i], err = in[i].Rule(); err != nil {
+			if !single {
+				err = fmt.Errorf("rule %d: %w", i+1, err)
+			}
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+	}
+	who := actor(r)
+	added, err := s.book.Add(r.Context(), s.now(), who, rs)
+	if err != nil {
+		s.internal(w, "adding rules", err)
+		return
+	}
+	s.log.Info("rules added", "count", len(added), "actor", who)
+	out := make([]RuleJSON, len(added))
+	for i := range added {
+		out[i] = FromRule(&added[i])
+	}
+	if single {
+		writeJSON(w, http.StatusCreated, out[0])
+		return
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) removeRule(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("rule id %q is not a positive number", r.PathValue("id")))
+		return
+	}
+	who := actor(r)
+	gone, err := s.book.Remove(r.Context(), s.now(), who, id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no rule with id %d", id))
+		return
+	}
+	if err != nil {
+		s.internal(w, "removing rule", err)
+		return
+	}
+	s.log.Info("rule removed", "id", id, "actor", who)
+	writeJSON(w, http.StatusOK, FromRule(&gone))
+}
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	var in ExplainRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err == nil {
+		err = strictUnmarshal(body, &in)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return
+	}
+	a := policy.Attempt{Login: rules.NormalizeLogin(in.Account), Door: "explain"}
+	if a.Client, err = rules.ParseAddr(in.IP); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("ip: %q is not an IP address", in.IP))
+		return
+	}
+	svc, err := rules.ParseService(in.Service)
+	if err != nil || svc == rules.AllServices {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("service: want one of imap, pop3, smtp, submission, sieve (got %q)", in.Service))
+		return
+	}
+	a.Service = svc
+	tr := &policy.Trace{}
+	v := s.engine.Decide(&a, s.now(), tr)
+	out := ExplainResponse{
+		Verdict: v.Action.String(), Reason: v.Reason.String(), Rule: v.RuleID,
+		Message: s.engine.Message(&a, &v), Explanation: v.Explain(&a),
+		Account: a.Login, IP: a.Client.String(), Service: a.Service.String(), Checks: tr.Checks,
+	}
+	if v.RuleID != 0 {
+		if rule, ok := s.book.Get(r.Context(), v.RuleID); ok {
+			j := FromRule(&rule)
+			out.RuleDetail = &j
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100000 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %q is not a number from 1 to 100000", l))
+			return
+		}
+		limit = n
+	}
+	es, err := s.book.store.Audit(r.Context(), limit)
+	if err != nil {
+		s.internal(w, "reading audit trail", err)
+		return
+	}
+	out := make([]AuditJSON, len(es))
+	for i, e := range es {
+		out[i] = AuditJSON{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Op: e.Op, RuleID: e.RuleID, Detail: e.Detail}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) internal(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, "err", err)
+	writeError(w, http.StatusInternalServerError, fmt.Errorf("%s: %w", what, err))
+}
+
+func strictUnmarshal(b []byte, v any) error {
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck // the client went away
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, ErrorJSON{Error: err.Error()})
+}

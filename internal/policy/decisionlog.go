@@ -1,0 +1,142 @@
+package policy
+
+import (
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// DecisionLog writes one stable line per verdict, apart from diagnostics:
+//
+//	time=2026-11-22T03:58:45.123Z decision=deny reason=account_deny rule=17 door=dovecot service=imap login=alice@example.com ip=203.0.113.9
+//
+// and one line per login result a door reports:
+//
+//	time=2026-11-22T03:58:45.123Z auth=failure door=dovecot service=imap login=alice@example.com ip=203.0.113.9 session=zHU7R9RgWLZ/AAAB
+//
+// Fields keep their order; values that are empty or hold spaces, quotes,
+// '=' or control characters are written Go-quoted, so an attacker's login
+// cannot forge a field. A password or password hash is never written.
+type DecisionLog struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+// NewDecisionLog returns a log writing to w; a nil w discards.
+func NewDecisionLog(w io.Writer) *DecisionLog {
+	return &DecisionLog{w: w}
+}
+
+// Verdict logs a verdict.
+func (l *DecisionLog) Verdict(now time.Time, a *Attempt, v *Verdict) {
+	if l == nil || l.w == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = AppendVerdict(l.buf[:0], now, a, v)
+	l.w.Write(l.buf) //nolint:errcheck // a lost log line must not fail a login
+}
+
+// Result logs a login result reported by a door.
+func (l *DecisionLog) Result(now time.Time, a *Attempt, success bool) {
+	if l == nil || l.w == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = AppendResult(l.buf[:0], now, a, success)
+	l.w.Write(l.buf) //nolint:errcheck // as above
+}
+
+// AppendVerdict appends the decision line for v, newline included.
+func AppendVerdict(b []byte, now time.Time, a *Attempt, v *Verdict) []byte {
+	b = appendTime(b, now)
+	b = append(b, " decision="...)
+	b = append(b, v.Action.String()...)
+	b = append(b, " reason="...)
+	b = append(b, v.Reason.String()...)
+	b = append(b, " rule="...)
+	switch {
+	case v.RuleID != 0:
+		b = strconv.AppendInt(b, v.RuleID, 10)
+	case v.Source != "":
+		b = append(b, v.Source...)
+	default:
+		b = append(b, '-')
+	}
+	if v.Action == Tarpit {
+		b = append(b, " delay="...)
+		b = strconv.AppendInt(b, int64(v.Delay/time.Second), 10)
+	}
+	b = appendAttempt(b, a)
+	if a.AfterAuth {
+		b = append(b, " stage=after_auth"...)
+	}
+	return append(b, '\n')
+}
+
+// AppendResult appends the line for a reported login result.
+func AppendResult(b []byte, now time.Time, a *Attempt, success bool) []byte {
+	b = appendTime(b, now)
+	if success {
+		b = append(b, " auth=success"...)
+	} else {
+		b = append(b, " auth=failure"...)
+	}
+	b = appendAttempt(b, a)
+	return append(b, '\n')
+}
+
+func appendTime(b []byte, now time.Time) []byte {
+	b = append(b, "time="...)
+	return now.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+}
+
+func appendAttempt(b []byte, a *Attempt) []byte {
+	b = append(b, " door="...)
+	b = appendValue(b, a.Door)
+	b = append(b, " service="...)
+	b = append(b, a.Service.String()...)
+	b = append(b, " login="...)
+	b = appendValue(b, a.Login)
+	b = append(b, " ip="...)
+	if a.Client.IsValid() {
+		b = a.Client.AppendTo(b)
+	} else {
+		b = append(b, '-')
+	}
+	if a.Session != "" {
+		b = append(b, " session="...)
+		b = appendValue(b, a.Session)
+	}
+	return b
+}
+
+// maxValue bounds one logged value; longer ones are cut (and quoted).
+const maxValue = 256
+
+func appendValue(b []byte, s string) []byte {
+	if len(s) > maxValue {
+		return strconv.AppendQuote(b, s[:maxValue]+"...")
+	}
+	if needsQuote(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+func needsQuote(s string) bool {
+	if s == "" || !utf8.ValidString(s) {
+		return true
+	}
+	for _, c := range s {
+		if c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f || c == utf8.RuneError {
+			return true
+		}
+	}
+	return false
+}

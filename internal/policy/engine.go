@@ -1,0 +1,160 @@
+// Package policy is mailgate's decision engine: an Attempt goes in, a
+// Verdict comes out. It orders the checks (trusted networks, global deny
+// list, per-account rules), says which rule decided and why, and renders
+// the decision log line.
+//
+// It is pure: time is an argument, and a decision touches only memory.
+// It is not a door (internal/dovecot and friends parse the wire), nor a
+// store (rule changes reach its index through the caller).
+package policy
+
+import (
+	"strings"
+	"time"
+
+	"mailgate/internal/rules"
+)
+
+// Engine decides attempts against an index of rules.
+type Engine struct {
+	idx  *rules.Index
+	msgs Messages
+}
+
+// New returns an engine over idx. msgs are the user-visible refusal texts;
+// reasons missing from it fall back to DefaultMessages.
+func New(idx *rules.Index, msgs Messages) *Engine {
+	m := DefaultMessages()
+	for k, v := range msgs {
+		m[k] = v
+	}
+	return &Engine{idx: idx, msgs: m}
+}
+
+// Index returns the engine's rule index, for the caller to keep in step
+// with the store.
+func (e *Engine) Index() *rules.Index { return e.idx }
+
+// Decide returns the verdict for a. When tr is not nil every check is
+// recorded in it; with a nil tr Decide does not allocate.
+//
+// The order (DESIGN.md §2): trusted networks allow; the global deny list
+// denies; then the account's rules, most specific level first (the exact
+// login, then "@domain", then "*"): the first level with an applicable
+// allow list or a matching deny rule decides. A level whose only rules
+// for the service are deny rules that do not match passes the attempt on.
+func (e *Engine) Decide(a *Attempt, now time.Time, tr *Trace) Verdict {
+	if !a.Client.IsValid() {
+		tr.add("client address", "invalid", 0, "the door gave no usable client address")
+		return Verdict{Action: Deny, Reason: ReasonBadAddress}
+	}
+
+	trusted, deny := e.idx.Global(a.Service, a.Client, now)
+	if trusted.Found {
+		tr.add("trusted networks", "match", trusted.ID, trusted.Match.String()+source(trusted))
+		return Verdict{Action: Allow, Reason: ReasonTrusted, RuleID: trusted.ID, Match: trusted.Match, Source: sourceName(trusted)}
+	}
+	tr.add("trusted networks", "no match", 0, "")
+	if deny.Found {
+		tr.add("global deny list", "match", deny.ID, deny.Match.String()+source(deny))
+		return Verdict{Action: Deny, Reason: ReasonGlobalDeny, RuleID: deny.ID, Match: deny.Match, Source: sourceName(deny)}
+	}
+	tr.add("global deny list", "no match", 0, "")
+
+	if a.Login == "" {
+		tr.add("account rules", "skipped", 0, "no login given")
+		return Verdict{Action: Allow, Reason: ReasonDefault}
+	}
+	domain := ""
+	if i := strings.LastIndexByte(a.Login, '@'); i >= 0 {
+		domain = a.Login[i+1:]
+	}
+	for kind := rules.LevelLogin; kind <= rules.LevelAny; kind++ {
+		key := a.Login
+		switch kind {
+		case rules.LevelDomain:
+			if domain == "" {
+				continue
+			}
+			key = domain
+		case rules.LevelAny:
+			key = ""
+		}
+		r := e.idx.Level(kind, key, a.Service, a.Client, now)
+		if tr != nil {
+			tr.add("account rules of "+levelName(kind, key), r.Outcome.String(), r.Hit.ID, levelDetail(r))
+		}
+		if !r.Outcome.Decides() {
+			continue
+		}
+		v := Verdict{Action: Deny, RuleID: r.Hit.ID, Match: r.Hit.Match, Level: kind, LevelKey: key}
+		switch r.Outcome {
+		case rules.Allowed:
+			v.Action, v.Reason = Allow, ReasonAccountAllow
+		case rules.Denied:
+			v.Reason = ReasonAccountDeny
+		case rules.NotListed:
+			v.Reason = ReasonNotInAllowlist
+		case rules.Closed:
+			v.Reason = ReasonServiceClosed
+		}
+		return v
+	}
+	return Verdict{Action: Allow, Reason: ReasonDefault}
+}
+
+// Message is the text the mail user sees for a refusal ("" for allow).
+func (e *Engine) Message(a *Attempt, v *Verdict) string {
+	if v.Action != Deny {
+		return ""
+	}
+	return e.msgs.Message(a, v)
+}
+
+// LevelName is the account level whose rules decided the verdict: the
+// login, "@domain" or "*"; "" for a verdict not made by account rules.
+func (v *Verdict) LevelName() string {
+	switch v.Reason {
+	case ReasonAccountAllow, ReasonAccountDeny, ReasonNotInAllowlist, ReasonServiceClosed:
+		return levelName(v.Level, v.LevelKey)
+	}
+	return ""
+}
+
+func levelName(kind rules.LevelKind, key string) string {
+	switch kind {
+	case rules.LevelDomain:
+		return "@" + key
+	case rules.LevelAny:
+		return "*"
+	}
+	return key
+}
+
+func levelDetail(r rules.LevelResult) string {
+	switch r.Outcome {
+	case rules.NoRules:
+		return ""
+	case rules.Allowed, rules.Denied:
+		return "matched " + r.Hit.Match.String()
+	case rules.Closed:
+		return "allow none: the service is closed"
+	case rules.NotListed:
+		return "the address is not in the allow list"
+	}
+	return "deny rules exist, none matches; next level decides"
+}
+
+func source(h rules.Hit) string {
+	if h.Config {
+		return " (config file)"
+	}
+	return ""
+}
+
+func sourceName(h rules.Hit) string {
+	if h.Config {
+		return "config"
+	}
+	return ""
+}

@@ -1,0 +1,206 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailgate/internal/rules"
+)
+
+// Attempt is one login or relay attempt as a door saw it. Doors parse their
+// wire format into an Attempt at the edge; inside, addresses are netip
+// values and the login is normalized (rules.NormalizeLogin).
+type Attempt struct {
+	Login   string        // normalized login; "" when the door has none
+	Service rules.Service // rules.ProtocolService of the door's protocol name
+	Client  netip.Addr    // the client's address, unmapped
+	Local   netip.AddrPort
+	TLS     bool
+	// PwHash is the door's short hash of the password tried (Dovecot's
+	// truncated pwhash). It is used to tell a stale client from a guesser
+	// and is never logged.
+	PwHash  string
+	Session string // the door's session id, if any
+	Door    string // "dovecot", "nginx", "postfix", "cli"
+	// AfterAuth is set on Dovecot's second allow call, which comes only
+	// after the password was found correct.
+	AfterAuth bool
+}
+
+// Action is what the verdict tells the door to do.
+type Action uint8
+
+const (
+	Allow Action = iota
+	Deny
+	Tarpit // delay the attempt by Verdict.Delay, then let it go on
+)
+
+func (a Action) String() string {
+	switch a {
+	case Allow:
+		return "allow"
+	case Deny:
+		return "deny"
+	case Tarpit:
+		return "tarpit"
+	}
+	return "invalid"
+}
+
+// Reason is the check that decided a verdict. Its String is the stable
+// code written to the decision log; people grep for these.
+type Reason uint8
+
+const (
+	ReasonDefault        Reason = iota // no rule applied: allowed
+	ReasonTrusted                      // the address is in a trusted network
+	ReasonGlobalDeny                   // the address is on the global deny list
+	ReasonAccountAllow                 // an allow rule of the account matched
+	ReasonAccountDeny                  // a deny rule of the account matched
+	ReasonNotInAllowlist               // the account has allow rules for the service; none matched
+	ReasonServiceClosed                // the account's only allow rule for the service is "none"
+	ReasonBadAddress                   // the door gave no usable client address
+	numReasons
+)
+
+var reasonCodes = [numReasons]string{
+	ReasonDefault:        "default",
+	ReasonTrusted:        "trusted",
+	ReasonGlobalDeny:     "global_deny",
+	ReasonAccountAllow:   "account_allow",
+	ReasonAccountDeny:    "account_deny",
+	ReasonNotInAllowlist: "not_in_allowlist",
+	ReasonServiceClosed:  "service_closed",
+	ReasonBadAddress:     "bad_address",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonCodes[r]
+	}
+	return "reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Reasons lists every reason code, for docs and config validation.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
+
+// ParseReason is the inverse of Reason.String.
+func ParseReason(s string) (Reason, bool) {
+	for i, c := range reasonCodes {
+		if c == s {
+			return Reason(i), true
+		}
+	}
+	return 0, false
+}
+
+// Verdict is the engine's answer to an Attempt. It is a plain value: the
+// engine fills it without allocating, and the explanation is rendered only
+// when someone asks for it.
+type Verdict struct {
+	Action Action
+	Reason Reason
+	Delay  time.Duration // for Tarpit
+	// RuleID is the id of the rule that decided, 0 when none did (or the
+	// rule came from the config file; see Source).
+	RuleID int64
+	// Source is "config" when the deciding rule came from the config file.
+	Source string
+	// Match is the address or network of the deciding rule.
+	Match netip.Prefix
+	// Level and LevelKey say which account level decided (see LevelName).
+	Level    rules.LevelKind
+	LevelKey string
+}
+
+// Check is one step of an explanation.
+type Check struct {
+	Name   string `json:"check"`
+	Result string `json:"result"`
+	RuleID int64  `json:"rule,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Trace collects the checks behind a verdict when Decide is asked to
+// explain itself. A nil *Trace records nothing and costs nothing.
+type Trace struct {
+	Checks []Check
+}
+
+func (t *Trace) add(name, result string, id int64, detail string) {
+	if t != nil {
+		t.Checks = append(t.Checks, Check{Name: name, Result: result, RuleID: id, Detail: detail})
+	}
+}
+
+// Messages are the texts a mail user sees when refused, keyed by reason.
+// Placeholders: {service} (e.g. "POP3"), {ip}, {login}.
+type Messages map[string]string
+
+// DefaultMessages returns the built-in user-visible texts.
+func DefaultMessages() Messages {
+	return Messages{
+		ReasonGlobalDeny.String():     "Logins from your address ({ip}) are blocked on this server.",
+		ReasonAccountDeny.String():    "This account may not use {service} from your address ({ip}).",
+		ReasonNotInAllowlist.String(): "This account may not use {service} from your address ({ip}).",
+		ReasonServiceClosed.String():  "{service} is disabled for this account.",
+		ReasonBadAddress.String():     "Your address could not be checked; please try again later.",
+	}
+}
+
+// Message renders the user-visible text for a deny verdict.
+func (m Messages) Message(a *Attempt, v *Verdict) string {
+	t, ok := m[v.Reason.String()]
+	if !ok {
+		t = DefaultMessages()[v.Reason.String()]
+	}
+	if t == "" {
+		return ""
+	}
+	ip := "unknown"
+	if a.Client.IsValid() {
+		ip = a.Client.String()
+	}
+	return strings.NewReplacer("{service}", a.Service.Title(), "{ip}", ip, "{login}", a.Login).Replace(t)
+}
+
+// Explain is a one-line human explanation of the verdict.
+func (v *Verdict) Explain(a *Attempt) string {
+	rule := ""
+	if v.RuleID != 0 {
+		rule = fmt.Sprintf(" (rule %d)", v.RuleID)
+	} else if v.Source != "" {
+		rule = " (" + v.Source + ")"
+	}
+	m := ""
+	if v.Match.IsValid() {
+		m = v.Match.String()
+	}
+	switch v.Reason {
+	case ReasonTrusted:
+		return fmt.Sprintf("%s is in trusted network %s%s", a.Client, m, rule)
+	case ReasonGlobalDeny:
+		return fmt.Sprintf("%s is on the global deny list as %s%s", a.Client, m, rule)
+	case ReasonAccountAllow:
+		return fmt.Sprintf("rules of %s allow %s from %s%s", v.LevelName(), a.Service, m, rule)
+	case ReasonAccountDeny:
+		return fmt.Sprintf("rules of %s deny %s from %s%s", v.LevelName(), a.Service, m, rule)
+	case ReasonNotInAllowlist:
+		return fmt.Sprintf("rules of %s allow %s only from listed addresses, and %s is not one of them", v.LevelName(), a.Service, a.Client)
+	case ReasonServiceClosed:
+		return fmt.Sprintf("rules of %s close %s (allow none)%s", v.LevelName(), a.Service, rule)
+	case ReasonBadAddress:
+		return "the client address is missing or invalid"
+	}
+	return "no rule applies; allowed by default"
+}
