@@ -102,8 +102,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}, engine, dlog, log.With("door", "dovecot"))
 		start("dovecot", &http.Server{
 			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			IdleTimeout:       time.Minute, // Dovecot closes idle connections after 10 s
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}, ln)

@@ -167,11 +167,35 @@ func (m Messages) Message(a *Attempt, v *Verdict) string {
 	if t == "" {
 		return ""
 	}
-	ip := "unknown"
-	if a.Client.IsValid() {
-		ip = a.Client.String()
+	var b strings.Builder
+	b.Grow(len(t) + 32)
+	for {
+		i := strings.IndexByte(t, '{')
+		if i < 0 {
+			b.WriteString(t)
+			return b.String()
+		}
+		b.WriteString(t[:i])
+		t = t[i:]
+		switch {
+		case strings.HasPrefix(t, "{service}"):
+			b.WriteString(a.Service.Title())
+			t = t[len("{service}"):]
+		case strings.HasPrefix(t, "{ip}"):
+			if a.Client.IsValid() {
+				b.WriteString(a.Client.String())
+			} else {
+				b.WriteString("unknown")
+			}
+			t = t[len("{ip}"):]
+		case strings.HasPrefix(t, "{login}"):
+			b.WriteString(a.Login)
+			t = t[len("{login}"):]
+		default:
+			b.WriteByte('{')
+			t = t[1:]
+		}
 	}
-	return strings.NewReplacer("{service}", a.Service.Title(), "{ip}", ip, "{login}", a.Login).Replace(t)
 }
 
 // Explain is a one-line human explanation of the verdict.

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// FuzzLoad feeds arbitrary bytes to Parse, the body of Load. It must never
+// panic; whatever it accepts must validate and survive a round trip
+// through encode (the writer behind Example).
+func FuzzLoad(f *testing.F) {
+	for _, glob := range []string{"testdata/good/*.toml", "testdata/bad/*.toml", examplePath} {
+		files, _ := filepath.Glob(glob)
+		for _, path := range files {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config Validate refuses: %v", err)
+		}
+		if _, err := cfg.TrustedPrefixes(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cfg.DenyPrefixes(); err != nil {
+			t.Fatal(err)
+		}
+		out := encode(&cfg)
+		back, err := Parse(out)
+		if err != nil {
+			t.Fatalf("re-parsing encoded config: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(back, cfg) {
+			t.Fatalf("round trip changed the config:\n got %#v\nwant %#v", back, cfg)
+		}
+	})
+}

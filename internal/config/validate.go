@@ -1,0 +1,277 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"mailgate/internal/policy"
+	"mailgate/internal/rules"
+)
+
+// Limits checked by Validate.
+const (
+	MinBodyBytes   = 1 << 10
+	MaxBodyBytes   = 1 << 20
+	MinTokenLen    = 16
+	MaxMessageLen  = 512
+	maxUnixPathLen = 107 // sun_path is 108 bytes on Linux, with the NUL
+)
+
+var logLevels = []string{"debug", "info", "warn", "error"}
+
+// Validate checks every value and reports every problem at once, each as a
+// *KeyError naming its key path, joined in an *Error.
+func (c *Config) Validate() error {
+	var e Error
+	bad := func(key, format string, args ...any) {
+		e.add(&KeyError{Key: key, Err: fmt.Errorf(format, args...)})
+	}
+
+	if !slices.Contains(logLevels, c.Log.Level) {
+		bad("log.level", "%q is not a level (want debug, info, warn or error)", c.Log.Level)
+	}
+	if c.Log.Decisions == "" {
+		bad("log.decisions", "empty (want stdout, stderr, off or a file path)")
+	}
+
+	if c.Store.Driver != "sqlite" {
+		bad("store.driver", "%q is not a store driver (want sqlite)", c.Store.Driver)
+	}
+	if c.Store.Path == "" {
+		bad("store.path", "empty (want the SQLite database file)")
+	}
+
+	switch {
+	case c.Admin.Socket == "":
+		bad("admin.socket", "empty (want a unix socket path, e.g. /run/mailgate/admin.sock)")
+	case len(c.Admin.Socket) > maxUnixPathLen:
+		bad("admin.socket", "longer than %d bytes, the limit for a unix socket path", maxUnixPathLen)
+	case strings.ContainsRune(c.Admin.Socket, 0):
+		bad("admin.socket", "contains a NUL byte")
+	}
+	if c.Admin.Listen != "" {
+		if err := checkHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", "%v", err)
+		}
+		if len(c.Admin.Token) < MinTokenLen {
+			bad("admin.token", "admin.listen is set, so a token of at least %d characters is required (e.g. from: openssl rand -hex 24)", MinTokenLen)
+		}
+	}
+	if err := checkSecret(c.Admin.Token); err != nil {
+		bad("admin.token", "%v", err)
+	}
+
+	if c.Dovecot.Enabled {
+		if err := checkHostPort(c.Dovecot.Listen); err != nil {
+			bad("dovecot.listen", "%v", err)
+		}
+	}
+	if err := checkSecret(c.Dovecot.APIKey); err != nil {
+		bad("dovecot.api_key", "%v", err)
+	}
+	if n := c.Dovecot.MaxBodyBytes; n < MinBodyBytes || n > MaxBodyBytes {
+		bad("dovecot.max_body_bytes", "%d is out of range (want %d to %d)", n, MinBodyBytes, MaxBodyBytes)
+	}
+
+	_, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)
+	for _, err := range errs {
+		e.add(err)
+	}
+	_, errs = parseNetworks("policy.deny_networks", c.Policy.DenyNetworks)
+	for _, err := range errs {
+		e.add(err)
+	}
+
+	keys := make([]string, 0, len(c.Messages))
+	for k := range c.Messages {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		key := toml.Key{"messages", k}.String()
+		if err := checkMessageReason(k); err != nil {
+			e.add(&KeyError{Key: key, Err: err})
+		}
+		if err := checkMessage(c.Messages[k]); err != nil {
+			e.add(&KeyError{Key: key, Err: err})
+		}
+	}
+	return e.err()
+}
+
+// TrustedPrefixes returns policy.trusted_networks parsed. Its error names
+// the first bad entry; Validate reports them all.
+func (c *Config) TrustedPrefixes() ([]netip.Prefix, error) {
+	ps, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return ps, nil
+}
+
+// DenyPrefixes returns policy.deny_networks parsed. Its error names the
+// first bad entry; Validate reports them all.
+func (c *Config) DenyPrefixes() ([]netip.Prefix, error) {
+	ps, errs := parseNetworks("policy.deny_networks", c.Policy.DenyNetworks)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return ps, nil
+}
+
+func parseNetworks(key string, list []string) ([]netip.Prefix, []error) {
+	var errs []error
+	ps := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		k := key + "[" + strconv.Itoa(i) + "]"
+		p, err := rules.ParseMatch(s)
+		switch {
+		case err != nil:
+			errs = append(errs, &KeyError{Key: k, Err: err})
+		case !p.IsValid():
+			errs = append(errs, &KeyError{Key: k, Err: errors.New("none matches no address and has no place in a global list; remove the entry")})
+		default:
+			ps = append(ps, p)
+		}
+	}
+	return ps, errs
+}
+
+// checkHostPort checks a listen address: host:port with a numeric port,
+// the host an IP address, a host name or empty (every address).
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:4001 or [::1]:4001): %w", s, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if !validHostname(host) {
+		return fmt.Errorf("%q: %q is neither an IP address nor a host name", s, host)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkSecret checks a token or API key, which travels in an HTTP header.
+func checkSecret(s string) error {
+	if strings.TrimSpace(s) != s {
+		return errors.New("has leading or trailing space, which HTTP headers drop")
+	}
+	for _, c := range []byte(s) {
+		if c < 0x20 || c == 0x7f {
+			return errors.New("has a control character")
+		}
+	}
+	return nil
+}
+
+// checkMessageReason checks that a messages key is a reason that refuses.
+func checkMessageReason(k string) error {
+	r, ok := policy.ParseReason(k)
+	if !ok {
+		return fmt.Errorf("unknown reason code (want one of %s)", strings.Join(denyReasons(), ", "))
+	}
+	if !refuses(r) {
+		return fmt.Errorf("reason %s never refuses a login, so its message would never be shown (want one of %s)", k, strings.Join(denyReasons(), ", "))
+	}
+	return nil
+}
+
+// refuses reports whether a verdict with reason r can refuse a login.
+func refuses(r policy.Reason) bool {
+	switch r {
+	case policy.ReasonDefault, policy.ReasonTrusted, policy.ReasonAccountAllow:
+		return false
+	}
+	return true
+}
+
+func denyReasons() []string {
+	var out []string
+	for _, r := range policy.Reasons() {
+		if refuses(r) {
+			out = append(out, r.String())
+		}
+	}
+	return out
+}
+
+var placeholders = []string{"{service}", "{ip}", "{login}"}
+
+// checkMessage checks a user-visible text: it goes into a single protocol
+// line, so it has a length bound and no line breaks.
+func checkMessage(m string) error {
+	if len(m) > MaxMessageLen {
+		return fmt.Errorf("longer than %d bytes", MaxMessageLen)
+	}
+	if strings.ContainsAny(m, "\r\n") {
+		return errors.New("contains a line break; the text must fit on one protocol line")
+	}
+	for _, c := range []byte(m) {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return errors.New("contains a control character")
+		}
+	}
+	rest := m
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		rest = rest[i:]
+		j := strings.IndexByte(rest, '}')
+		if j < 0 {
+			break
+		}
+		if p := rest[:j+1]; !slices.Contains(placeholders, p) && isWord(p[1:j]) {
+			return fmt.Errorf("unknown placeholder %s (want {service}, {ip} or {login})", p)
+		}
+		rest = rest[1:]
+	}
+	return nil
+}
+
+// isWord reports whether s looks like a placeholder name, so that braces
+// in ordinary text ("{}" or "{ see below }") are left alone.
+func isWord(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

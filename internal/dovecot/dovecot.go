@@ -1,0 +1,387 @@
+// Package dovecot is mailgate's Dovecot door: an http.Handler speaking
+// Dovecot's authentication policy protocol (auth_policy_server_url).
+// Dovecot POSTs a JSON body to "<url>?command=allow" before (and, for a
+// correct password, again after) its passdb lookup, and to
+// "?command=report" with the outcome; the handler turns each body into a
+// policy.Attempt, asks the decision engine and answers
+// {"status":N,"msg":"..."}.
+//
+// The wire rules implemented here, with captures from Dovecot 2.3.19.1,
+// are in protocols.md §1 (settings §1.1, body §1.2, replies §1.4, call
+// sequences §1.5, captures §1.6, 2.4 differences §1.8) and in Dovecot's
+// documentation:
+// https://doc.dovecot.org/2.3/configuration_manual/authentication/auth_policy/ and
+// https://doc.dovecot.org/2.4.1/core/config/auth/policy.html .
+//
+// It is a thin I/O layer: it does not decide anything (internal/policy
+// does), does not verify passwords (Dovecot's passdb does; the pwhash it
+// receives is a 12-bit bucket), does not listen on a socket (the caller
+// mounts the Handler on its own http.Server) and does not count failures
+// (the caller's Config.OnReport gets every report).
+package dovecot
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"mailgate/internal/policy"
+	"mailgate/internal/rules"
+)
+
+// Decider decides attempts; *policy.Engine is one.
+type Decider interface {
+	Decide(a *policy.Attempt, now time.Time, tr *policy.Trace) policy.Verdict
+	Message(a *policy.Attempt, v *policy.Verdict) string
+}
+
+// Config configures a Handler.
+type Config struct {
+	// APIKey, if not empty, must be presented by Dovecot: as the X-API-Key
+	// header (auth_policy_server_api_header = X-API-Key: <key>, or just
+	// <key>), or as the password of HTTP Basic auth (user:<key>@ in
+	// auth_policy_server_url, or auth_policy_server_api_header =
+	// Authorization: Basic <base64 of user:key>).
+	APIKey string
+	// MaxBodyBytes bounds a request body; larger ones get HTTP 413.
+	// 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// OnReport, if set, is called for every valid command=report, after
+	// the result is logged. It runs on the request's goroutine and must
+	// not keep a.
+	OnReport func(a *policy.Attempt, success bool, now time.Time)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultMaxBodyBytes is the body limit when Config.MaxBodyBytes is 0.
+// Dovecot's default body is under 200 bytes.
+const DefaultMaxBodyBytes = 16 << 10
+
+// maxMessage bounds the refusal text sent to Dovecot, which shows it to
+// the mail client.
+const maxMessage = 400
+
+// maxLogErr bounds an error quoted in a diagnostic log line.
+const maxLogErr = 200
+
+// Handler serves the Dovecot auth policy API on any path. Build it with
+// NewHandler.
+type Handler struct {
+	d       Decider
+	dlog    *policy.DecisionLog
+	log     *slog.Logger
+	now     func() time.Time
+	max     int64
+	report  func(a *policy.Attempt, success bool, now time.Time)
+	keyHash [sha256.Size]byte
+	hasKey  bool
+
+	sessions *sessions
+	bufs     sync.Pool // *bytes.Buffer
+}
+
+// NewHandler returns a handler asking d. dlog receives the decision lines
+// (nil discards them); log receives diagnostics (nil discards them).
+func NewHandler(cfg Config, d Decider, dlog *policy.DecisionLog, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{
+		d:        d,
+		dlog:     dlog,
+		log:      log,
+		now:      cfg.Now,
+		max:      cfg.MaxBodyBytes,
+		report:   cfg.OnReport,
+		sessions: newSessions(DefaultSessionTTL, DefaultMaxSession),
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.max <= 0 {
+		h.max = DefaultMaxBodyBytes
+	}
+	if cfg.APIKey != "" {
+		h.keyHash = sha256.Sum256([]byte(cfg.APIKey))
+		h.hasKey = true
+	}
+	h.bufs.New = func() any { return new(bytes.Buffer) }
+	return h
+}
+
+// Sessions is the number of sessions waiting for their after-auth call or
+// report, for metrics and state listings.
+func (h *Handler) Sessions() int { return h.sessions.len() }
+
+var (
+	replyOK       = []byte(`{"status":0,"msg":""}`)
+	replyOKLen    = []string{strconv.Itoa(len(replyOK))}
+	contentJSON   = []string{"application/json"}
+	contentText   = []string{"text/plain; charset=utf-8"}
+	allowPost     = []string{"POST"}
+	wwwAuthBasic  = []string{`Basic realm="mailgate"`}
+	errNoCommand  = errors.New("missing command parameter")
+	errBadCommand = errors.New("unknown command (want allow or report)")
+)
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header()["Allow"] = allowPost
+		h.fail(w, r, http.StatusMethodNotAllowed, "method not allowed", nil)
+		return
+	}
+	if h.hasKey && !h.authorized(r) {
+		_, _, basic := r.BasicAuth()
+		h.log.Warn("dovecot: refused request with a missing or wrong API key",
+			"remote", r.RemoteAddr, "x_api_key", r.Header.Get("X-API-Key") != "", "basic_auth", basic)
+		w.Header()["Www-Authenticate"] = wwwAuthBasic
+		h.fail(w, r, http.StatusUnauthorized, "unauthorized", nil)
+		return
+	}
+	cmd, err := command(r.URL.RawQuery)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, "bad request", err)
+		return
+	}
+
+	buf := h.bufs.Get().(*bytes.Buffer)
+	defer h.putBuf(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.max)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			h.fail(w, r, http.StatusRequestEntityTooLarge, "request body too large", err)
+			return
+		}
+		h.fail(w, r, http.StatusBadRequest, "cannot read request body", err)
+		return
+	}
+	body := buf.Bytes()
+	req, err := ParseRequest(body)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, "bad request body", err)
+		return
+	}
+	now := h.now()
+	a := policy.Attempt{
+		Login:   rules.NormalizeLogin(req.Login),
+		Service: rules.ProtocolService(req.Protocol),
+		Client:  req.Remote,
+		Local:   req.Local,
+		TLS:     req.TLS,
+		PwHash:  req.PwHash,
+		Session: req.SessionID,
+		Door:    "dovecot",
+	}
+	if cmd == cmdReport {
+		h.serveReport(w, r, &a, &req, now)
+		return
+	}
+	a.AfterAuth = h.sessions.allow(req.SessionID, body, now)
+	h.serveAllow(w, &a, now)
+}
+
+func (h *Handler) putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		h.bufs.Put(b)
+	}
+}
+
+// serveAllow answers command=allow (protocols.md §1.4): status 0 lets
+// Dovecot go on, -1 refuses with msg shown to the client, N > 0 makes
+// Dovecot wait N seconds first (before-auth only; Dovecot ignores it on
+// the after-auth call, and so does the door, answering 0).
+func (h *Handler) serveAllow(w http.ResponseWriter, a *policy.Attempt, now time.Time) {
+	v := h.d.Decide(a, now, nil)
+	if !a.AfterAuth || v.Action == policy.Deny {
+		h.dlog.Verdict(now, a, &v)
+	}
+	switch {
+	case v.Action == policy.Deny:
+		var b [128]byte
+		out := append(b[:0], `{"status":-1,"msg":`...)
+		out = appendJSONString(out, clean(h.d.Message(a, &v)))
+		out = append(out, '}')
+		writeJSON(w, out)
+	case v.Action == policy.Tarpit && !a.AfterAuth:
+		var b [40]byte
+		out := append(b[:0], `{"status":`...)
+		out = strconv.AppendInt(out, tarpitSeconds(v.Delay), 10)
+		out = append(out, `,"msg":""}`...)
+		writeJSON(w, out)
+	default:
+		writeJSON(w, replyOK)
+	}
+}
+
+// serveReport answers command=report: the login's outcome. Dovecot
+// ignores the reply (protocols.md §1.4).
+func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request, a *policy.Attempt, req *Request, now time.Time) {
+	if !req.HasSuccess {
+		h.fail(w, r, http.StatusBadRequest, "bad request body", errors.New(`report without "success"`))
+		return
+	}
+	h.sessions.forget(req.SessionID, now)
+	if !req.PolicyReject {
+		// A policy reject already has its decision line.
+		h.dlog.Result(now, a, req.Success)
+	}
+	if h.report != nil {
+		h.report(a, req.Success, now)
+	}
+	writeJSON(w, replyOK)
+}
+
+// tarpitSeconds is a tarpit delay in whole seconds, rounded up, at least 1.
+func tarpitSeconds(d time.Duration) int64 {
+	s := int64((d + time.Second - 1) / time.Second)
+	return min(max(s, 1), math.MaxInt32)
+}
+
+func writeJSON(w http.ResponseWriter, body []byte) {
+	hd := w.Header()
+	hd["Content-Type"] = contentJSON
+	if len(body) == len(replyOK) {
+		hd["Content-Length"] = replyOKLen
+	} else {
+		hd["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	w.WriteHeader(http.StatusOK)
+	w.Write(body) //nolint:errcheck // the client went away; nothing to do
+}
+
+// fail answers an error status with a short text and logs a diagnostic
+// line quoting at most maxLogErr bytes of err. err never holds a pwhash
+// (ParseRequest's errors do not quote it).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, code int, text string, err error) {
+	if err != nil {
+		msg := err.Error()
+		if len(msg) > maxLogErr {
+			msg = msg[:maxLogErr]
+		}
+		h.log.Warn("dovecot: "+text, "status", code, "remote", r.RemoteAddr, "err", msg)
+	}
+	hd := w.Header()
+	hd["Content-Type"] = contentText
+	hd["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(code)
+	w.Write([]byte(text + "\n")) //nolint:errcheck // as above
+}
+
+// authorized checks the API key in constant time (the key's length is
+// hidden too: both sides are hashed first).
+func (h *Handler) authorized(r *http.Request) bool {
+	ok := 0
+	if vs := r.Header["X-Api-Key"]; len(vs) > 0 { // canonical form: no allocation
+		// Dovecot keeps the space after the header's colon:
+		// "X-API-Key:  myapikey" (protocols.md §1.1).
+		got := sha256.Sum256([]byte(strings.TrimSpace(vs[0])))
+		ok |= subtle.ConstantTimeCompare(got[:], h.keyHash[:])
+	}
+	if _, pass, found := r.BasicAuth(); found {
+		got := sha256.Sum256([]byte(pass))
+		ok |= subtle.ConstantTimeCompare(got[:], h.keyHash[:])
+	}
+	return ok == 1
+}
+
+type cmdKind uint8
+
+const (
+	cmdAllow cmdKind = iota + 1
+	cmdReport
+)
+
+// command finds the command parameter Dovecot appends to the URL: the
+// admin's URL may carry other parameters before it if it ended in '&'
+// (protocols.md §1.1).
+func command(rawQuery string) (cmdKind, error) {
+	q := rawQuery
+	found := false
+	var val string
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k != "command" {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				return 0, errBadCommand
+			}
+			v = u
+		}
+		val, found = v, true // the last one wins, as Dovecot's is last
+	}
+	switch {
+	case !found:
+		return 0, errNoCommand
+	case val == "allow":
+		return cmdAllow, nil
+	case val == "report":
+		return cmdReport, nil
+	}
+	return 0, errBadCommand
+}
+
+// clean makes a refusal text safe to show: control characters become
+// spaces (the text ends up inside an IMAP/POP3/SMTP reply line), invalid
+// UTF-8 is replaced, and it is cut to maxMessage bytes on a rune boundary.
+func clean(s string) string {
+	ok := len(s) <= maxMessage && utf8.ValidString(s)
+	if ok {
+		for i := 0; i < len(s); i++ {
+			if s[i] < 0x20 || s[i] == 0x7f {
+				ok = false
+				break
+			}
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, c := range strings.ToValidUTF8(s, "\uFFFD") {
+		if c < 0x20 || c == 0x7f {
+			c = ' '
+		}
+		if b.Len()+utf8.RuneLen(c) > maxMessage {
+			break
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// appendJSONString appends s as a JSON string. s is valid UTF-8 without
+// control characters (see clean), but everything JSON requires is escaped
+// anyway.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
