@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -89,6 +90,39 @@ type Handler struct {
 
 	sessions *sessions
 	bufs     sync.Pool // *bytes.Buffer
+	limit    logLimit
+}
+
+// logLimit keeps a flood of bad requests (a wrong API key, a scanner)
+// from flooding the diagnostic log: at most logBurst lines per
+// logInterval, and the next line says how many were left out.
+type logLimit struct {
+	mu         sync.Mutex
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+const (
+	logBurst    = 10
+	logInterval = 10 * time.Second
+)
+
+// allow reports whether a line may be logged at now, and how many were
+// suppressed before it.
+func (l *logLimit) allow(now time.Time) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.start) >= logInterval {
+		l.start, l.n = now, 0
+	}
+	if l.n >= logBurst {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
 }
 
 // NewHandler returns a handler asking d. dlog receives the decision lines
@@ -144,10 +178,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.hasKey && !h.authorized(r) {
 		_, _, basic := r.BasicAuth()
-		h.log.Warn("dovecot: refused request with a missing or wrong API key",
-			"remote", r.RemoteAddr, "x_api_key", r.Header.Get("X-API-Key") != "", "basic_auth", basic)
 		w.Header()["Www-Authenticate"] = wwwAuthBasic
-		h.fail(w, r, http.StatusUnauthorized, "unauthorized", nil)
+		h.fail(w, r, http.StatusUnauthorized, "unauthorized", fmt.Errorf("missing or wrong API key (X-API-Key header sent: %t, basic auth sent: %t)", r.Header.Get("X-API-Key") != "", basic))
 		return
 	}
 	cmd, err := command(r.URL.RawQuery)
@@ -270,7 +302,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, code int, text st
 		if len(msg) > maxLogErr {
 			msg = msg[:maxLogErr]
 		}
-		h.log.Warn("dovecot: "+text, "status", code, "remote", r.RemoteAddr, "err", msg)
+		if ok, skipped := h.limit.allow(h.now()); ok {
+			if skipped > 0 {
+				h.log.Warn("dovecot: "+text, "status", code, "remote", r.RemoteAddr, "err", msg, "similar_lines_suppressed", skipped)
+			} else {
+				h.log.Warn("dovecot: "+text, "status", code, "remote", r.RemoteAddr, "err", msg)
+			}
+		}
 	}
 	hd := w.Header()
 	hd["Content-Type"] = contentText

@@ -496,3 +496,30 @@ func TestClean(t *testing.T) {
 		t.Errorf("round trip %s: %q %v", b, s.Msg, err)
 	}
 }
+
+// A flood of bad requests logs at most logBurst lines per interval, and
+// the next line after a quiet spell says how many were left out.
+func TestBadRequestLogIsRateLimited(t *testing.T) {
+	var logBuf bytes.Buffer
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	h := NewHandler(Config{APIKey: "k", Now: func() time.Time { return now }}, nil, nil,
+		slog.New(slog.NewTextHandler(&logBuf, nil)))
+	for range 100 {
+		req := httptest.NewRequest(http.MethodPost, "/?command=allow", strings.NewReader("{}"))
+		req.Header.Set("X-API-Key", "wrong")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("status %d", rec.Code)
+		}
+	}
+	if n := strings.Count(logBuf.String(), "\n"); n != logBurst {
+		t.Fatalf("%d log lines for 100 bad requests, want %d", n, logBurst)
+	}
+	now = now.Add(logInterval)
+	req := httptest.NewRequest(http.MethodPost, "/?command=allow", strings.NewReader("{}"))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if !strings.Contains(logBuf.String(), "similar_lines_suppressed=90") {
+		t.Fatalf("no suppressed count in:\n%s", logBuf.String())
+	}
+}
