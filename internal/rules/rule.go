@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Service is a mail service in Dovecot's protocol naming. The zero value,
@@ -251,6 +252,9 @@ func NormalizeLogin(login string) string {
 // NormalizeAccount checks and normalizes a rule's account: an exact login
 // (case-insensitive, trimmed), "@domain" or "*".
 func NormalizeAccount(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("%q is not valid UTF-8", s)
+	}
 	a := NormalizeLogin(s)
 	switch {
 	case a == "":

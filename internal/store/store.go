@@ -1,0 +1,117 @@
+// Package store persists mailgate's state: the rules an admin added and
+// the audit trail of every change to them (who, when, what); later also
+// bans and relay permits.
+//
+// SQLite, an embedded file, is the default backend and the only one so
+// far. Redis/Valkey (counters, bans, permits) and PostgreSQL (rules) come
+// later for several nodes, and must pass the same shared suite in
+// internal/store/storetest.
+//
+// The store is not on the decision path: rules are loaded into memory at
+// start (Rules) and every change is written here and applied to memory by
+// the caller. Times are taken as arguments and kept in UTC at a
+// resolution of one second.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"mailgate/internal/rules"
+)
+
+// ErrNotFound is returned (wrapped) when a rule does not exist; test with
+// errors.Is.
+var ErrNotFound = errors.New("not found")
+
+// Audit operations.
+const (
+	OpAdd    = "add"
+	OpRemove = "remove"
+	OpExpire = "expire"
+)
+
+// ActorExpiry is the audit actor of rules removed by DeleteExpired.
+const ActorExpiry = "expiry"
+
+// MaxActorLen bounds an audit actor ("cli:root", "api:token-name", ...).
+const MaxActorLen = 256
+
+// AuditEntry is one change to the rules.
+type AuditEntry struct {
+	ID     int64
+	At     time.Time // UTC, whole seconds
+	Actor  string
+	Op     string // OpAdd, OpRemove or OpExpire
+	RuleID int64
+	// Detail is a human summary of the rule: scope, account, service,
+	// action, match, expiry and comment. It never holds a secret.
+	Detail string
+}
+
+// Detail summarizes a rule for the audit trail, e.g.
+//
+//	account=alice@example.com service=smtp action=allow match=10.0.0.101 comment="shop"
+func Detail(r *rules.Rule) string {
+	var b strings.Builder
+	if r.Scope == rules.ScopeGlobal {
+		b.WriteString("scope=global")
+	} else {
+		b.WriteString("account=")
+		b.WriteString(r.Account)
+	}
+	b.WriteString(" service=")
+	b.WriteString(r.Service.String())
+	b.WriteString(" action=")
+	b.WriteString(r.Action.String())
+	b.WriteString(" match=")
+	b.WriteString(r.MatchString())
+	if !r.Expires.IsZero() {
+		b.WriteString(" expires=")
+		b.WriteString(r.Expires.UTC().Format(time.RFC3339))
+	}
+	if r.Comment != "" {
+		b.WriteString(" comment=")
+		b.WriteString(strconv.Quote(r.Comment))
+	}
+	return b.String()
+}
+
+// checkActor validates an audit actor.
+func checkActor(actor string) error {
+	switch {
+	case strings.TrimSpace(actor) == "":
+		return errors.New("actor: empty (the audit trail needs to know who)")
+	case len(actor) > MaxActorLen:
+		return fmt.Errorf("actor: longer than %d bytes", MaxActorLen)
+	}
+	if !utf8.ValidString(actor) {
+		return errors.New("actor: not valid UTF-8")
+	}
+	for _, c := range actor {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("actor %q: has a control character", actor)
+		}
+	}
+	return nil
+}
+
+// seconds turns a time into the stored unix seconds (UTC, truncated).
+func seconds(t time.Time) int64 { return t.Unix() }
+
+// fromSeconds is the inverse of seconds.
+func fromSeconds(s int64) time.Time { return time.Unix(s, 0).UTC() }
+
+func parseScope(s string) (rules.Scope, error) {
+	switch s {
+	case "account":
+		return rules.ScopeAccount, nil
+	case "global":
+		return rules.ScopeGlobal, nil
+	}
+	return 0, fmt.Errorf("unknown scope %q", s)
+}
