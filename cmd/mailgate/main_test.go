@@ -92,3 +92,17 @@ func TestParseFlagsAnyOrder(t *testing.T) {
 		t.Fatalf("flags before the id: %v", err)
 	}
 }
+
+// FuzzParseExpiry: never a panic; an accepted expiry is in the future.
+func FuzzParseExpiry(f *testing.F) {
+	for _, s := range []string{"90m", "7d", "2w", "1.5d", "2026-12-31", "2026-11-23T08:00:00Z", "-1d", "1e300d", "NaNd"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 22, 10, 30, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		e, err := parseExpiry(s, now)
+		if err == nil && !e.After(now.Add(-time.Second)) {
+			t.Fatalf("parseExpiry(%q) = %v, not after %v", s, e, now)
+		}
+	})
+}
