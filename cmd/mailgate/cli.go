@@ -283,6 +283,7 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 	account := fs.String("account", "", "the login")
 	ip := fs.String("ip", "", "the client's address")
 	service := fs.String("service", "", "imap, pop3, smtp, submission or sieve")
+	pwhash := fs.String("pwhash", "", "the password hash tried (Dovecot's pwhash from a log or capture), to check for a stale client")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
@@ -302,7 +303,7 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e, err := c.Explain(ctx, api.ExplainRequest{Account: *account, IP: *ip, Service: *service})
+	e, err := c.Explain(ctx, api.ExplainRequest{Account: *account, IP: *ip, Service: *service, PwHash: *pwhash})
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
@@ -315,8 +316,15 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s over %s from %s: %s (%s)\n", who, e.Service, e.IP, strings.ToUpper(e.Verdict), e.Reason)
 	fmt.Fprintf(stdout, "  why: %s\n", e.Explanation)
+	if e.Delay != "" {
+		fmt.Fprintf(stdout, "  the attempt is held for %s\n", e.Delay)
+	}
 	if e.Message != "" {
 		fmt.Fprintf(stdout, "  the user sees: %q\n", e.Message)
+	}
+	if b := e.BanDetail; b != nil {
+		fmt.Fprintf(stdout, "  ban %d: %s, since %s by %s; lift it with: mailgate ban rm %d\n",
+			b.ID, describeBan(b), b.Created.Format(time.RFC3339), b.CreatedBy, b.ID)
 	}
 	if e.RuleDetail != nil {
 		r := e.RuleDetail
@@ -331,7 +339,15 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ch.Name, ch.Result, rule, ch.Detail)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if c := e.Counters; c != nil {
+		fmt.Fprintf(stdout, "brute-force counters now: %d failures from this address, %d for this login from %d addresses, "+
+			"%d for this login from this address with %d different passwords, %d logins failing from this address\n",
+			c.AddrFailures, c.LoginFailures, c.LoginAddrs, c.PairFailures, c.PairHashes, c.AddrLogins)
+	}
+	return nil
 }
 
 func cmdAudit(ctx context.Context, args []string, stdout io.Writer) error {

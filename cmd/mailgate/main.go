@@ -27,7 +27,10 @@ Usage:
                     [--service S] [--comment T] [--expires D]
   mailgate rule list [--account A] [--json]
   mailgate rule rm ID
-  mailgate explain --account A --ip IP --service S [--json]
+  mailgate explain --account A --ip IP --service S [--pwhash H] [--json]
+  mailgate ban list [--json]
+  mailgate ban add (--ip IP|CIDR | --account A) [--for D] [--comment T]
+  mailgate ban rm (ID | --ip IP | --account A)
   mailgate audit [--limit N] [--json]             who changed which rule
   mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
   mailgate version
@@ -87,6 +90,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdRuleList(ctx, rest[1:], stdout)
 		case "rm", "remove", "del":
 			return cmdRuleRemove(ctx, rest[1:], stdout)
+		}
+	case "ban":
+		switch sub {
+		case "list", "ls":
+			return cmdBanList(ctx, rest[1:], stdout)
+		case "add":
+			return cmdBanAdd(ctx, rest[1:], stdout)
+		case "rm", "remove", "del":
+			return cmdBanRemove(ctx, rest[1:], stdout)
 		}
 	case "explain":
 		return cmdExplain(ctx, rest, stdout)

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailgate/internal/abuse"
+	"mailgate/internal/config"
 )
 
 func TestParseExpiry(t *testing.T) {
@@ -105,4 +108,17 @@ func FuzzParseExpiry(f *testing.F) {
 			t.Fatalf("parseExpiry(%q) = %v, not after %v", s, e, now)
 		}
 	})
+}
+
+// The config file's brute-force defaults are the tracker's defaults, and
+// every field is carried over (a field added to one but not the other
+// fails here).
+func TestBruteForceDefaults(t *testing.T) {
+	got := config.Default().BruteForce.Abuse()
+	if want := abuse.DefaultConfig(); got != want {
+		t.Errorf("config defaults differ from abuse.DefaultConfig():\n got %+v\nwant %+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Error(err)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailgate/internal/abuse"
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/dovecot"
@@ -67,14 +68,30 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	log.Info("rules loaded", "stored", n, "from_config", len(fixed), "db", cfg.Store.Path)
 
-	engine := policy.New(idx, policy.Messages(cfg.Messages))
-
 	dw, err := openDecisionWriter(cfg.Log.Decisions)
 	if err != nil {
 		return err
 	}
 	defer dw.Close()
 	dlog := policy.NewDecisionLog(dw)
+
+	bf := cfg.BruteForce
+	tracker := abuse.New(bf.Abuse())
+	if err := loadAbuseState(ctx, st, tracker, bf, time.Now()); err != nil {
+		return err
+	}
+	engine := policy.New(idx, policy.Messages(cfg.Messages)).
+		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
+	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+	onReport := func(a *policy.Attempt, success bool, now time.Time) {
+		for _, b := range engine.Report(a, success, now) {
+			dlog.Ban(now, &b, false)
+			persist.ban(b)
+		}
+		if success {
+			persist.knownGood(a.Login, a.Client, now)
+		}
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -99,6 +116,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		h := dovecot.NewHandler(dovecot.Config{
 			APIKey:       cfg.Dovecot.APIKey,
 			MaxBodyBytes: cfg.Dovecot.MaxBodyBytes,
+			OnReport:     onReport,
+			MaxTarpit:    max(bf.LoginTarpit, bf.StaleTarpit),
 		}, engine, dlog, log.With("door", "dovecot"))
 		start("dovecot", &http.Server{
 			Handler:           h,
@@ -111,7 +130,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}, ln)
 	}
 
-	admin := api.NewServer(book, engine, log.With("component", "admin"), version, cfg.Admin.Token)
+	admin := api.NewServer(book, api.NewBanbook(st, tracker), engine, log.With("component", "admin"), version, cfg.Admin.Token)
 	adminSrv := func() *http.Server {
 		return &http.Server{
 			Handler:           admin.Handler(),
@@ -152,8 +171,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				for _, r := range gone {
 					log.Info("rule expired", "id", r.ID, "rule", store.Detail(&r))
 				}
+				for _, b := range tracker.Expire(now) {
+					dlog.Ban(now, &b, true)
+				}
 			}
 		}
+	}()
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		persist.run(ctx)
 	}()
 
 	hup := make(chan os.Signal, 1)

@@ -13,17 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"mailgate/internal/abuse"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 	"mailgate/internal/store"
 )
 
 type fixture struct {
-	client *Client
-	idx    *rules.Index
-	book   *Rulebook
-	st     *store.SQLite
-	engine *policy.Engine
+	client  *Client
+	idx     *rules.Index
+	book    *Rulebook
+	st      *store.SQLite
+	engine  *policy.Engine
+	tracker *abuse.Tracker
 }
 
 // start serves the API on a unix socket over a real SQLite store and a
@@ -41,8 +43,9 @@ func start(t *testing.T, dbPath string) *fixture {
 	if _, err := book.Load(context.Background(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	engine := policy.New(idx, nil)
-	srv := NewServer(book, engine, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", "")
+	tracker := abuse.New(abuse.DefaultConfig())
+	engine := policy.New(idx, nil).WithAbuse(tracker, true, time.Minute, 5*time.Second)
+	srv := NewServer(book, NewBanbook(st, tracker), engine, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", "")
 	sock := filepath.Join(t.TempDir(), "admin.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -51,7 +54,7 @@ func start(t *testing.T, dbPath string) *fixture {
 	hs := &http.Server{Handler: srv.Handler(), ConnContext: ConnContext}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
-	return &fixture{client: NewUnixClient(sock), idx: idx, book: book, st: st, engine: engine}
+	return &fixture{client: NewUnixClient(sock), idx: idx, book: book, st: st, engine: engine, tracker: tracker}
 }
 
 func prefix(s string) netip.Prefix {
@@ -204,7 +207,7 @@ func TestTokenOnTCP(t *testing.T) {
 	}
 	defer st.Close()
 	idx := rules.NewIndex()
-	srv := NewServer(NewRulebook(st, idx, nil), policy.New(idx, nil), slog.New(slog.NewTextHandler(io.Discard, nil)), "test", "0123456789abcdef")
+	srv := NewServer(NewRulebook(st, idx, nil), nil, policy.New(idx, nil), slog.New(slog.NewTextHandler(io.Discard, nil)), "test", "0123456789abcdef")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -219,5 +222,75 @@ func TestTokenOnTCP(t *testing.T) {
 	v, err := NewTCPClient(base, "0123456789abcdef").Version(context.Background())
 	if err != nil || v.Version != "test" {
 		t.Errorf("right token: %+v %v", v, err)
+	}
+}
+
+// Manual bans: added, listed, shown by explain, audited, lifted by id,
+// by address and by login; bad requests change nothing.
+func TestBans(t *testing.T) {
+	ctx := context.Background()
+	f := start(t, filepath.Join(t.TempDir(), "m.db"))
+	b, err := f.client.AddBan(ctx, BanRequest{IP: "203.0.113.0/24", For: "1h", Comment: "botnet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ID == 0 || b.Kind != "address" || b.IP != "203.0.113.0/24" || b.Reason != "manual" || b.Expires == nil {
+		t.Fatalf("ban: %+v", b)
+	}
+	lb, err := f.client.AddBan(ctx, BanRequest{Account: "Alice@Example.com"})
+	if err != nil || lb.Account != "alice@example.com" || lb.Expires != nil {
+		t.Fatalf("login ban: %+v %v", lb, err)
+	}
+	ex, err := f.client.Explain(ctx, ExplainRequest{Account: "bob@example.com", IP: "203.0.113.7", Service: "imap"})
+	if err != nil || ex.Reason != "banned_address" || ex.Ban != b.ID || ex.BanDetail == nil || ex.Counters == nil {
+		t.Fatalf("explain banned address: %+v %v", ex, err)
+	}
+	ex, _ = f.client.Explain(ctx, ExplainRequest{Account: "alice@example.com", IP: "198.51.100.1", Service: "imap"})
+	if ex.Reason != "banned_login" || ex.Verdict != "deny" || ex.Delay != "1m0s" {
+		t.Fatalf("explain banned login: %+v", ex)
+	}
+	// The address's own allow rule beats the ban.
+	if _, err := f.client.AddRule(ctx, RuleJSON{Account: "bob@example.com", Service: "all", Action: "allow", Match: "203.0.113.7"}); err != nil {
+		t.Fatal(err)
+	}
+	if ex, _ = f.client.Explain(ctx, ExplainRequest{Account: "bob@example.com", IP: "203.0.113.7", Service: "imap"}); ex.Reason != "account_allow" {
+		t.Fatalf("allow rule vs ban: %+v", ex)
+	}
+	list, err := f.client.Bans(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	for _, bad := range []BanRequest{{}, {IP: "1.2.3.4", Account: "a@x"}, {IP: "nope"}, {Account: "@x.test"}, {IP: "1.2.3.4", For: "-1h"}} {
+		if _, err := f.client.AddBan(ctx, bad); err == nil {
+			t.Errorf("bad ban %+v accepted", bad)
+		}
+	}
+	if list, _ := f.client.Bans(ctx); len(list) != 2 {
+		t.Fatalf("bad requests changed the bans: %+v", list)
+	}
+	if gone, err := f.client.RemoveBansFor(ctx, "203.0.113.99", ""); err != nil || len(gone) != 1 || gone[0].ID != b.ID {
+		t.Fatalf("rm --ip: %+v %v", gone, err)
+	}
+	if _, err := f.client.RemoveBan(ctx, b.ID); err == nil {
+		t.Fatal("removing a lifted ban worked")
+	}
+	if gone, err := f.client.RemoveBansFor(ctx, "", "ALICE@example.com"); err != nil || len(gone) != 1 {
+		t.Fatalf("rm --account: %+v %v", gone, err)
+	}
+	audit, _ := f.client.Audit(ctx, 20)
+	var ops []string
+	for _, e := range audit {
+		ops = append(ops, e.Op)
+	}
+	if got := strings.Join(ops, ","); strings.Count(got, "unban") != 2 || strings.Count(got, "ban") != 4 {
+		t.Fatalf("audit ops: %s", got)
+	}
+	// Stored bans come back after a restart.
+	if _, err := f.client.AddBan(ctx, BanRequest{IP: "192.0.2.66", For: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	bans, maxID, err := f.st.Bans(ctx, time.Now())
+	if err != nil || len(bans) != 1 || bans[0].Prefix.String() != "192.0.2.66/32" || maxID < 3 {
+		t.Fatalf("stored bans: %+v %d %v", bans, maxID, err)
 	}
 }

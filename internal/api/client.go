@@ -147,3 +147,34 @@ func (c *Client) Version(ctx context.Context) (VersionJSON, error) {
 	var out VersionJSON
 	return out, c.do(ctx, http.MethodGet, "/v1/version", nil, &out)
 }
+
+// Bans lists the active bans.
+func (c *Client) Bans(ctx context.Context) ([]BanJSON, error) {
+	var out []BanJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/bans", nil, &out)
+}
+
+// AddBan bans an address, network or login by hand.
+func (c *Client) AddBan(ctx context.Context, req BanRequest) (BanJSON, error) {
+	var out BanJSON
+	return out, c.do(ctx, http.MethodPost, "/v1/bans", req, &out)
+}
+
+// RemoveBan lifts ban id.
+func (c *Client) RemoveBan(ctx context.Context, id int64) ([]BanJSON, error) {
+	var out []BanJSON
+	return out, c.do(ctx, http.MethodDelete, "/v1/bans/"+strconv.FormatInt(id, 10), nil, &out)
+}
+
+// RemoveBansFor lifts every ban of an address (ip) or a login (account).
+func (c *Client) RemoveBansFor(ctx context.Context, ip, account string) ([]BanJSON, error) {
+	var out []BanJSON
+	q := url.Values{}
+	if ip != "" {
+		q.Set("ip", ip)
+	}
+	if account != "" {
+		q.Set("account", account)
+	}
+	return out, c.do(ctx, http.MethodDelete, "/v1/bans?"+q.Encode(), nil, &out)
+}

@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"mailgate/internal/abuse"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 	"mailgate/internal/store"
@@ -29,11 +31,13 @@ const maxRequestBytes = 64 << 20
 type Decider interface {
 	Decide(a *policy.Attempt, now time.Time, tr *policy.Trace) policy.Verdict
 	Message(a *policy.Attempt, v *policy.Verdict) string
+	Counters(a *policy.Attempt, now time.Time) (abuse.Counters, bool)
 }
 
 // Server serves the admin API.
 type Server struct {
 	book    *Rulebook
+	bans    *Banbook
 	engine  Decider
 	idx     *rules.Index
 	log     *slog.Logger
@@ -45,8 +49,8 @@ type Server struct {
 // NewServer returns the admin API over book and engine. token, if not
 // empty, is the bearer token required on connections that are not over a
 // unix socket.
-func NewServer(book *Rulebook, engine Decider, log *slog.Logger, version, token string) *Server {
-	return &Server{book: book, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now}
+func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, version, token string) *Server {
+	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now}
 }
 
 type connKey struct{}
@@ -70,6 +74,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/rules/{id}", s.removeRule)
 	mux.HandleFunc("POST /v1/explain", s.explain)
 	mux.HandleFunc("GET /v1/audit", s.audit)
+	mux.HandleFunc("GET /v1/bans", s.listBans)
+	mux.HandleFunc("POST /v1/bans", s.addBan)
+	mux.HandleFunc("DELETE /v1/bans/{id}", s.removeBans)
+	mux.HandleFunc("DELETE /v1/bans", s.removeBans)
 	return s.authenticate(mux)
 }
 
@@ -217,7 +225,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
 		return
 	}
-	a := policy.Attempt{Login: rules.NormalizeLogin(in.Account), Door: "explain"}
+	a := policy.Attempt{Login: rules.NormalizeLogin(in.Account), Door: "explain", PwHash: in.PwHash}
 	if a.Client, err = rules.ParseAddr(in.IP); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("ip: %q is not an IP address", in.IP))
 		return
@@ -229,11 +237,26 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	}
 	a.Service = svc
 	tr := &policy.Trace{}
-	v := s.engine.Decide(&a, s.now(), tr)
+	now := s.now()
+	v := s.engine.Decide(&a, now, tr)
 	out := ExplainResponse{
-		Verdict: v.Action.String(), Reason: v.Reason.String(), Rule: v.RuleID,
+		Verdict: v.Action.String(), Reason: v.Reason.String(), Rule: v.RuleID, Ban: v.BanID,
 		Message: s.engine.Message(&a, &v), Explanation: v.Explain(&a),
 		Account: a.Login, IP: a.Client.String(), Service: a.Service.String(), Checks: tr.Checks,
+	}
+	if v.Delay > 0 {
+		out.Delay = v.Delay.String()
+	}
+	if c, ok := s.engine.Counters(&a, now); ok {
+		out.Counters = &c
+	}
+	if v.BanID != 0 && s.bans != nil {
+		for _, b := range s.bans.t.Bans(now) {
+			if b.ID == v.BanID {
+				j := FromBan(&b, now)
+				out.BanDetail = &j
+			}
+		}
 	}
 	if v.RuleID != 0 {
 		if rule, ok := s.book.Get(r.Context(), v.RuleID); ok {
@@ -258,6 +281,16 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.internal(w, "reading audit trail", err)
 		return
+	}
+	if s.bans != nil {
+		bes, err := s.bans.store.BanAudit(r.Context(), limit)
+		if err != nil {
+			s.internal(w, "reading ban audit trail", err)
+			return
+		}
+		es = append(es, bes...)
+		slices.SortStableFunc(es, func(a, b store.AuditEntry) int { return b.At.Compare(a.At) })
+		es = es[:min(len(es), limit)]
 	}
 	out := make([]AuditJSON, len(es))
 	for i, e := range es {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"mailgate/internal/abuse"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 )
@@ -77,20 +78,27 @@ type ExplainRequest struct {
 	Account string `json:"account"`
 	IP      string `json:"ip"`
 	Service string `json:"service"`
+	// PwHash optionally names the password hash tried (Dovecot's pwhash),
+	// to ask whether that client counts as stale.
+	PwHash string `json:"pwhash,omitempty"`
 }
 
 // ExplainResponse is the verdict and every check that led to it.
 type ExplainResponse struct {
-	Verdict     string         `json:"verdict"`
-	Reason      string         `json:"reason"`
-	Rule        int64          `json:"rule"`
-	RuleDetail  *RuleJSON      `json:"rule_detail,omitempty"`
-	Message     string         `json:"message"`
-	Explanation string         `json:"explanation"`
-	Account     string         `json:"account"`
-	IP          string         `json:"ip"`
-	Service     string         `json:"service"`
-	Checks      []policy.Check `json:"checks"`
+	Verdict     string          `json:"verdict"`
+	Reason      string          `json:"reason"`
+	Rule        int64           `json:"rule"`
+	RuleDetail  *RuleJSON       `json:"rule_detail,omitempty"`
+	Ban         int64           `json:"ban,omitempty"`
+	BanDetail   *BanJSON        `json:"ban_detail,omitempty"`
+	Delay       string          `json:"delay,omitempty"`
+	Counters    *abuse.Counters `json:"counters,omitempty"`
+	Message     string          `json:"message"`
+	Explanation string          `json:"explanation"`
+	Account     string          `json:"account"`
+	IP          string          `json:"ip"`
+	Service     string          `json:"service"`
+	Checks      []policy.Check  `json:"checks"`
 }
 
 // AuditJSON is one audit trail entry.

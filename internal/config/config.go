@@ -7,7 +7,12 @@
 // packages it wires.
 package config
 
-import "mailgate/internal/policy"
+import (
+	"time"
+
+	"mailgate/internal/abuse"
+	"mailgate/internal/policy"
+)
 
 // DefaultPath is where mailgate looks for its config when --config is not
 // given. When that file does not exist, mailgate runs on Default().
@@ -20,6 +25,8 @@ type Config struct {
 	Admin   Admin   `toml:"admin" doc:"The admin API used by the mailgate CLI (and later the web UI)."`
 	Dovecot Dovecot `toml:"dovecot" doc:"The Dovecot auth policy door (auth_policy_server_url). See docs/dovecot.md."`
 	Policy  Policy  `toml:"policy" doc:"What the decision engine checks before any account rule."`
+	// BruteForce is the brute-force protection of docs/bruteforce.md.
+	BruteForce BruteForce `toml:"bruteforce" doc:"Brute-force protection (docs/bruteforce.md). Login results reported by the doors are counted in sliding windows; thresholds turn into bans. Trusted networks and addresses an account's own allow rule names are never counted or banned."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
 	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
@@ -58,6 +65,72 @@ type Policy struct {
 	DenyNetworks    []string `toml:"deny_networks" doc:"Addresses and CIDR networks always refused, unless trusted. Rules added with 'mailgate rule add --global --deny' join these."`
 }
 
+// BruteForce configures the automatic bans. The defaults are the two rules
+// of the seed: (a) 3 failures in a minute for one login from 2 or more
+// addresses ban the login for 10 minutes; (b) 5 failures in a minute from
+// one address ban the address for 5 minutes.
+type BruteForce struct {
+	Enabled    bool `toml:"enabled" doc:"Count failures and ban. Off: no automatic bans, and manual bans (mailgate ban add) still apply."`
+	IPv6Prefix int  `toml:"ipv6_prefix" doc:"IPv6 clients are counted and banned per network of this size (one customer's /64 is one address)."`
+
+	LoginFailures int           `toml:"login_failures" doc:"Rule (a): this many failures for one login within login_window, from at least login_min_addrs addresses, ban the login."`
+	LoginWindow   time.Duration `toml:"login_window" doc:"Rule (a): the sliding window."`
+	LoginMinAddrs int           `toml:"login_min_addrs" doc:"Rule (a): the failures must come from at least this many addresses (one address failing is rule (b)'s business)."`
+	LoginBan      time.Duration `toml:"login_ban" doc:"Rule (a): how long the login stays banned. Attempts during the ban do not extend it."`
+	LoginTarpit   time.Duration `toml:"login_tarpit" doc:"Rule (a): attempts on a banned login wait this long, then are refused (addresses known good for the login are let through)."`
+
+	AddrFailures int           `toml:"addr_failures" doc:"Rule (b): this many failures from one address within addr_window ban the address."`
+	AddrWindow   time.Duration `toml:"addr_window" doc:"Rule (b): the sliding window."`
+	AddrBan      time.Duration `toml:"addr_ban" doc:"Rule (b): how long the address stays banned."`
+
+	SprayLogins int           `toml:"spray_logins" doc:"Password spraying: this many distinct logins failing from one address within spray_window ban the address. 0 = off; 10 is a good start."`
+	SprayWindow time.Duration `toml:"spray_window" doc:"Password spraying: the sliding window."`
+	SprayBan    time.Duration `toml:"spray_ban" doc:"Password spraying: how long the address stays banned."`
+
+	RepeatFactor float64       `toml:"repeat_factor" doc:"Progressive bans: a repeat offender's ban is the previous one times this factor. 0 = off; 2 doubles each time."`
+	RepeatMemory time.Duration `toml:"repeat_memory" doc:"Progressive bans: how long an earlier ban is remembered."`
+	RepeatMax    time.Duration `toml:"repeat_max" doc:"Progressive bans: the longest automatic ban."`
+
+	WidenAfter int `toml:"widen_after" doc:"IPv6 widening: when this many /64s inside one /56 are banned, ban the /56 (and likewise /56s inside a /48). 0 = off; 3 is a good start."`
+
+	StaleRepeats int           `toml:"stale_repeats" doc:"Stale clients: the same wrong password from the same login and address counts once toward bans; after this many repeats the client is tarpitted and reported as stale_password."`
+	StaleWindow  time.Duration `toml:"stale_window" doc:"Stale clients: how long a failed password is remembered."`
+	StaleTarpit  time.Duration `toml:"stale_tarpit" doc:"Stale clients: how long a stale client's attempts wait (it is never banned)."`
+
+	KnownGoodFor time.Duration `toml:"known_good_for" doc:"Lockout-proof accounts: an address a login succeeded from within this time keeps working for that login while the login is banned."`
+
+	MaxKeys      int `toml:"max_keys" doc:"Memory bound: the most addresses, logins and login/address pairs tracked (each); the least recently seen are forgotten first."`
+	MaxKnownGood int `toml:"max_known_good" doc:"Memory bound: the most known-good login/address pairs kept."`
+}
+
+// Abuse is the brute-force tracker's configuration.
+func (b BruteForce) Abuse() abuse.Config {
+	return abuse.Config{
+		IPv6Prefix:    b.IPv6Prefix,
+		LoginFailures: b.LoginFailures,
+		LoginWindow:   b.LoginWindow,
+		LoginMinAddrs: b.LoginMinAddrs,
+		LoginBan:      b.LoginBan,
+		LoginTarpit:   b.LoginTarpit,
+		AddrFailures:  b.AddrFailures,
+		AddrWindow:    b.AddrWindow,
+		AddrBan:       b.AddrBan,
+		SprayLogins:   b.SprayLogins,
+		SprayWindow:   b.SprayWindow,
+		SprayBan:      b.SprayBan,
+		RepeatFactor:  b.RepeatFactor,
+		RepeatMemory:  b.RepeatMemory,
+		RepeatMax:     b.RepeatMax,
+		WidenAfter:    b.WidenAfter,
+		StaleRepeats:  b.StaleRepeats,
+		StaleWindow:   b.StaleWindow,
+		StaleTarpit:   b.StaleTarpit,
+		KnownGoodFor:  b.KnownGoodFor,
+		MaxKeys:       b.MaxKeys,
+		MaxKnownGood:  b.MaxKnownGood,
+	}
+}
+
 // Default returns the configuration used when no file is given, and the
 // base every file is decoded onto.
 func Default() Config {
@@ -81,6 +154,28 @@ func Default() Config {
 		Policy: Policy{
 			TrustedNetworks: []string{},
 			DenyNetworks:    []string{},
+		},
+		BruteForce: BruteForce{
+			Enabled:       true,
+			IPv6Prefix:    64,
+			LoginFailures: 3,
+			LoginWindow:   time.Minute,
+			LoginMinAddrs: 2,
+			LoginBan:      10 * time.Minute,
+			LoginTarpit:   time.Minute,
+			AddrFailures:  5,
+			AddrWindow:    time.Minute,
+			AddrBan:       5 * time.Minute,
+			SprayWindow:   10 * time.Minute,
+			SprayBan:      time.Hour,
+			RepeatMemory:  24 * time.Hour,
+			RepeatMax:     24 * time.Hour,
+			StaleRepeats:  2,
+			StaleWindow:   time.Hour,
+			StaleTarpit:   5 * time.Second,
+			KnownGoodFor:  30 * 24 * time.Hour,
+			MaxKeys:       1_000_000,
+			MaxKnownGood:  1_000_000,
 		},
 		Messages: map[string]string(policy.DefaultMessages()),
 	}

@@ -115,6 +115,12 @@ func tomlValue(v reflect.Value) string {
 		return strconv.FormatInt(v.Int(), 10)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return strconv.FormatUint(v.Uint(), 10)
+	case reflect.Float32, reflect.Float64:
+		f := strconv.FormatFloat(v.Float(), 'f', -1, 64)
+		if !strings.ContainsAny(f, ".eEn") {
+			f += ".0" // a TOML float, so it decodes back into a float
+		}
+		return f
 	case reflect.Slice, reflect.Array:
 		items := make([]string, v.Len())
 		n := 0

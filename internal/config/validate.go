@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -67,6 +68,8 @@ func (c *Config) Validate() error {
 	if err := checkSecret(c.Admin.Token); err != nil {
 		bad("admin.token", "%v", err)
 	}
+
+	c.BruteForce.validate(bad)
 
 	if c.Dovecot.Enabled {
 		if err := checkHostPort(c.Dovecot.Listen); err != nil {
@@ -274,4 +277,28 @@ func isWord(s string) bool {
 		}
 	}
 	return true
+}
+
+// validate checks the brute-force settings with the tracker's own rules
+// (internal/abuse names the keys as this file does), plus what only the
+// doors care about.
+func (b *BruteForce) validate(bad func(key, format string, args ...any)) {
+	if err := b.Abuse().Validate(); err != nil {
+		errs := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		}
+		for _, e := range errs {
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			bad("bruteforce."+key, "%s", msg)
+		}
+	}
+	// A tarpit is Dovecot's own wait before it checks the password; mail
+	// clients give up long before five minutes.
+	if b.LoginTarpit > 5*time.Minute {
+		bad("bruteforce.login_tarpit", "%v is longer than 5m; clients give up long before", b.LoginTarpit)
+	}
+	if b.StaleTarpit > 5*time.Minute {
+		bad("bruteforce.stale_tarpit", "%v is longer than 5m; clients give up long before", b.StaleTarpit)
+	}
 }

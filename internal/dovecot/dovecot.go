@@ -17,7 +17,7 @@
 // does), does not verify passwords (Dovecot's passdb does; the pwhash it
 // receives is a 12-bit bucket), does not listen on a socket (the caller
 // mounts the Handler on its own http.Server) and does not count failures
-// (the caller's Config.OnReport gets every report).
+// (the caller's Config.OnReport gets every password result).
 package dovecot
 
 import (
@@ -57,12 +57,18 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; larger ones get HTTP 413.
 	// 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// OnReport, if set, is called for every valid command=report, after
-	// the result is logged. It runs on the request's goroutine and must
-	// not keep a.
+	// OnReport, if set, is called for every valid command=report that is
+	// not a refusal by mailgate itself (policy_reject), after the result is
+	// logged. It runs on the request's goroutine and must not keep a.
 	OnReport func(a *policy.Attempt, success bool, now time.Time)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxTarpit is the longest tarpit the engine may answer. A session is
+	// remembered that much longer, so that the after-auth call of a
+	// tarpitted login is still known as one: were it forgotten, the call
+	// would look like a new before-auth call and a banned login's refusal
+	// would be lost.
+	MaxTarpit time.Duration
 }
 
 // DefaultMaxBodyBytes is the body limit when Config.MaxBodyBytes is 0.
@@ -138,7 +144,7 @@ func NewHandler(cfg Config, d Decider, dlog *policy.DecisionLog, log *slog.Logge
 		now:      cfg.Now,
 		max:      cfg.MaxBodyBytes,
 		report:   cfg.OnReport,
-		sessions: newSessions(DefaultSessionTTL, DefaultMaxSession),
+		sessions: newSessions(DefaultSessionTTL+max(cfg.MaxTarpit, 0), DefaultMaxSession),
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -240,6 +246,14 @@ func (h *Handler) serveAllow(w http.ResponseWriter, a *policy.Attempt, now time.
 		h.dlog.Verdict(now, a, &v)
 	}
 	switch {
+	case v.Action == policy.Deny && v.Delay > 0 && !a.AfterAuth && a.Session != "":
+		// Tarpit, then refuse (a banned login): Dovecot cannot do both in
+		// one answer, so this before-auth call makes it wait, and the
+		// after-auth call, which comes only for a correct password, refuses.
+		// A wrong password fails in Dovecot anyway. Without a session id
+		// (Postfix SASL) the two calls cannot be told apart, so the refusal
+		// comes at once.
+		writeJSON(w, tarpitReply(v.Delay))
 	case v.Action == policy.Deny:
 		var b [128]byte
 		out := append(b[:0], `{"status":-1,"msg":`...)
@@ -247,11 +261,7 @@ func (h *Handler) serveAllow(w http.ResponseWriter, a *policy.Attempt, now time.
 		out = append(out, '}')
 		writeJSON(w, out)
 	case v.Action == policy.Tarpit && !a.AfterAuth:
-		var b [40]byte
-		out := append(b[:0], `{"status":`...)
-		out = strconv.AppendInt(out, tarpitSeconds(v.Delay), 10)
-		out = append(out, `,"msg":""}`...)
-		writeJSON(w, out)
+		writeJSON(w, tarpitReply(v.Delay))
 	default:
 		writeJSON(w, replyOK)
 	}
@@ -265,14 +275,25 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request, a *policy.
 		return
 	}
 	h.sessions.forget(req.SessionID, now)
+	// A login mailgate itself refused already has its decision line, and
+	// is not a password failure: it is neither logged again nor reported
+	// (it must not count toward a ban, nor extend one).
 	if !req.PolicyReject {
-		// A policy reject already has its decision line.
 		h.dlog.Result(now, a, req.Success)
-	}
-	if h.report != nil {
-		h.report(a, req.Success, now)
+		if h.report != nil {
+			h.report(a, req.Success, now)
+		}
 	}
 	writeJSON(w, replyOK)
+}
+
+// tarpitReply makes Dovecot wait d (whole seconds, at least 1) before it
+// checks the password (protocols.md §1.4: status > 0).
+func tarpitReply(d time.Duration) []byte {
+	out := make([]byte, 0, 40)
+	out = append(out, `{"status":`...)
+	out = strconv.AppendInt(out, tarpitSeconds(d), 10)
+	return append(out, `,"msg":""}`...)
 }
 
 // tarpitSeconds is a tarpit delay in whole seconds, rounded up, at least 1.

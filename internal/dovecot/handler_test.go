@@ -367,9 +367,11 @@ func TestReport(t *testing.T) {
 	if len(f.attempts) != 0 {
 		t.Error("report asked the decider")
 	}
-	if len(got) != 3 || !got[0].success || got[1].success || got[2].success ||
-		got[0].a.Login != "alice@example.test" || got[2].a.Client != netip.MustParseAddr("::1") ||
-		got[2].a.Service != rules.POP3 || !got[2].a.TLS || !got[0].now.Equal(clock.t) {
+	// The policy_reject report is mailgate's own refusal: not a password
+	// result, so OnReport does not get it.
+	if len(got) != 2 || !got[0].success || got[1].success ||
+		got[0].a.Login != "alice@example.test" || got[1].a.Client != netip.MustParseAddr("::1") ||
+		got[1].a.Service != rules.POP3 || !got[1].a.TLS || !got[0].now.Equal(clock.t) {
 		t.Errorf("OnReport got %+v", got)
 	}
 	want := "time=2026-11-22T02:31:44.000Z auth=success door=dovecot service=imap login=alice@example.test ip=127.0.0.1 session=zHU7R9RgWLZ/AAAB\n" +
@@ -521,5 +523,28 @@ func TestBadRequestLogIsRateLimited(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if !strings.Contains(logBuf.String(), "similar_lines_suppressed=90") {
 		t.Fatalf("no suppressed count in:\n%s", logBuf.String())
+	}
+}
+
+// A banned login is tarpitted on the before-auth call and refused on the
+// after-auth call, even when the tarpit is longer than the usual session
+// memory; without a session id the refusal comes at once.
+func TestTarpitThenRefuse(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	f := &fakeDecider{verdict: policy.Verdict{Action: policy.Deny, Reason: policy.ReasonBannedLogin, Delay: 2 * time.Minute}, msg: "banned"}
+	h := NewHandler(Config{Now: clock.now, MaxTarpit: 2 * time.Minute}, f, nil, nil)
+	if got := post(h, "command=allow", aliceBody).Body.String(); got != `{"status":120,"msg":""}` {
+		t.Fatalf("before-auth: %s", got)
+	}
+	clock.t = clock.t.Add(2*time.Minute + 5*time.Second) // the tarpit, then the password check
+	if got := post(h, "command=allow", aliceBody).Body.String(); got != `{"status":-1,"msg":"banned"}` {
+		t.Fatalf("after-auth: %s", got)
+	}
+	noSession := strings.Replace(aliceBody, `"session_id":"zHU7R9RgWLZ/AAAB"`, `"session_id":""`, 1)
+	if noSession == aliceBody {
+		t.Fatal("test body has no session id to remove")
+	}
+	if got := post(h, "command=allow", noSession).Body.String(); got != `{"status":-1,"msg":"banned"}` {
+		t.Fatalf("without a session: %s", got)
 	}
 }

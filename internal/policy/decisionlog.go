@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"mailgate/internal/abuse"
 )
 
 // DecisionLog writes one stable line per verdict, apart from diagnostics:
@@ -52,6 +54,51 @@ func (l *DecisionLog) Result(now time.Time, a *Attempt, success bool) {
 	l.w.Write(l.buf) //nolint:errcheck // as above
 }
 
+// Ban logs a ban the brute-force tracker made (or lifted, when lifted
+// is set):
+//
+//	time=2026-11-22T03:58:45.123Z event=ban ban=12 kind=address ip=203.0.113.9 reason=addr_failures until=2026-11-22T04:03:45Z
+func (l *DecisionLog) Ban(now time.Time, b *abuse.Ban, lifted bool) {
+	if l == nil || l.w == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = AppendBan(l.buf[:0], now, b, lifted)
+	l.w.Write(l.buf) //nolint:errcheck // as above
+}
+
+// AppendBan appends the line for a ban, newline included.
+func AppendBan(b []byte, now time.Time, ban *abuse.Ban, lifted bool) []byte {
+	b = appendTime(b, now)
+	if lifted {
+		b = append(b, " event=unban ban="...)
+	} else {
+		b = append(b, " event=ban ban="...)
+	}
+	b = strconv.AppendInt(b, ban.ID, 10)
+	b = append(b, " kind="...)
+	b = append(b, ban.Kind.String()...)
+	if ban.Kind == abuse.BanLogin {
+		b = append(b, " login="...)
+		b = appendValue(b, ban.Login)
+	} else {
+		b = append(b, " ip="...)
+		if ban.Prefix.IsSingleIP() {
+			b = ban.Prefix.Addr().AppendTo(b)
+		} else {
+			b = ban.Prefix.AppendTo(b)
+		}
+	}
+	b = append(b, " reason="...)
+	b = appendValue(b, ban.Reason)
+	if !ban.Expires.IsZero() && !lifted {
+		b = append(b, " until="...)
+		b = ban.Expires.UTC().AppendFormat(b, time.RFC3339)
+	}
+	return append(b, '\n')
+}
+
 // AppendVerdict appends the decision line for v, newline included.
 func AppendVerdict(b []byte, now time.Time, a *Attempt, v *Verdict) []byte {
 	b = appendTime(b, now)
@@ -68,7 +115,11 @@ func AppendVerdict(b []byte, now time.Time, a *Attempt, v *Verdict) []byte {
 	default:
 		b = append(b, '-')
 	}
-	if v.Action == Tarpit {
+	if v.BanID != 0 {
+		b = append(b, " ban="...)
+		b = strconv.AppendInt(b, v.BanID, 10)
+	}
+	if v.Delay > 0 {
 		b = append(b, " delay="...)
 		b = strconv.AppendInt(b, int64(v.Delay/time.Second), 10)
 	}

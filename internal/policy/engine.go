@@ -9,16 +9,33 @@
 package policy
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
+	"mailgate/internal/abuse"
 	"mailgate/internal/rules"
 )
 
-// Engine decides attempts against an index of rules.
+// Engine decides attempts against an index of rules and, when set up
+// with WithAbuse, the brute-force tracker's bans and counters.
 type Engine struct {
 	idx  *rules.Index
 	msgs Messages
+
+	abuse       *abuse.Tracker // nil: no bans
+	count       bool           // feed reported results to abuse
+	loginTarpit time.Duration
+	staleTarpit time.Duration
+}
+
+// WithAbuse makes the engine consult t's bans on every decision and, when
+// count is set, feed reported login results to t. A banned login's
+// attempts wait loginTarpit and are then refused; a stale client's wait
+// staleTarpit. Call it while wiring, before the engine is used.
+func (e *Engine) WithAbuse(t *abuse.Tracker, count bool, loginTarpit, staleTarpit time.Duration) *Engine {
+	e.abuse, e.count, e.loginTarpit, e.staleTarpit = t, count, loginTarpit, staleTarpit
+	return e
 }
 
 // New returns an engine over idx. msgs are the user-visible refusal texts;
@@ -44,26 +61,38 @@ func (e *Engine) Index() *rules.Index { return e.idx }
 // allow list or a matching deny rule decides. A level whose only rules
 // for the service are deny rules that do not match passes the attempt on.
 func (e *Engine) Decide(a *Attempt, now time.Time, tr *Trace) Verdict {
+	v, decided := e.decideRules(a, now, tr)
+	if decided || e.abuse == nil {
+		return v
+	}
+	return e.decideAbuse(a, now, tr)
+}
+
+// decideRules runs the rule checks. decided is false when no rule settled
+// the attempt (the verdict is then the default allow), so automatic bans
+// may still refuse it: explicit allows beat bans, bans beat implicit
+// allows (DESIGN.md §2).
+func (e *Engine) decideRules(a *Attempt, now time.Time, tr *Trace) (v Verdict, decided bool) {
 	if !a.Client.IsValid() {
 		tr.add("client address", "invalid", 0, "the door gave no usable client address")
-		return Verdict{Action: Deny, Reason: ReasonBadAddress}
+		return Verdict{Action: Deny, Reason: ReasonBadAddress}, true
 	}
 
 	trusted, deny := e.idx.Global(a.Service, a.Client, now)
 	if trusted.Found {
 		tr.add("trusted networks", "match", trusted.ID, trusted.Match.String()+source(trusted))
-		return Verdict{Action: Allow, Reason: ReasonTrusted, RuleID: trusted.ID, Match: trusted.Match, Source: sourceName(trusted)}
+		return Verdict{Action: Allow, Reason: ReasonTrusted, RuleID: trusted.ID, Match: trusted.Match, Source: sourceName(trusted)}, true
 	}
 	tr.add("trusted networks", "no match", 0, "")
 	if deny.Found {
 		tr.add("global deny list", "match", deny.ID, deny.Match.String()+source(deny))
-		return Verdict{Action: Deny, Reason: ReasonGlobalDeny, RuleID: deny.ID, Match: deny.Match, Source: sourceName(deny)}
+		return Verdict{Action: Deny, Reason: ReasonGlobalDeny, RuleID: deny.ID, Match: deny.Match, Source: sourceName(deny)}, true
 	}
 	tr.add("global deny list", "no match", 0, "")
 
 	if a.Login == "" {
 		tr.add("account rules", "skipped", 0, "no login given")
-		return Verdict{Action: Allow, Reason: ReasonDefault}
+		return Verdict{Action: Allow, Reason: ReasonDefault}, false
 	}
 	domain := ""
 	if i := strings.LastIndexByte(a.Login, '@'); i >= 0 {
@@ -98,9 +127,73 @@ func (e *Engine) Decide(a *Attempt, now time.Time, tr *Trace) Verdict {
 		case rules.Closed:
 			v.Reason = ReasonServiceClosed
 		}
-		return v
+		return v, true
 	}
+	return Verdict{Action: Allow, Reason: ReasonDefault}, false
+}
+
+// decideAbuse checks the bans and the stale-client state for an attempt
+// no rule settled.
+func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace) Verdict {
+	st := e.abuse.Check(a.Login, a.Client, a.PwHash, now)
+	if st.AddrBan.Found {
+		if tr != nil {
+			tr.add("address bans", "banned", 0, banDetail(st.AddrBan, now))
+		}
+		return Verdict{Action: Deny, Reason: ReasonBannedAddress, BanID: st.AddrBan.ID, Match: st.AddrBan.Prefix}
+	}
+	tr.add("address bans", "not banned", 0, "")
+	if st.LoginBan.Found {
+		if st.KnownGood {
+			if tr != nil {
+				tr.add("login bans", "banned, but known good", 0, banDetail(st.LoginBan, now)+"; this address logged in to the account before, so it keeps working")
+			}
+		} else {
+			if tr != nil {
+				tr.add("login bans", "banned", 0, banDetail(st.LoginBan, now))
+			}
+			return Verdict{Action: Deny, Reason: ReasonBannedLogin, BanID: st.LoginBan.ID, Delay: e.loginTarpit}
+		}
+	} else {
+		tr.add("login bans", "not banned", 0, "")
+	}
+	if st.Stale {
+		tr.add("stale password", "stale", 0, "this address keeps failing with the same password: tarpitted, never banned")
+		return Verdict{Action: Tarpit, Reason: ReasonStalePassword, Delay: e.staleTarpit}
+	}
+	tr.add("stale password", "no", 0, "")
 	return Verdict{Action: Allow, Reason: ReasonDefault}
+}
+
+func banDetail(b abuse.BanRef, now time.Time) string {
+	d := "ban " + strconv.FormatInt(b.ID, 10) + " (" + b.Reason + ")"
+	if !b.Expires.IsZero() {
+		d += ", " + b.Expires.Sub(now).Round(time.Second).String() + " left"
+	}
+	return d
+}
+
+// Report takes a login result a door reported and feeds it to the
+// brute-force tracker, unless the attempt is exempt: a trusted address,
+// or an address the account's own allow rule names. It returns the bans
+// the result created, for the caller to persist and log.
+func (e *Engine) Report(a *Attempt, success bool, now time.Time) []abuse.Ban {
+	if e.abuse == nil || !e.count || !a.Client.IsValid() {
+		return nil
+	}
+	if v, _ := e.decideRules(a, now, nil); v.Reason == ReasonTrusted || v.Reason == ReasonAccountAllow {
+		return nil
+	}
+	return e.abuse.Record(abuse.Event{Login: a.Login, Addr: a.Client, PwHash: a.PwHash, Success: success}, now)
+}
+
+// Counters returns the brute-force counters behind an attempt, for
+// explanations; ok is false without a tracker.
+func (e *Engine) Counters(a *Attempt, now time.Time) (c abuse.Counters, ok bool) {
+	if e.abuse == nil {
+		return c, false
+	}
+	return e.abuse.Counters(a.Login, a.Client, now), true
 }
 
 // Message is the text the mail user sees for a refusal ("" for allow).

@@ -64,6 +64,9 @@ const (
 	ReasonNotInAllowlist               // the account has allow rules for the service; none matched
 	ReasonServiceClosed                // the account's only allow rule for the service is "none"
 	ReasonBadAddress                   // the door gave no usable client address
+	ReasonBannedAddress                // the address is banned (brute force, or by hand)
+	ReasonBannedLogin                  // the login is banned while under attack
+	ReasonStalePassword                // a client repeating one wrong password: tarpitted
 	numReasons
 )
 
@@ -76,6 +79,9 @@ var reasonCodes = [numReasons]string{
 	ReasonNotInAllowlist: "not_in_allowlist",
 	ReasonServiceClosed:  "service_closed",
 	ReasonBadAddress:     "bad_address",
+	ReasonBannedAddress:  "banned_address",
+	ReasonBannedLogin:    "banned_login",
+	ReasonStalePassword:  "stale_password",
 }
 
 func (r Reason) String() string {
@@ -110,7 +116,10 @@ func ParseReason(s string) (Reason, bool) {
 type Verdict struct {
 	Action Action
 	Reason Reason
-	Delay  time.Duration // for Tarpit
+	// Delay is how long the door holds the attempt: the whole answer for
+	// Tarpit; for Deny, a wait before the refusal (a banned login is
+	// tarpitted and then refused).
+	Delay time.Duration
 	// RuleID is the id of the rule that decided, 0 when none did (or the
 	// rule came from the config file; see Source).
 	RuleID int64
@@ -118,6 +127,8 @@ type Verdict struct {
 	Source string
 	// Match is the address or network of the deciding rule.
 	Match netip.Prefix
+	// BanID is the ban behind a banned_* verdict.
+	BanID int64
 	// Level and LevelKey say which account level decided (see LevelName).
 	Level    rules.LevelKind
 	LevelKey string
@@ -155,6 +166,8 @@ func DefaultMessages() Messages {
 		ReasonNotInAllowlist.String(): "This account may not use {service} from your address ({ip}).",
 		ReasonServiceClosed.String():  "{service} is disabled for this account.",
 		ReasonBadAddress.String():     "Your address could not be checked; please try again later.",
+		ReasonBannedAddress.String():  "Too many failed logins from your address ({ip}); please try again later.",
+		ReasonBannedLogin.String():    "Too many failed logins for this account; please try again later or ask your mail administrator.",
 	}
 }
 
@@ -225,6 +238,12 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("rules of %s close %s (allow none)%s", v.LevelName(), a.Service, rule)
 	case ReasonBadAddress:
 		return "the client address is missing or invalid"
+	case ReasonBannedAddress:
+		return fmt.Sprintf("%s is banned as %s (ban %d)", a.Client, m, v.BanID)
+	case ReasonBannedLogin:
+		return fmt.Sprintf("the login %s is banned (ban %d) and %s is not an address it logged in from before", a.Login, v.BanID, a.Client)
+	case ReasonStalePassword:
+		return fmt.Sprintf("%s keeps trying the same wrong password for %s: a stale client, tarpitted, not banned", a.Client, a.Login)
 	}
 	return "no rule applies; allowed by default"
 }

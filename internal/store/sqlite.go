@@ -48,6 +48,39 @@ var migrations = []string{
 		rule_id INTEGER NOT NULL,                     -- the rule may be gone
 		detail  TEXT NOT NULL
 	);`,
+	// 2: bans (manual and automatic), their audit trail, and the addresses
+	// each login succeeded from (lockout-proof accounts).
+	`CREATE TABLE bans (
+		id         INTEGER PRIMARY KEY,               -- assigned by the tracker
+		kind       TEXT NOT NULL CHECK (kind IN ('address', 'login')),
+		prefix     TEXT NOT NULL,                     -- CIDR; '' for login bans
+		login      TEXT NOT NULL,                     -- '' for address bans
+		reason     TEXT NOT NULL,
+		created    INTEGER NOT NULL,                  -- unix seconds
+		expires    INTEGER,                           -- unix seconds; NULL: never
+		comment    TEXT NOT NULL DEFAULT '',
+		created_by TEXT NOT NULL
+	);
+	CREATE INDEX bans_expires ON bans (expires) WHERE expires IS NOT NULL;
+	-- the highest ban id ever stored, so ids are not reused after expired
+	-- bans are deleted
+	CREATE TABLE ban_ids (max_id INTEGER NOT NULL);
+	INSERT INTO ban_ids (max_id) VALUES (0);
+	CREATE TABLE ban_audit (
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		at      INTEGER NOT NULL,
+		actor   TEXT NOT NULL,
+		op      TEXT NOT NULL CHECK (op IN ('ban', 'unban')),
+		ban_id  INTEGER NOT NULL,
+		detail  TEXT NOT NULL
+	);
+	CREATE TABLE known_good (
+		login  TEXT NOT NULL,
+		prefix TEXT NOT NULL,
+		last   INTEGER NOT NULL,                      -- unix seconds
+		PRIMARY KEY (login, prefix)
+	) WITHOUT ROWID;
+	CREATE INDEX known_good_last ON known_good (last);`,
 }
 
 // SQLite is the embedded store: one SQLite file in WAL mode. It is safe

@@ -1,0 +1,314 @@
+// Package abuse is mailgate's brute-force engine: it counts the login
+// results the doors report in sliding windows, turns thresholds into bans
+// of addresses and logins, recognises stale clients (the same wrong
+// password, over and over, from one login and address) and remembers the
+// addresses each login succeeded from, so that an attack on a login does
+// not lock its owner out.
+//
+// The rules, with their defaults (DefaultConfig):
+//
+//   - (a) 3 failures within 1 minute for one login, from at least 2
+//     addresses, ban the login for 10 minutes;
+//   - (b) 5 failures within 1 minute from one address ban the address for
+//     5 minutes;
+//   - off by default: password spraying (many logins failing from one
+//     address), progressive ban lengths, and widening IPv6 bans from /64
+//     to /56 and /48.
+//
+// IPv6 clients are counted and banned per /64 (Config.IPv6Prefix). A
+// failure that repeats a password hash already seen failing for the same
+// (login, address) counts once. Failures while the address or the login
+// is banned are not counted, so attempts never extend a ban.
+//
+// It is pure: time is an argument everywhere, there is no I/O, no
+// goroutine and no persistence. The caller (the policy engine and the
+// daemon) stores the bans Record returns, reloads them with AddBan at
+// start, calls Expire periodically, and decides what a Status means for
+// a verdict (refuse, tarpit, let a known-good address through). Trusted
+// addresses and an account's own allow rules are the caller's business
+// too: it does not report their results.
+//
+// A Tracker is safe for concurrent use. Memory is bounded: at most
+// Config.MaxKeys keys of each kind (address, login, login and address)
+// and Config.MaxKnownGood known-good entries, the least recently updated
+// forgotten first.
+package abuse
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config holds the thresholds. The zero value is not valid; start from
+// DefaultConfig.
+type Config struct {
+	IPv6Prefix int // group IPv6 clients per /N; default 64
+
+	// Rule (a): LoginFailures failures within LoginWindow for one login
+	// from at least LoginMinAddrs distinct addresses (grouped per
+	// IPv6Prefix) ban the login for LoginBan. Attempts on a banned login
+	// are tarpitted LoginTarpit and then refused (the caller's part);
+	// attempts during the ban never extend it.
+	LoginFailures int
+	LoginWindow   time.Duration
+	LoginMinAddrs int
+	LoginBan      time.Duration
+	LoginTarpit   time.Duration
+
+	// Rule (b): AddrFailures failures within AddrWindow from one address
+	// (IPv6: its /IPv6Prefix) ban the address for AddrBan.
+	AddrFailures int
+	AddrWindow   time.Duration
+	AddrBan      time.Duration
+
+	// Password spraying, off when SprayLogins == 0: SprayLogins distinct
+	// logins failing from one address within SprayWindow ban the address
+	// for SprayBan.
+	SprayLogins int
+	SprayWindow time.Duration
+	SprayBan    time.Duration
+
+	// Progressive bans, off when RepeatFactor <= 1: an address or login
+	// banned again within RepeatMemory of the end of its last automatic
+	// ban gets the previous length × RepeatFactor, capped at RepeatMax
+	// (and never less than the rule's own length).
+	RepeatFactor float64
+	RepeatMemory time.Duration
+	RepeatMax    time.Duration
+
+	// IPv6 widening, off when WidenAfter == 0: when WidenAfter distinct
+	// /IPv6Prefix networks inside one /56 are banned at once, the /56 is
+	// banned too (and likewise /56 bans inside a /48 → the /48), until the
+	// latest end among them.
+	WidenAfter int
+
+	// Stale clients: a failure whose (login, address, pwhash) already
+	// failed within StaleWindow counts once toward rules (a), (b) and
+	// spraying; once the same triple has failed StaleRepeats times,
+	// further attempts with that pwhash are stale: tarpitted StaleTarpit
+	// (the caller's part) and never banned.
+	StaleRepeats int
+	StaleWindow  time.Duration
+	StaleTarpit  time.Duration
+
+	// Lockout-proof accounts: an address (IPv6: its /IPv6Prefix) from
+	// which a login succeeded within KnownGoodFor is known good for that
+	// login. 0 turns it off.
+	KnownGoodFor time.Duration
+
+	// Memory bound: at most MaxKeys tracked keys per kind (address,
+	// login, (login, address)) and MaxKnownGood known-good entries.
+	MaxKeys      int
+	MaxKnownGood int
+}
+
+// DefaultConfig returns the seed's two rules, with spraying, progressive
+// bans and widening off.
+func DefaultConfig() Config {
+	return Config{
+		IPv6Prefix:    64,
+		LoginFailures: 3,
+		LoginWindow:   time.Minute,
+		LoginMinAddrs: 2,
+		LoginBan:      10 * time.Minute,
+		LoginTarpit:   60 * time.Second,
+		AddrFailures:  5,
+		AddrWindow:    time.Minute,
+		AddrBan:       5 * time.Minute,
+		SprayLogins:   0,
+		SprayWindow:   10 * time.Minute,
+		SprayBan:      time.Hour,
+		RepeatFactor:  0,
+		RepeatMemory:  24 * time.Hour,
+		RepeatMax:     24 * time.Hour,
+		WidenAfter:    0,
+		StaleRepeats:  2,
+		StaleWindow:   time.Hour,
+		StaleTarpit:   5 * time.Second,
+		KnownGoodFor:  30 * 24 * time.Hour,
+		MaxKeys:       1_000_000,
+		MaxKnownGood:  1_000_000,
+	}
+}
+
+// MaxThreshold bounds the failure and distinct-key thresholds: each is
+// the size of a fixed ring kept per tracked key.
+const MaxThreshold = 100
+
+// maxTable bounds MaxKeys and MaxKnownGood (slots are int32).
+const maxTable = 1 << 30
+
+// Validate checks c. Each problem names its field as the TOML config
+// spells it (login_failures: ...); all of them are joined.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	count := func(key string, v, min int) {
+		if v < min || v > MaxThreshold {
+			bad(key, "%d is not from %d to %d", v, min, MaxThreshold)
+		}
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "%v is not a positive duration", d)
+		}
+	}
+	notNegative := func(key string, d time.Duration) {
+		if d < 0 {
+			bad(key, "%v is negative", d)
+		}
+	}
+	if c.IPv6Prefix < 32 || c.IPv6Prefix > 128 {
+		bad("ipv6_prefix", "%d is not a prefix length from 32 to 128", c.IPv6Prefix)
+	}
+	count("login_failures", c.LoginFailures, 1)
+	count("login_min_addrs", c.LoginMinAddrs, 1)
+	count("addr_failures", c.AddrFailures, 1)
+	count("spray_logins", c.SprayLogins, 0)
+	count("stale_repeats", c.StaleRepeats, 1)
+	if c.WidenAfter != 0 && (c.WidenAfter < 2 || c.WidenAfter > 256) {
+		bad("widen_after", "%d is not 0 (off) or from 2 to 256", c.WidenAfter)
+	}
+	if c.RepeatFactor != 0 && (c.RepeatFactor < 1 || c.RepeatFactor > 100) {
+		bad("repeat_factor", "%v is not 0 (off) or a factor from 1 to 100", c.RepeatFactor)
+	}
+	positive("login_window", c.LoginWindow)
+	positive("login_ban", c.LoginBan)
+	notNegative("login_tarpit", c.LoginTarpit)
+	positive("addr_window", c.AddrWindow)
+	positive("addr_ban", c.AddrBan)
+	positive("spray_window", c.SprayWindow)
+	positive("spray_ban", c.SprayBan)
+	positive("repeat_memory", c.RepeatMemory)
+	positive("repeat_max", c.RepeatMax)
+	positive("stale_window", c.StaleWindow)
+	notNegative("stale_tarpit", c.StaleTarpit)
+	notNegative("known_good_for", c.KnownGoodFor)
+	if c.MaxKeys < 1 || c.MaxKeys > maxTable {
+		bad("max_keys", "%d is not from 1 to %d", c.MaxKeys, maxTable)
+	}
+	if c.MaxKnownGood < 1 || c.MaxKnownGood > maxTable {
+		bad("max_known_good", "%d is not from 1 to %d", c.MaxKnownGood, maxTable)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) spray() bool       { return c.SprayLogins > 0 }
+func (c *Config) progressive() bool { return c.RepeatFactor > 1 }
+
+// Kind says what a ban blocks.
+type Kind uint8
+
+const (
+	BanAddr  Kind = iota + 1 // an address or network
+	BanLogin                 // a login
+)
+
+func (k Kind) String() string {
+	switch k {
+	case BanAddr:
+		return "address"
+	case BanLogin:
+		return "login"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Ban reasons.
+const (
+	ReasonLoginAttack  = "login_attack"  // rule (a)
+	ReasonAddrFailures = "addr_failures" // rule (b)
+	ReasonSpray        = "spray"         // password spraying
+	ReasonWidened      = "widened"       // IPv6 widening
+	ReasonManual       = "manual"        // mailgate ban add
+)
+
+// CreatedByMailgate is the CreatedBy of automatic bans.
+const CreatedByMailgate = "mailgate"
+
+// MaxCommentLen bounds a ban's comment; MaxLoginLen a banned login.
+const (
+	MaxCommentLen = 1024
+	MaxLoginLen   = 320
+)
+
+// Ban is an active (or just expired) ban.
+type Ban struct {
+	ID        int64 // assigned by the Tracker (monotonic; SetNextID seeds it from the store)
+	Kind      Kind
+	Prefix    netip.Prefix // BanAddr: the address (/32, /128) or network (/64, /56, /48, any CIDR for manual bans)
+	Login     string       // BanLogin: the normalized login
+	Reason    string       // ReasonLoginAttack, ReasonAddrFailures, ReasonSpray, ReasonWidened or ReasonManual
+	Created   time.Time
+	Expires   time.Time // zero only for a manual ban without end
+	Comment   string
+	CreatedBy string // CreatedByMailgate for automatic bans; the actor for manual ones
+}
+
+// Target is the banned address, network or login, for messages.
+func (b *Ban) Target() string {
+	if b.Kind == BanLogin {
+		return b.Login
+	}
+	return b.Prefix.String()
+}
+
+// Event is one login result a door reported.
+type Event struct {
+	Login   string     // normalized (rules.NormalizeLogin); may be ""
+	Addr    netip.Addr // the client; IPv4-mapped IPv6 is taken as IPv4
+	PwHash  string     // Dovecot's truncated hex pwhash, or any short password hash a door computes; may be ""
+	Success bool
+}
+
+// Status is what Check knows about an attempt.
+type Status struct {
+	AddrBan   BanRef // Found=false when none
+	LoginBan  BanRef
+	KnownGood bool // (login, address) had a success within KnownGoodFor
+	Stale     bool // (login, address, pwhash) is a stale client
+}
+
+// BanRef names the ban behind a Status.
+type BanRef struct {
+	Found   bool
+	ID      int64
+	Prefix  netip.Prefix // address bans
+	Expires time.Time    // zero: no end
+	Reason  string
+}
+
+// KnownGood is a login's known-good address (IPv6: its network).
+type KnownGood struct {
+	Login  string
+	Prefix netip.Prefix
+	Last   time.Time // the last success
+}
+
+// Counters are the window counts behind a verdict, for explanations.
+// Counts at a rule's threshold mean "at least": each window keeps only as
+// many entries as its rule needs.
+type Counters struct {
+	AddrFailures  int // distinct-counted failures from the address within AddrWindow
+	LoginFailures int // distinct-counted failures for the login within LoginWindow
+	LoginAddrs    int // distinct addresses among them (up to max(LoginMinAddrs, 4))
+	PairFailures  int // failures of (login, address) still remembered (each password up to StaleWindow after its last failure)
+	PairHashes    int // distinct password hashes among them
+	AddrLogins    int // distinct logins failing from the address within SprayWindow; 0 when spraying is off
+}
+
+// Stats sizes the tracker's state, for metrics and listings.
+type Stats struct {
+	Addrs      int // tracked addresses (IPv6: networks)
+	Logins     int // tracked logins
+	Pairs      int // tracked (login, address) pairs
+	KnownGood  int // known-good (login, address) entries
+	AddrBans   int // address bans held (expired ones until Expire runs)
+	LoginBans  int // login bans held
+	Remembered int // past automatic bans remembered for progressive lengths
+	Stale      int // stale (login, address, password) triples
+}

@@ -1,0 +1,128 @@
+package policy
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"mailgate/internal/abuse"
+	"mailgate/internal/rules"
+)
+
+// engineWithAbuse is an engine over specs with the default brute-force
+// rules.
+func engineWithAbuse(t *testing.T, specs ...string) (*Engine, *abuse.Tracker) {
+	t.Helper()
+	tr := abuse.New(abuse.DefaultConfig())
+	return engine(t, specs...).WithAbuse(tr, true, time.Minute, 5*time.Second), tr
+}
+
+func fail(e *Engine, login, ip, hash string, at time.Time) []abuse.Ban {
+	a := attempt(login, "imap", ip)
+	a.PwHash = hash
+	return e.Report(a, false, at)
+}
+
+// The order of DESIGN.md §2 with bans in it: trusted and an account's own
+// allow rule beat bans (and are never counted); bans beat the default.
+func TestBansInTheOrderOfChecks(t *testing.T) {
+	e, tr := engineWithAbuse(t,
+		"global all allow 192.0.2.0/24",
+		"boss@x.test all allow 203.0.113.7",
+	)
+	// Rule (b): five different failures from one address.
+	var bans []abuse.Ban
+	for i, h := range []string{"0a01", "0a02", "0a03", "0a04", "0a05"} {
+		bans = append(bans, fail(e, "someone@x.test", "203.0.113.7", h, now.Add(time.Duration(i)*time.Second))...)
+	}
+	if len(bans) != 1 || bans[0].Kind != abuse.BanAddr {
+		t.Fatalf("bans after five failures: %+v", bans)
+	}
+	at := now.Add(10 * time.Second)
+	check := func(login, ip string, action Action, reason Reason) {
+		t.Helper()
+		a := attempt(login, "imap", ip)
+		if v := e.Decide(a, at, nil); v.Action != action || v.Reason != reason {
+			t.Errorf("%s from %s: %v/%v, want %v/%v", login, ip, v.Action, v.Reason, action, reason)
+		}
+	}
+	check("someone@x.test", "203.0.113.7", Deny, ReasonBannedAddress)
+	check("boss@x.test", "203.0.113.7", Allow, ReasonAccountAllow) // its own allow rule beats the ban
+
+	// Failures from trusted networks are not counted at all.
+	for i, h := range []string{"0b01", "0b02", "0b03", "0b04", "0b05", "0b06"} {
+		if got := fail(e, "someone@x.test", "192.0.2.9", h, now.Add(time.Duration(i)*time.Second)); len(got) != 0 {
+			t.Fatalf("a trusted address was banned: %+v", got)
+		}
+	}
+	if c := tr.Counters("someone@x.test", netip.MustParseAddr("192.0.2.9"), at); c.AddrFailures != 0 {
+		t.Errorf("trusted failures counted: %+v", c)
+	}
+}
+
+// A banned login: tarpit then refuse, except from a known-good address.
+func TestBannedLoginAndKnownGood(t *testing.T) {
+	e, _ := engineWithAbuse(t)
+	home := attempt("anna@x.test", "imap", "198.51.100.10")
+	e.Report(home, true, now.Add(-time.Hour))
+	var bans []abuse.Ban
+	for i, ip := range []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"} {
+		bans = append(bans, fail(e, "anna@x.test", ip, "0c0"+string(rune('1'+i)), now.Add(time.Duration(i)*time.Second))...)
+	}
+	if len(bans) != 1 || bans[0].Kind != abuse.BanLogin {
+		t.Fatalf("bans: %+v", bans)
+	}
+	at := now.Add(5 * time.Second)
+	tr := &Trace{}
+	v := e.Decide(attempt("anna@x.test", "imap", "203.0.113.50"), at, tr)
+	if v.Action != Deny || v.Reason != ReasonBannedLogin || v.Delay != time.Minute || v.BanID != bans[0].ID {
+		t.Errorf("stranger: %+v", v)
+	}
+	if v := e.Decide(home, at, nil); v.Action != Allow {
+		t.Errorf("home: %+v", v)
+	}
+	tr = &Trace{}
+	e.Decide(home, at, tr)
+	found := false
+	for _, c := range tr.Checks {
+		found = found || c.Result == "banned, but known good"
+	}
+	if !found {
+		t.Errorf("trace does not say known good: %+v", tr.Checks)
+	}
+}
+
+// The same wrong password again and again: tarpitted as stale, never
+// banned, and the account's other clients are untouched.
+func TestStaleClient(t *testing.T) {
+	e, _ := engineWithAbuse(t)
+	for i := range 50 {
+		if b := fail(e, "phone@x.test", "198.51.100.20", "0d0d", now.Add(time.Duration(i)*time.Minute)); len(b) != 0 {
+			t.Fatalf("the stale phone caused a ban at attempt %d: %+v", i+1, b)
+		}
+	}
+	at := now.Add(50 * time.Minute)
+	a := attempt("phone@x.test", "imap", "198.51.100.20")
+	a.PwHash = "0d0d"
+	if v := e.Decide(a, at, nil); v.Action != Tarpit || v.Reason != ReasonStalePassword || v.Delay != 5*time.Second {
+		t.Errorf("stale client: %+v", v)
+	}
+	a.PwHash = "0e0e" // the right password, at last
+	if v := e.Decide(a, at, nil); v.Action != Allow || v.Reason != ReasonDefault {
+		t.Errorf("new password: %+v", v)
+	}
+	if v := e.Decide(attempt("colleague@x.test", "imap", "198.51.100.20"), at, nil); v.Action != Allow {
+		t.Errorf("colleague behind the same NAT: %+v", v)
+	}
+}
+
+func TestDecideWithAbuseDoesNotAllocate(t *testing.T) {
+	e, _ := engineWithAbuse(t, "shop@example.com smtp allow 10.0.0.101", "* pop3 allow none")
+	for i := range 3 {
+		fail(e, "x@example.com", "10.9.9."+string(rune('1'+i)), "0f0"+string(rune('1'+i)), now)
+	}
+	a := &Attempt{Login: "x@example.com", Service: rules.IMAP, Client: netip.MustParseAddr("10.0.0.9"), PwHash: "0abc"}
+	if n := testing.AllocsPerRun(100, func() { e.Decide(a, now, nil) }); n != 0 {
+		t.Errorf("Decide with bans allocates %v times", n)
+	}
+}
