@@ -67,8 +67,10 @@ func cmdBanAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	case (*ip == "") == (*account == ""):
 		return fmt.Errorf("%w: ban add: give --ip or --account (one of them)", errUsage)
 	case *ip != "":
-		if p, err := rules.ParseMatch(*ip); err != nil || !p.IsValid() {
-			return fmt.Errorf("%w: ban add: --ip: %q is not an address or CIDR network", errUsage, *ip)
+		if p, err := rules.ParseMatch(*ip); err != nil {
+			return fmt.Errorf("%w: ban add: --ip: %v", errUsage, err)
+		} else if !p.IsValid() {
+			return fmt.Errorf("%w: ban add: --ip: none is not an address or CIDR network", errUsage)
 		}
 	default:
 		if a, err := rules.NormalizeAccount(*account); err != nil || a == "*" || a[0] == '@' {
@@ -124,8 +126,10 @@ func cmdBanRemove(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if *ip != "" {
-		if p, err := rules.ParseMatch(*ip); err != nil || !p.IsValid() {
-			return fmt.Errorf("%w: ban rm: --ip: %q is not an address or CIDR network", errUsage, *ip)
+		if p, err := rules.ParseMatch(*ip); err != nil {
+			return fmt.Errorf("%w: ban rm: --ip: %v", errUsage, err)
+		} else if !p.IsValid() {
+			return fmt.Errorf("%w: ban rm: --ip: none is not an address or CIDR network", errUsage)
 		}
 	}
 	c, err := cf.client()

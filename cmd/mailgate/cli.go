@@ -372,9 +372,13 @@ func cmdAudit(ctx context.Context, args []string, stdout io.Writer) error {
 		return printJSON(stdout, es)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "WHEN\tWHO\tWHAT\tRULE\tDETAIL")
+	fmt.Fprintln(tw, "WHEN\tWHO\tWHAT\tOF\tDETAIL")
 	for _, e := range es {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.At.Format(time.RFC3339), e.Actor, e.Op, e.RuleID, e.Detail)
+		id := e.RuleID
+		if e.Object == "ban" {
+			id = e.BanID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %d\t%s\n", e.At.Format(time.RFC3339), e.Actor, e.Op, e.Object, id, e.Detail)
 	}
 	return tw.Flush()
 }

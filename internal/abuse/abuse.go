@@ -293,12 +293,12 @@ type KnownGood struct {
 // Counts at a rule's threshold mean "at least": each window keeps only as
 // many entries as its rule needs.
 type Counters struct {
-	AddrFailures  int // distinct-counted failures from the address within AddrWindow
-	LoginFailures int // distinct-counted failures for the login within LoginWindow
-	LoginAddrs    int // distinct addresses among them (up to max(LoginMinAddrs, 4))
-	PairFailures  int // failures of (login, address) still remembered (each password up to StaleWindow after its last failure)
-	PairHashes    int // distinct password hashes among them
-	AddrLogins    int // distinct logins failing from the address within SprayWindow; 0 when spraying is off
+	AddrFailures  int `json:"addr_failures"`  // distinct-counted failures from the address within AddrWindow
+	LoginFailures int `json:"login_failures"` // distinct-counted failures for the login within LoginWindow
+	LoginAddrs    int `json:"login_addrs"`    // distinct addresses among them (up to max(LoginMinAddrs, 4))
+	PairFailures  int `json:"pair_failures"`  // failures of (login, address) still remembered (each password up to StaleWindow after its last failure)
+	PairHashes    int `json:"pair_hashes"`    // distinct password hashes among them
+	AddrLogins    int `json:"addr_logins"`    // distinct logins failing from the address within SprayWindow; 0 when spraying is off
 }
 
 // Stats sizes the tracker's state, for metrics and listings.

@@ -294,7 +294,10 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]AuditJSON, len(es))
 	for i, e := range es {
-		out[i] = AuditJSON{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Op: e.Op, RuleID: e.RuleID, Detail: e.Detail}
+		out[i] = AuditJSON{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Op: e.Op, Object: "rule", RuleID: e.RuleID, Detail: e.Detail}
+		if e.Op == store.OpBan || e.Op == store.OpUnban {
+			out[i].Object, out[i].RuleID, out[i].BanID = "ban", 0, e.RuleID
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

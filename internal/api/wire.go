@@ -107,7 +107,9 @@ type AuditJSON struct {
 	At     time.Time `json:"at"`
 	Actor  string    `json:"actor"`
 	Op     string    `json:"op"`
-	RuleID int64     `json:"rule"`
+	Object string    `json:"object"` // "rule" or "ban"
+	RuleID int64     `json:"rule,omitempty"`
+	BanID  int64     `json:"ban,omitempty"`
 	Detail string    `json:"detail"`
 }
 

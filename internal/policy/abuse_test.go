@@ -126,3 +126,17 @@ func TestDecideWithAbuseDoesNotAllocate(t *testing.T) {
 		t.Errorf("Decide with bans allocates %v times", n)
 	}
 }
+
+// A login banned by hand holds for every address, known good or not: the
+// account may be in an attacker's hands.
+func TestManualLoginBanHoldsForKnownGood(t *testing.T) {
+	e, tr := engineWithAbuse(t)
+	home := attempt("anna@x.test", "imap", "198.51.100.10")
+	e.Report(home, true, now.Add(-time.Hour))
+	if _, err := tr.AddBan(abuse.Ban{Kind: abuse.BanLogin, Login: "anna@x.test", Reason: abuse.ReasonManual, CreatedBy: "root"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.Decide(home, now, nil); v.Action != Deny || v.Reason != ReasonBannedLogin {
+		t.Errorf("known-good address under a manual ban: %+v", v)
+	}
+}

@@ -144,7 +144,10 @@ func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace) Verdict {
 	}
 	tr.add("address bans", "not banned", 0, "")
 	if st.LoginBan.Found {
-		if st.KnownGood {
+		// Known-good addresses get past a ban made because of attacks
+		// from elsewhere; a ban the admin made by hand holds for every
+		// address (the account may be in an attacker's hands).
+		if st.KnownGood && st.LoginBan.Reason != abuse.ReasonManual {
 			if tr != nil {
 				tr.add("login bans", "banned, but known good", 0, banDetail(st.LoginBan, now)+"; this address logged in to the account before, so it keeps working")
 			}
