@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -127,12 +126,7 @@ func (s *Server) listBans(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) addBan(w http.ResponseWriter, r *http.Request) {
 	var in BanRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	if err == nil {
-		err = strictUnmarshal(body, &in)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+	if !readSmallJSON(w, r, &in) {
 		return
 	}
 	now := s.now()

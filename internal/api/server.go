@@ -217,14 +217,10 @@ func (s *Server) removeRule(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	var in ExplainRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	if err == nil {
-		err = strictUnmarshal(body, &in)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+	if !readSmallJSON(w, r, &in) {
 		return
 	}
+	var err error
 	a := policy.Attempt{Login: rules.NormalizeLogin(in.Account), Door: "explain", PwHash: in.PwHash}
 	if a.Client, err = rules.ParseAddr(in.IP); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("ip: %q is not an IP address", in.IP))
@@ -305,6 +301,20 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {
 	s.log.Error(what, "err", err)
 	writeError(w, http.StatusInternalServerError, fmt.Errorf("%s: %w", what, err))
+}
+
+// readSmallJSON reads a request body of at most 64 KiB into v, strictly;
+// on failure it has answered 400 and returns false.
+func readSmallJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err == nil {
+		err = strictUnmarshal(body, v)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return false
+	}
+	return true
 }
 
 func strictUnmarshal(b []byte, v any) error {

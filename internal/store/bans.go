@@ -166,18 +166,11 @@ func (s *SQLite) BanAudit(ctx context.Context, limit int) ([]AuditEntry, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read ban audit: %w", err)
 	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
-		var e AuditEntry
-		var at int64
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Op, &e.RuleID, &e.Detail); err != nil {
-			return nil, fmt.Errorf("read ban audit: %w", err)
-		}
-		e.At = fromSeconds(at)
-		out = append(out, e)
+	out, err := scanAudit(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read ban audit: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SaveKnownGood upserts known-good (login, address) pairs and drops the

@@ -424,21 +424,28 @@ func (s *SQLite) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read audit: %w", err)
 	}
+	out, err := scanAudit(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read audit: %w", err)
+	}
+	return out, nil
+}
+
+// scanAudit reads rows of (id, at, actor, op, object id, detail) and
+// closes rows.
+func scanAudit(rows *sql.Rows) ([]AuditEntry, error) {
 	defer rows.Close()
 	var out []AuditEntry
 	for rows.Next() {
 		var e AuditEntry
 		var at int64
 		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Op, &e.RuleID, &e.Detail); err != nil {
-			return nil, fmt.Errorf("read audit: %w", err)
+			return nil, err
 		}
 		e.At = fromSeconds(at)
 		out = append(out, e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read audit: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // scanRules reads rows of ruleColumns and closes rows. A row that does not
