@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,17 +85,7 @@ type bfExplained struct {
 func TestBruteForce(t *testing.T) {
 	harness.Require(t, harness.DovecotPackages)
 	dir := harness.TempDir(t, "bf-")
-	mg := harness.StartMailgate(t, fmt.Sprintf(`
-[store]
-path = %q
-
-[admin]
-socket = %q
-
-[dovecot]
-listen = "127.0.0.1:%d"
-api_key = %q
-
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, bfAPIKey, fmt.Sprintf(`
 [bruteforce]
 # Shorter and fewer than the defaults (login_tarpit = "1m", addr_failures = 5)
 # so that the test observes the tarpit in seconds and fails few times per
@@ -105,7 +94,7 @@ api_key = %q
 # internal/abuse's pure scenario tests with injected time.
 login_tarpit = %q
 addr_failures = 3
-`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), harness.FreePort(t), bfAPIKey, bfTarpit.String()))
+`, bfTarpit.String())))
 	dc := harness.StartDovecot(t, harness.DovecotOptions{
 		Users:     map[string]string{bfBob: bfBobPW, bfCarol: bfCarolPW, bfDave: bfDavePW, bfErin: bfErinPW},
 		PolicyURL: mg.DovecotURL(),

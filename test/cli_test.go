@@ -18,19 +18,10 @@ import (
 // a restart while an expired one does not come back.
 func TestImportAndRulesCLI(t *testing.T) {
 	dir := harness.TempDir(t, "cli-")
-	mg := harness.StartMailgate(t, fmt.Sprintf(`
-[store]
-path = %q
-
-[admin]
-socket = %q
-
-[dovecot]
-listen = "127.0.0.1:%d"
-
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, "", `
 [policy]
 trusted_networks = ["192.0.2.0/24"]
-`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), harness.FreePort(t)))
+`))
 
 	tsv := filepath.Join(dir, "restrictions.tsv")
 	os.WriteFile(tsv, []byte("email\tip\tmode\tservice\n"+

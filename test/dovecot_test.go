@@ -23,6 +23,24 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
+// mailgateConfig is a config for one test's mailgate: its database and
+// admin socket in dir, the Dovecot door on a free loopback port with
+// apiKey (none when empty), then extra TOML.
+func mailgateConfig(t *testing.T, dir, apiKey, extra string) string {
+	t.Helper()
+	return fmt.Sprintf(`
+[store]
+path = %q
+
+[admin]
+socket = %q
+
+[dovecot]
+listen = "127.0.0.1:%d"
+api_key = %q
+`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), harness.FreePort(t), apiKey) + extra
+}
+
 const (
 	shop, shopPW   = "shop@example.test", "Shop-Secret-4711"
 	alice, alicePW = "alice@example.test", "Alice-Secret-0815"
@@ -44,17 +62,7 @@ const (
 func TestDovecotEndToEnd(t *testing.T) {
 	harness.Require(t, harness.DovecotPackages)
 	dir := harness.TempDir(t, "e2e-")
-	mg := harness.StartMailgate(t, fmt.Sprintf(`
-[store]
-path = %q
-
-[admin]
-socket = %q
-
-[dovecot]
-listen = "127.0.0.1:%d"
-api_key = %q
-`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), harness.FreePort(t), apiKey))
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, apiKey, ""))
 	dc := harness.StartDovecot(t, harness.DovecotOptions{
 		Users:     map[string]string{shop: shopPW, alice: alicePW},
 		PolicyURL: mg.DovecotURL(),

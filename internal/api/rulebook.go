@@ -15,6 +15,7 @@ type RuleStore interface {
 	AddRules(ctx context.Context, now time.Time, actor string, rs []rules.Rule) ([]rules.Rule, error)
 	DeleteRule(ctx context.Context, now time.Time, actor string, id int64) (rules.Rule, error)
 	Rules(ctx context.Context) ([]rules.Rule, error)
+	Rule(ctx context.Context, id int64) (rules.Rule, error)
 	DeleteExpired(ctx context.Context, now time.Time) ([]rules.Rule, error)
 	Audit(ctx context.Context, limit int) ([]store.AuditEntry, error)
 }
@@ -104,14 +105,6 @@ func (b *Rulebook) List(ctx context.Context) ([]rules.Rule, error) {
 
 // Get returns stored rule id.
 func (b *Rulebook) Get(ctx context.Context, id int64) (rules.Rule, bool) {
-	rs, err := b.store.Rules(ctx)
-	if err != nil {
-		return rules.Rule{}, false
-	}
-	for _, r := range rs {
-		if r.ID == id {
-			return r, true
-		}
-	}
-	return rules.Rule{}, false
+	r, err := b.store.Rule(ctx, id)
+	return r, err == nil
 }

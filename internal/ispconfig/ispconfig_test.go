@@ -128,11 +128,7 @@ func TestToRulesAllOrNothing(t *testing.T) {
 }
 
 func TestReadCSV(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     []Row
-		err      string
-	}{
+	tests := []readTest{
 		{name: "mysql batch",
 			in: "email\tip\tmode\tservice\nshop@example.com\t10.0.0.101\tw\tsmtp\nshop@example.com\tnone\tw\tpop3\n",
 			want: []Row{{Email: "shop@example.com", IP: "10.0.0.101", Mode: "w", Service: "smtp", Line: 2},
@@ -160,26 +156,7 @@ func TestReadCSV(t *testing.T) {
 		{name: "bad quote", in: "email,ip,mode,service\n\"a,1.2.3.4,w,\n", err: "line 2"},
 		{name: "several errors", in: "email,ip,mode,service\na\nb\nc@d,1,w,\n", err: "line 2: 1 fields, the header has 4\nline 3: 1 fields"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ReadCSV(strings.NewReader(tt.in))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("err = %v, want %q", err, tt.err)
-				}
-				if got != nil {
-					t.Errorf("rows returned with an error: %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tt.want)
-			}
-		})
-	}
+	runReadTests(t, ReadCSV, tests)
 }
 
 func TestReadCSVLimits(t *testing.T) {
@@ -235,11 +212,7 @@ func (r *repeater) Read(p []byte) (int, error) {
 
 func TestReadSQLDump(t *testing.T) {
 	const user = "INSERT INTO `mail_user` (`mailuser_id`, `email`) VALUES (12345,'shop@example.com');\n"
-	tests := []struct {
-		name, in string
-		want     []Row
-		err      string
-	}{
+	tests := []readTest{
 		{name: "howto statements, user without column list (ISPConfig order)",
 			in: "INSERT INTO `mail_user` VALUES (12345,1,1,'riud','riud','',1,'shop@example.com','shop@example.com','x');\n" +
 				"INSERT INTO `mail_user_ip_restriction` VALUES (NULL, 12345, '10.0.0.101', 'w', 'smtp');\n" +
@@ -305,26 +278,7 @@ func TestReadSQLDump(t *testing.T) {
 		{name: "garbage after row", in: "INSERT INTO mail_user_ip_restriction VALUES (1,1,'a','w','') x;", err: `unexpected "x" after a row`},
 		{name: "bad delimiter", in: "DELIMITER \n", err: "bad DELIMITER"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ReadSQLDump(strings.NewReader(tt.in))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("err = %v, want %q", err, tt.err)
-				}
-				if got != nil {
-					t.Errorf("rows returned with an error: %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tt.want)
-			}
-		})
-	}
+	runReadTests(t, ReadSQLDump, tests)
 }
 
 func TestReadSQLDumpLimits(t *testing.T) {
@@ -489,5 +443,37 @@ func checkRows(t *testing.T, rows []Row) {
 		} else if !strings.HasPrefix(err.Error(), "line ") {
 			t.Fatalf("ToRule error does not name the line: %v", err)
 		}
+	}
+}
+
+// readTest is one input to a reader: the rows it gives, or an error
+// containing err (and then no rows at all).
+type readTest struct {
+	name, in string
+	want     []Row
+	err      string
+}
+
+func runReadTests(t *testing.T, read func(io.Reader) ([]Row, error), tests []readTest) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := read(strings.NewReader(tt.in))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				if got != nil {
+					t.Errorf("rows returned with an error: %+v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
 	}
 }

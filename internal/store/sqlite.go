@@ -375,6 +375,22 @@ func (s *SQLite) Rules(ctx context.Context) ([]rules.Rule, error) {
 	return rs, nil
 }
 
+// Rule returns stored rule id, or an error wrapping ErrNotFound.
+func (s *SQLite) Rule(ctx context.Context, id int64) (rules.Rule, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules WHERE id = ?`, id)
+	if err != nil {
+		return rules.Rule{}, fmt.Errorf("rule %d: %w", id, err)
+	}
+	rs, err := scanRules(rows)
+	if err != nil {
+		return rules.Rule{}, fmt.Errorf("rule %d: %w", id, err)
+	}
+	if len(rs) == 0 {
+		return rules.Rule{}, fmt.Errorf("rule %d: %w", id, ErrNotFound)
+	}
+	return rs[0], nil
+}
+
 // DeleteExpired removes the rules whose expiry is at or before now, with
 // an audit row each by ActorExpiry, and returns them ordered by ID.
 func (s *SQLite) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Rule, error) {

@@ -27,6 +27,7 @@ type Store interface {
 	AddRules(ctx context.Context, now time.Time, actor string, rs []rules.Rule) ([]rules.Rule, error)
 	DeleteRule(ctx context.Context, now time.Time, actor string, id int64) (rules.Rule, error)
 	Rules(ctx context.Context) ([]rules.Rule, error)
+	Rule(ctx context.Context, id int64) (rules.Rule, error)
 	DeleteExpired(ctx context.Context, now time.Time) ([]rules.Rule, error)
 	Audit(ctx context.Context, limit int) ([]store.AuditEntry, error)
 	Close() error
@@ -243,8 +244,16 @@ func testNotFound(t *testing.T, open func(t *testing.T) Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got, err := s.Rule(ctx, added[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffRules(t, "Rule by id", []rules.Rule{got}, added)
 	if _, err := s.DeleteRule(ctx, t0, "test", added[0].ID); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.Rule(ctx, added[0].ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Rule of a deleted rule: %v, want ErrNotFound", err)
 	}
 	if _, err := s.DeleteRule(ctx, t0, "test", added[0].ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second DeleteRule: %v, want ErrNotFound", err)
