@@ -63,9 +63,11 @@ func cmdRuleAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	account := fs.String("account", "", "login, @domain or * (the rule's account)")
 	global := fs.Bool("global", false, "a global rule: --allow is a trusted network, --deny the global deny list")
 	service := fs.String("service", "all", "imap, pop3, smtp (also covers submission), submission, sieve or all")
-	allow := fs.Bool("allow", false, "allow the address (an allow list for the account and service)")
-	deny := fs.Bool("deny", false, "deny the address")
+	allow := fs.Bool("allow", false, "allow the address or countries (an allow list for the account and service)")
+	deny := fs.Bool("deny", false, "deny the address or countries")
+	extra := fs.Bool("extra", false, "an exception to the global country list: the account may also log in from this address or these countries (does not restrict the account)")
 	ip := fs.String("ip", "", "an IP address, a CIDR network, or none (with --allow: closes the service)")
+	country := fs.String("country", "", "country codes instead of --ip, e.g. DE or DE,AT (needs [geoip] database)")
 	comment := fs.String("comment", "", "why the rule exists")
 	expires := fs.String("expires", "", "when the rule ends: a duration (90m, 12h, 7d, 2w), a date (2026-12-31, through that day, UTC) or an RFC 3339 time")
 	jsonOut := fs.Bool("json", false, "print the added rule as JSON")
@@ -85,20 +87,32 @@ func cmdRuleAdd(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: rule add: --account is required (a login, @domain or *), or --global", errUsage)
 	}
 	switch {
-	case *allow == *deny:
-		return fmt.Errorf("%w: rule add: give exactly one of --allow and --deny", errUsage)
+	case btoi(*allow)+btoi(*deny)+btoi(*extra) != 1:
+		return fmt.Errorf("%w: rule add: give exactly one of --allow, --deny and --extra", errUsage)
 	case *allow:
 		r.Action = "allow"
-	default:
+	case *deny:
 		r.Action = "deny"
+	default:
+		r.Action = "extra"
 	}
-	if *ip == "" {
-		return fmt.Errorf("%w: rule add: --ip is required (an IP address, a CIDR network, or none)", errUsage)
+	switch {
+	case *ip != "" && *country != "":
+		return fmt.Errorf("%w: rule add: give --ip or --country, not both", errUsage)
+	case *country != "":
+		cc, err := rules.ParseCountries(*country)
+		if err != nil {
+			return fmt.Errorf("%w: rule add: --country: %v", errUsage, err)
+		}
+		r.Match = rules.CountryPrefix + cc
+	case *ip == "":
+		return fmt.Errorf("%w: rule add: --ip is required (an IP address, a CIDR network, or none), or --country", errUsage)
+	default:
+		if _, err := rules.ParseMatch(*ip); err != nil {
+			return fmt.Errorf("%w: rule add: --ip: %v", errUsage, err)
+		}
+		r.Match = *ip
 	}
-	if _, err := rules.ParseMatch(*ip); err != nil {
-		return fmt.Errorf("%w: rule add: --ip: %v", errUsage, err)
-	}
-	r.Match = *ip
 	if _, err := rules.ParseService(*service); err != nil {
 		return fmt.Errorf("%w: rule add: --service: %v", errUsage, err)
 	}
@@ -111,7 +125,11 @@ func cmdRuleAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// Catch what the server would refuse, with the flag's name.
 	if _, err := r.Rule(); err != nil {
-		return fmt.Errorf("%w: rule add: %s", errUsage, flagNames.Replace(err.Error()))
+		names := flagNames
+		if *country != "" {
+			names = countryFlagNames
+		}
+		return fmt.Errorf("%w: rule add: %s", errUsage, names.Replace(err.Error()))
 	}
 
 	c, err := cf.client()
@@ -130,7 +148,16 @@ func cmdRuleAdd(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // flagNames maps field names in validation errors to the flags that set them.
-var flagNames = strings.NewReplacer("match: ", "--ip: ", "account: ", "--account: ", "service: ", "--service: ", "comment: ", "--comment: ")
+var flagNames = strings.NewReplacer("match: ", "--ip: ", "account: ", "--account: ", "service: ", "--service: ", "comment: ", "--comment: ", "action: ", "")
+
+var countryFlagNames = strings.NewReplacer("match: ", "--country: ", "account: ", "--account: ", "service: ", "--service: ", "comment: ", "--comment: ", "action: ", "")
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // parseExpiry reads --expires: a duration with d and w units allowed, a
 // date (the rule lasts through that day, UTC), or an RFC 3339 time.
@@ -316,6 +343,9 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s over %s from %s: %s (%s)\n", who, e.Service, e.IP, strings.ToUpper(e.Verdict), e.Reason)
 	fmt.Fprintf(stdout, "  why: %s\n", e.Explanation)
+	if e.Country != "" {
+		fmt.Fprintf(stdout, "  country: %s\n", e.Country)
+	}
 	if e.Delay != "" {
 		fmt.Fprintf(stdout, "  the attempt is held for %s\n", e.Delay)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"mailgate/internal/api"
 	"mailgate/internal/ispconfig"
+	"mailgate/internal/rules"
 )
 
 // importBatch is how many rules one API request carries; each batch is
@@ -58,13 +59,27 @@ func cmdImportISPConfig(ctx context.Context, args []string, stdout io.Writer) er
 		return fmt.Errorf("import ispconfig: %w", err)
 	}
 
+	rs := make([]rules.Rule, len(rows))
+	for i, row := range rows {
+		if rs[i], err = ispconfig.ToRule(row); err != nil {
+			return fmt.Errorf("import ispconfig: line %d: %w", row.Line, err)
+		}
+	}
+	return importRules(ctx, cf, "import ispconfig", "rows", rs, *dryRun, stdout)
+}
+
+// importRules adds rs through the admin API in batches, leaving out rules
+// already present (same account, service, action and match), so running
+// an import twice adds nothing the second time. what names the command,
+// unit what rs was read from, for the summary.
+func importRules(ctx context.Context, cf clientFlags, what, unit string, rs []rules.Rule, dryRun bool, stdout io.Writer) error {
 	c, err := cf.client()
 	if err != nil {
 		return err
 	}
 	existing, err := c.Rules(ctx, "")
 	if err != nil {
-		return fmt.Errorf("import ispconfig: reading current rules: %w", err)
+		return fmt.Errorf("%s: reading current rules: %w", what, err)
 	}
 	type key struct{ account, service, action, match string }
 	have := map[key]bool{}
@@ -74,12 +89,8 @@ func cmdImportISPConfig(ctx context.Context, args []string, stdout io.Writer) er
 
 	var todo []api.RuleJSON
 	skipped := 0
-	for _, row := range rows {
-		r, err := ispconfig.ToRule(row)
-		if err != nil {
-			return fmt.Errorf("import ispconfig: line %d: %w", row.Line, err)
-		}
-		j := api.FromRule(&r)
+	for i := range rs {
+		j := api.FromRule(&rs[i])
 		k := key{j.Account, j.Service, j.Action, j.Match}
 		if have[k] {
 			skipped++
@@ -88,11 +99,11 @@ func cmdImportISPConfig(ctx context.Context, args []string, stdout io.Writer) er
 		have[k] = true
 		todo = append(todo, j)
 	}
-	if *dryRun {
+	if dryRun {
 		for i := range todo {
 			fmt.Fprintf(stdout, "would add: %s\n", describeRule(&todo[i]))
 		}
-		fmt.Fprintf(stdout, "%d rows read, %d rules would be added, %d already present\n", len(rows), len(todo), skipped)
+		fmt.Fprintf(stdout, "%d %s read, %d rules would be added, %d already present\n", len(rs), unit, len(todo), skipped)
 		return nil
 	}
 	added := 0
@@ -100,10 +111,35 @@ func cmdImportISPConfig(ctx context.Context, args []string, stdout io.Writer) er
 		end := min(start+importBatch, len(todo))
 		out, err := c.AddRules(ctx, todo[start:end])
 		if err != nil {
-			return fmt.Errorf("import ispconfig: after %d rules added: %w", added, err)
+			return fmt.Errorf("%s: after %d rules added: %w", what, added, err)
 		}
 		added += len(out)
 	}
-	fmt.Fprintf(stdout, "%d rows read, %d rules added, %d already present\n", len(rows), added, skipped)
+	fmt.Fprintf(stdout, "%d %s read, %d rules added, %d already present\n", len(rs), unit, added, skipped)
 	return nil
+}
+
+func cmdImportUserAllowed(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("import user-allowed", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	path := fs.String("file", "", "the per-user exception file of the nginx country script (user-allowed.php): login|CC or login|IP per line")
+	dryRun := fs.Bool("dry-run", false, "show what would be imported, change nothing")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: import user-allowed: unexpected argument %q", errUsage, pos[0])
+	}
+	if *path == "" {
+		return fmt.Errorf("%w: import user-allowed: --file is required", errUsage)
+	}
+	f, err := os.Open(*path)
+	if err != nil {
+		return fmt.Errorf("import user-allowed: %w", err)
+	}
+	rs, err := rules.ReadUserAllowed(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("import user-allowed: %s: %w", *path, err)
+	}
+	return importRules(ctx, cf, "import user-allowed", "lines", rs, *dryRun, stdout)
 }

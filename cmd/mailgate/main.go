@@ -23,7 +23,8 @@ const usage = `mailgate decides whether mail logins and relay attempts may proce
 Usage:
   mailgate serve [--config FILE]                  run the daemon
   mailgate config check [--config FILE]           check a config file
-  mailgate rule add --account A|--global --allow|--deny --ip IP|CIDR|none
+  mailgate rule add --account A|--global --allow|--deny|--extra
+                    --ip IP|CIDR|none | --country CC[,CC]
                     [--service S] [--comment T] [--expires D]
   mailgate rule list [--account A] [--json]
   mailgate rule rm ID
@@ -33,6 +34,7 @@ Usage:
   mailgate ban rm (ID | --ip IP | --account A)
   mailgate audit [--limit N] [--json]             who changed which rule
   mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
+  mailgate import user-allowed --file F [--dry-run]   login|CC, login|IP lines
   mailgate version
 
 Every command takes --config FILE (default ` + "/etc/mailgate/mailgate.toml" + `, or built-in
@@ -105,8 +107,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "audit":
 		return cmdAudit(ctx, rest, stdout)
 	case "import":
-		if sub == "ispconfig" {
+		switch sub {
+		case "ispconfig":
 			return cmdImportISPConfig(ctx, rest[1:], stdout)
+		case "user-allowed":
+			return cmdImportUserAllowed(ctx, rest[1:], stdout)
 		}
 	default:
 		fmt.Fprint(stderr, usage)

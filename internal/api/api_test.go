@@ -26,6 +26,7 @@ type fixture struct {
 	st      *store.SQLite
 	engine  *policy.Engine
 	tracker *abuse.Tracker
+	srv     *Server
 }
 
 // start serves the API on a unix socket over a real SQLite store and a
@@ -54,7 +55,7 @@ func start(t *testing.T, dbPath string) *fixture {
 	hs := &http.Server{Handler: srv.Handler(), ConnContext: ConnContext}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
-	return &fixture{client: NewUnixClient(sock), idx: idx, book: book, st: st, engine: engine, tracker: tracker}
+	return &fixture{client: NewUnixClient(sock), idx: idx, book: book, st: st, engine: engine, tracker: tracker, srv: srv}
 }
 
 func prefix(s string) netip.Prefix {
@@ -147,6 +148,11 @@ func TestBadInput(t *testing.T) {
 		{RuleJSON{Account: "a b@x.test", Service: "imap", Action: "deny", Match: "10.0.0.1"}, "account:"},
 		{RuleJSON{Scope: "global", Service: "imap", Action: "allow", Match: "none"}, "match: a global rule needs an address"},
 		{RuleJSON{Scope: "galaxy", Service: "imap", Action: "allow", Match: "10.0.0.1"}, "scope:"},
+		{RuleJSON{Account: "a@x.test", Service: "imap", Action: "extra", Match: "country:FR"}, "match: country rules need a GeoIP database"},
+		{RuleJSON{Account: "a@x.test", Service: "imap", Action: "allow", Match: "country:FRA"}, `match: "FRA" is not a country code`},
+		{RuleJSON{Scope: "global", Service: "imap", Action: "deny", Match: "country:CN"}, "match: global country lists are set in the config file"},
+		{RuleJSON{Scope: "global", Service: "imap", Action: "extra", Match: "10.0.0.1"}, "action: extra rules belong to an account"},
+		{RuleJSON{Account: "a@x.test", Service: "imap", Action: "extra", Match: "none"}, "match: an extra rule needs"},
 	}
 	for _, b := range bad {
 		_, err := f.client.AddRule(ctx, b.rule)
@@ -176,6 +182,44 @@ func TestBadInput(t *testing.T) {
 	_, err = f.client.Explain(ctx, ExplainRequest{Account: "a@x.test", IP: "10.0.0.1", Service: "all"})
 	if err == nil || !strings.Contains(err.Error(), "service:") {
 		t.Errorf("explain bad service: %v", err)
+	}
+}
+
+// With a GeoIP database, country rules are stored, indexed and explained.
+func TestCountryRules(t *testing.T) {
+	ctx := context.Background()
+	f := start(t, filepath.Join(t.TempDir(), "m.db"))
+	f.srv.WithGeoIP(true)
+	f.engine.WithCountries(func(a netip.Addr) (string, policy.CountryKind) {
+		if prefix("198.51.100.0/24").Contains(a) {
+			return "FR", policy.CountryFound
+		}
+		return "CN", policy.CountryFound
+	}, policy.CountryPolicy{Allow: "DE"})
+	added, err := f.client.AddRule(ctx, RuleJSON{Account: "Alice@x.test", Service: "all", Action: "extra", Match: "country:fr, at"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added.Match != "country:AT,FR" || added.Action != "extra" {
+		t.Errorf("added %+v", added)
+	}
+	e, err := f.client.Explain(ctx, ExplainRequest{Account: "alice@x.test", IP: "198.51.100.7", Service: "imap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Verdict != "allow" || e.Country != "FR" {
+		t.Errorf("explain alice from FR: %+v", e)
+	}
+	e, err = f.client.Explain(ctx, ExplainRequest{Account: "bob@x.test", IP: "198.51.100.7", Service: "imap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Verdict != "deny" || e.Reason != "country_blocked" || e.Country != "FR" {
+		t.Errorf("explain bob from FR: %+v", e)
+	}
+	rs, err := f.client.Rules(ctx, "alice@x.test")
+	if err != nil || len(rs) != 1 || rs[0].Match != "country:AT,FR" {
+		t.Errorf("rules: %v %+v", err, rs)
 	}
 }
 

@@ -44,6 +44,7 @@ type Server struct {
 	version string
 	token   string // required on TCP connections when set
 	now     func() time.Time
+	geoip   bool // country rules can match: a GeoIP database is configured
 }
 
 // NewServer returns the admin API over book and engine. token, if not
@@ -51,6 +52,14 @@ type Server struct {
 // unix socket.
 func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, version, token string) *Server {
 	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now}
+}
+
+// WithGeoIP tells the server whether a GeoIP database is configured.
+// Without one, rules matching countries are refused: they would never
+// match, and an allow rule by country would shut the account out.
+func (s *Server) WithGeoIP(on bool) *Server {
+	s.geoip = on
+	return s
 }
 
 type connKey struct{}
@@ -176,6 +185,10 @@ func (s *Server) addRules(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
+		if rs[i].Countries != "" && !s.geoip {
+			writeError(w, http.StatusBadRequest, errors.New("match: country rules need a GeoIP database; set [geoip] database in the config and restart mailgate"))
+			return
+		}
 	}
 	who := actor(r)
 	added, err := s.book.Add(r.Context(), s.now(), who, rs)
@@ -238,7 +251,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	out := ExplainResponse{
 		Verdict: v.Action.String(), Reason: v.Reason.String(), Rule: v.RuleID, Ban: v.BanID,
 		Message: s.engine.Message(&a, &v), Explanation: v.Explain(&a),
-		Account: a.Login, IP: a.Client.String(), Service: a.Service.String(), Checks: tr.Checks,
+		Account: a.Login, IP: a.Client.String(), Service: a.Service.String(), Country: a.Country, Checks: tr.Checks,
 	}
 	if v.Delay > 0 {
 		out.Delay = v.Delay.String()

@@ -63,7 +63,7 @@ func (j *RuleJSON) Rule() (rules.Rule, error) {
 	if r.Action, err = rules.ParseAction(j.Action); err != nil {
 		return r, fmt.Errorf("action: %w", err)
 	}
-	if r.Match, err = rules.ParseMatch(j.Match); err != nil {
+	if err = r.SetMatch(j.Match); err != nil {
 		return r, fmt.Errorf("match: %w", err)
 	}
 	r.Comment = j.Comment
@@ -98,6 +98,7 @@ type ExplainResponse struct {
 	Account     string          `json:"account"`
 	IP          string          `json:"ip"`
 	Service     string          `json:"service"`
+	Country     string          `json:"country,omitempty"`
 	Checks      []policy.Check  `json:"checks"`
 }
 

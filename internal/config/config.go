@@ -25,11 +25,13 @@ type Config struct {
 	Admin   Admin   `toml:"admin" doc:"The admin API used by the mailgate CLI (and later the web UI)."`
 	Dovecot Dovecot `toml:"dovecot" doc:"The Dovecot auth policy door (auth_policy_server_url). See docs/dovecot.md."`
 	Policy  Policy  `toml:"policy" doc:"What the decision engine checks before any account rule."`
+	GeoIP   GeoIP   `toml:"geoip" doc:"Country rules (docs/countries.md): the country of each client address, from a MaxMind-format (.mmdb: GeoLite2/GeoIP2 Country, DB-IP, ip-location-db) or IP2Location BIN file, and a global list of allowed or denied countries for logins. Per-account exceptions: mailgate rule add --account A --extra --country FR (or --ip). Per-account 'only these countries': --allow --country DE,AT."`
+	Nginx   Nginx   `toml:"nginx" doc:"The nginx mail proxy door (auth_http). See docs/nginx.md. mailgate checks the password itself (nginx never re-checks SMTP passwords) and names the backend."`
 	// BruteForce is the brute-force protection of docs/bruteforce.md.
 	BruteForce BruteForce `toml:"bruteforce" doc:"Brute-force protection (docs/bruteforce.md). Login results reported by the doors are counted in sliding windows; thresholds turn into bans. Trusted networks and addresses an account's own allow rule names are never counted or banned."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
-	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
+	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
 }
 
 // Log configures logging.
@@ -63,6 +65,37 @@ type Dovecot struct {
 type Policy struct {
 	TrustedNetworks []string `toml:"trusted_networks" doc:"Addresses and CIDR networks (IPv4 or IPv6) always allowed, before any other check (webmail host, office), e.g. [\"192.0.2.10\", \"2001:db8:1::/48\"]. Rules added with 'mailgate rule add --global --allow' join these."`
 	DenyNetworks    []string `toml:"deny_networks" doc:"Addresses and CIDR networks always refused, unless trusted. Rules added with 'mailgate rule add --global --deny' join these."`
+}
+
+// GeoIP configures country lookups and the global country list.
+type GeoIP struct {
+	Database       string   `toml:"database" doc:"The country database file; empty = no country lookups. It is memory-mapped and reloaded when the file changes (geoipupdate replaces it by rename) and on SIGHUP; a broken new file keeps the old one."`
+	Format         string   `toml:"format" doc:"auto (detected from the file), mmdb or ip2location."`
+	CountryField   string   `toml:"country_field" doc:"mmdb only: the dotted path of the country code in a record, e.g. country.iso_code (MaxMind, DB-IP) or country_code (ip-location-db). Empty = detected."`
+	AllowCountries []string `toml:"allow_countries" doc:"Logins only from these countries (ISO 3166-1 alpha-2 codes, e.g. ["DE", "AT"]), plus each account's extra countries and addresses. Empty = no allow list. Mail delivery (no login) is never checked by country."`
+	DenyCountries  []string `toml:"deny_countries" doc:"No logins from these countries, except an account's extra countries and addresses. Use either allow_countries or deny_countries."`
+	Private        string   `toml:"private" doc:"Private, loopback and link-local addresses the database does not list: allow (pass the country check), deny (fail it) or list (treated as a country on no list)."`
+	Unknown        string   `toml:"unknown" doc:"Addresses the database has no country for: allow, deny or list (blocked when allow_countries is set, passing with deny_countries)."`
+}
+
+// Nginx configures the nginx auth_http door.
+type Nginx struct {
+	Enabled         bool          `toml:"enabled" doc:"Serve nginx's mail auth_http protocol."`
+	Listen          string        `toml:"listen" doc:"host:port that nginx's auth_http points at (auth_http 127.0.0.1:4002/auth;)."`
+	SecretHeader    string        `toml:"secret_header" doc:"The header nginx adds with auth_http_header, carrying secret."`
+	Secret          string        `toml:"secret" doc:"If set, nginx must send it: auth_http_header X-Auth-Key "<secret>";. Compared in constant time."`
+	VerifyWith      string        `toml:"verify_with" doc:"How passwords are checked: dovecot (Dovecot's auth service, service auth { inet_listener }, with the real client address) or imap (a LOGIN against imap_verify, as the seed's PHP script did)."`
+	DovecotAuth     string        `toml:"dovecot_auth" doc:"Dovecot's auth service: host:port of an inet_listener, or the path of a unix listener (e.g. /var/spool/postfix/private/auth)."`
+	IMAPVerify      string        `toml:"imap_verify" doc:"host:port of the IMAP server for verify_with = imap. Put mailgate's address in Dovecot's login_trusted_networks so it sees the real client address (sent with the IMAP ID command)."`
+	Verify          []string      `toml:"verify" doc:"Protocols whose passwords mailgate checks before answering OK: imap, pop3, smtp. smtp is always checked (nginx hands SMTP sessions to the backend with XCLIENT and no password). Leaving imap/pop3 out saves one check per login (the backend checks again), but then their failures are not counted toward bans."`
+	IMAPBackend     string        `toml:"imap_backend" doc:"ip:port nginx proxies IMAP logins to (an IP address: nginx does no DNS here). Empty = IMAP logins are refused."`
+	POP3Backend     string        `toml:"pop3_backend" doc:"ip:port for POP3 logins. Empty = POP3 logins are refused."`
+	SMTPBackend     string        `toml:"smtp_backend" doc:"ip:port for SMTP (submission) sessions; the backend must accept XCLIENT from nginx (Postfix: smtpd_authorized_xclient_hosts). Empty = SMTP is refused."`
+	FailWait        time.Duration `toml:"fail_wait" doc:"After a wrong password nginx waits this long before telling the client, and keeps the connection for another try (Auth-Wait). 0 = tell at once and close."`
+	MaxWaitAttempts int           `toml:"max_wait_attempts" doc:"From this attempt on one connection, failures close the connection instead of waiting (nginx keeps state per attempt; its docs advise 10 to 20)."`
+	SMTPErrorCode   string        `toml:"smtp_error_code" doc:"SMTP reply code nginx gives for a refused or failed SMTP login."`
+	FailMessage     string        `toml:"fail_message" doc:"The text a client gets for a wrong password."`
+	VerifyTimeout   time.Duration `toml:"verify_timeout" doc:"How long a password check may take before the client gets a temporary failure. Keep it below nginx's auth_http_timeout (default 60s)."`
 }
 
 // BruteForce configures the automatic bans. The defaults are the two rules
@@ -154,6 +187,29 @@ func Default() Config {
 		Policy: Policy{
 			TrustedNetworks: []string{},
 			DenyNetworks:    []string{},
+		},
+		GeoIP: GeoIP{
+			Format:         "auto",
+			AllowCountries: []string{},
+			DenyCountries:  []string{},
+			Private:        "allow",
+			Unknown:        "list",
+		},
+		Nginx: Nginx{
+			Listen:          "127.0.0.1:4002",
+			SecretHeader:    "X-Auth-Key",
+			VerifyWith:      "dovecot",
+			DovecotAuth:     "127.0.0.1:12345",
+			IMAPVerify:      "127.0.0.1:143",
+			Verify:          []string{"imap", "pop3", "smtp"},
+			IMAPBackend:     "127.0.0.1:143",
+			POP3Backend:     "127.0.0.1:110",
+			SMTPBackend:     "127.0.0.1:25",
+			FailWait:        3 * time.Second,
+			MaxWaitAttempts: 10,
+			SMTPErrorCode:   "535 5.7.8",
+			FailMessage:     "Invalid login or password",
+			VerifyTimeout:   10 * time.Second,
 		},
 		BruteForce: BruteForce{
 			Enabled:       true,

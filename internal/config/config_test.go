@@ -283,13 +283,13 @@ func TestCheckMessage(t *testing.T) {
 }
 
 func TestUnknownTableReportedOnce(t *testing.T) {
-	_, err := Parse([]byte("[nginx]\nlisten = 1\n[nginx.tls]\ncert = 'x'\n[log]\nlevl = 'info'\n"))
+	_, err := Parse([]byte("[sendmail]\nlisten = 1\n[sendmail.tls]\ncert = 'x'\n[log]\nlevl = 'info'\n"))
 	var ce *Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("Parse = %v", err)
 	}
 	if len(ce.Problems) != 2 {
-		t.Fatalf("want 2 problems (nginx and log.levl), got:\n%v", err)
+		t.Fatalf("want 2 problems (sendmail and log.levl), got:\n%v", err)
 	}
 	if got := ce.Problems[1].Error(); got != "log.levl: unknown key; did you mean log.level?" {
 		t.Errorf("second problem = %q", got)

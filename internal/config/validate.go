@@ -83,6 +83,9 @@ func (c *Config) Validate() error {
 		bad("dovecot.max_body_bytes", "%d is out of range (want %d to %d)", n, MinBodyBytes, MaxBodyBytes)
 	}
 
+	c.GeoIP.validate(bad)
+	c.Nginx.validate(bad)
+
 	_, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)
 	for _, err := range errs {
 		e.add(err)
@@ -230,7 +233,7 @@ func denyReasons() []string {
 	return out
 }
 
-var placeholders = []string{"{service}", "{ip}", "{login}"}
+var placeholders = []string{"{service}", "{ip}", "{login}", "{country}"}
 
 // checkMessage checks a user-visible text: it goes into a single protocol
 // line, so it has a length bound and no line breaks.
@@ -258,7 +261,7 @@ func checkMessage(m string) error {
 			break
 		}
 		if p := rest[:j+1]; !slices.Contains(placeholders, p) && isWord(p[1:j]) {
-			return fmt.Errorf("unknown placeholder %s (want {service}, {ip} or {login})", p)
+			return fmt.Errorf("unknown placeholder %s (want {service}, {ip}, {login} or {country})", p)
 		}
 		rest = rest[1:]
 	}
@@ -301,4 +304,172 @@ func (b *BruteForce) validate(bad func(key, format string, args ...any)) {
 	if b.StaleTarpit > 5*time.Minute {
 		bad("bruteforce.stale_tarpit", "%v is longer than 5m; clients give up long before", b.StaleTarpit)
 	}
+}
+
+func (g *GeoIP) validate(bad func(key, format string, args ...any)) {
+	switch g.Format {
+	case "auto", "mmdb", "ip2location":
+	default:
+		bad("geoip.format", "%q is not a format (want auto, mmdb or ip2location)", g.Format)
+	}
+	if g.CountryField != "" && (strings.HasPrefix(g.CountryField, ".") || strings.HasSuffix(g.CountryField, ".") || strings.Contains(g.CountryField, "..")) {
+		bad("geoip.country_field", "%q is not a dotted path (e.g. country.iso_code)", g.CountryField)
+	}
+	for _, k := range []struct {
+		key  string
+		list []string
+	}{{"geoip.allow_countries", g.AllowCountries}, {"geoip.deny_countries", g.DenyCountries}} {
+		for i, c := range k.list {
+			if _, err := rules.ParseCountry(c); err != nil {
+				bad(k.key+"["+strconv.Itoa(i)+"]", "%v", err)
+			}
+		}
+	}
+	if len(g.AllowCountries) > 0 && len(g.DenyCountries) > 0 {
+		bad("geoip.deny_countries", "set either allow_countries or deny_countries, not both")
+	}
+	for key, v := range map[string]string{"geoip.private": g.Private, "geoip.unknown": g.Unknown} {
+		if _, ok := policy.ParseCountryOutcome(v); !ok {
+			bad(key, "%q is not an outcome (want allow, deny or list)", v)
+		}
+	}
+	if g.Database == "" && (len(g.AllowCountries) > 0 || len(g.DenyCountries) > 0) {
+		bad("geoip.database", "empty, but a country list is set: country rules need a database file")
+	}
+}
+
+// Countries returns the global country list for the engine. Call it on a
+// validated config.
+func (g *GeoIP) Countries() policy.CountryPolicy {
+	var p policy.CountryPolicy
+	if len(g.AllowCountries) > 0 {
+		p.Allow, _ = rules.ParseCountries(strings.Join(g.AllowCountries, ","))
+	}
+	if len(g.DenyCountries) > 0 {
+		p.Deny, _ = rules.ParseCountries(strings.Join(g.DenyCountries, ","))
+	}
+	p.Private, _ = policy.ParseCountryOutcome(g.Private)
+	p.Unknown, _ = policy.ParseCountryOutcome(g.Unknown)
+	return p
+}
+
+// NginxProtocols are the protocols nginx's mail proxy speaks.
+var nginxProtocols = []string{"imap", "pop3", "smtp"}
+
+func (n *Nginx) validate(bad func(key, format string, args ...any)) {
+	if n.Enabled {
+		if err := checkHostPort(n.Listen); err != nil {
+			bad("nginx.listen", "%v", err)
+		}
+	}
+	if !validHeaderName(n.SecretHeader) {
+		bad("nginx.secret_header", "%q is not an HTTP header name", n.SecretHeader)
+	}
+	if err := checkSecret(n.Secret); err != nil {
+		bad("nginx.secret", "%v", err)
+	}
+	switch n.VerifyWith {
+	case "dovecot":
+		if n.DovecotAuth == "" {
+			bad("nginx.dovecot_auth", "empty (want host:port of Dovecot's auth inet_listener, or a unix socket path)")
+		} else if !strings.HasPrefix(n.DovecotAuth, "/") {
+			if err := checkHostPort(n.DovecotAuth); err != nil {
+				bad("nginx.dovecot_auth", "%v", err)
+			}
+		} else if len(n.DovecotAuth) > maxUnixPathLen {
+			bad("nginx.dovecot_auth", "longer than %d bytes, the limit for a unix socket path", maxUnixPathLen)
+		}
+	case "imap":
+		if err := checkHostPort(n.IMAPVerify); err != nil {
+			bad("nginx.imap_verify", "%v", err)
+		}
+	default:
+		bad("nginx.verify_with", "%q is not a method (want dovecot or imap)", n.VerifyWith)
+	}
+	for i, p := range n.Verify {
+		if !slices.Contains(nginxProtocols, p) {
+			bad("nginx.verify["+strconv.Itoa(i)+"]", "%q is not a protocol nginx proxies (want imap, pop3 or smtp)", p)
+		}
+	}
+	for _, b := range []struct{ key, v string }{
+		{"nginx.imap_backend", n.IMAPBackend}, {"nginx.pop3_backend", n.POP3Backend}, {"nginx.smtp_backend", n.SMTPBackend},
+	} {
+		if b.v == "" {
+			continue
+		}
+		if _, err := netip.ParseAddrPort(b.v); err != nil {
+			bad(b.key, "%q is not ip:port (nginx needs an IP address here, e.g. 127.0.0.1:143 or [::1]:143)", b.v)
+		}
+	}
+	if n.FailWait < 0 || n.FailWait > time.Minute {
+		bad("nginx.fail_wait", "%v is out of range (want 0 to 1m)", n.FailWait)
+	}
+	if n.MaxWaitAttempts < 1 || n.MaxWaitAttempts > 100 {
+		bad("nginx.max_wait_attempts", "%d is out of range (want 1 to 100)", n.MaxWaitAttempts)
+	}
+	if !validSMTPCode(n.SMTPErrorCode) {
+		bad("nginx.smtp_error_code", "%q is not an SMTP failure code (want e.g. 535 5.7.8)", n.SMTPErrorCode)
+	}
+	if err := checkMessage(n.FailMessage); err != nil || n.FailMessage == "" {
+		if err == nil {
+			err = errors.New("empty")
+		}
+		bad("nginx.fail_message", "%v", err)
+	}
+	if n.VerifyTimeout < time.Second || n.VerifyTimeout > time.Minute {
+		bad("nginx.verify_timeout", "%v is out of range (want 1s to 1m)", n.VerifyTimeout)
+	}
+}
+
+// Backends returns the configured backends by protocol. Call it on a
+// validated config.
+func (n *Nginx) Backends() map[string]netip.AddrPort {
+	m := map[string]netip.AddrPort{}
+	for p, v := range map[string]string{"imap": n.IMAPBackend, "pop3": n.POP3Backend, "smtp": n.SMTPBackend} {
+		if ap, err := netip.ParseAddrPort(v); err == nil {
+			m[p] = ap
+		}
+	}
+	return m
+}
+
+// VerifySet returns the protocols whose passwords are checked; smtp is
+// always among them.
+func (n *Nginx) VerifySet() map[string]bool {
+	m := map[string]bool{"smtp": true}
+	for _, p := range n.Verify {
+		m[p] = true
+	}
+	return m
+}
+
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validSMTPCode checks "535 5.7.8": a 4xx or 5xx reply code and an
+// enhanced status code of the same class.
+func validSMTPCode(s string) bool {
+	code, enh, ok := strings.Cut(s, " ")
+	if !ok || len(code) != 3 || (code[0] != '4' && code[0] != '5') || code[1] < '0' || code[1] > '9' || code[2] < '0' || code[2] > '9' {
+		return false
+	}
+	parts := strings.Split(enh, ".")
+	if len(parts) != 3 || parts[0] != code[:1] {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 999 || len(p) > 3 {
+			return false
+		}
+	}
+	return true
 }

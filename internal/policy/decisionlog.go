@@ -160,6 +160,10 @@ func appendAttempt(b []byte, a *Attempt) []byte {
 	} else {
 		b = append(b, '-')
 	}
+	if a.Country != "" {
+		b = append(b, " country="...)
+		b = appendValue(b, a.Country)
+	}
 	if a.Session != "" {
 		b = append(b, " session="...)
 		b = appendValue(b, a.Session)

@@ -23,6 +23,9 @@ type Engine struct {
 	idx  *rules.Index
 	msgs Messages
 
+	geo       CountryLookup // nil: no GeoIP
+	countries CountryPolicy
+
 	abuse       *abuse.Tracker // nil: no bans
 	count       bool           // feed reported results to abuse
 	loginTarpit time.Duration
@@ -60,19 +63,29 @@ func (e *Engine) Index() *rules.Index { return e.idx }
 // login, then "@domain", then "*"): the first level with an applicable
 // allow list or a matching deny rule decides. A level whose only rules
 // for the service are deny rules that do not match passes the attempt on.
+// Then the global country list, unless an account rule allowed the
+// country or an extra rule makes an exception; then bans.
+//
+// With a GeoIP lookup set (WithCountries), Decide records the client's
+// country in a.Country.
 func (e *Engine) Decide(a *Attempt, now time.Time, tr *Trace) Verdict {
 	v, decided := e.decideRules(a, now, tr)
 	if decided || e.abuse == nil {
 		return v
 	}
-	return e.decideAbuse(a, now, tr)
+	return e.decideAbuse(a, now, tr, v)
 }
 
 // decideRules runs the rule checks. decided is false when no rule settled
-// the attempt (the verdict is then the default allow), so automatic bans
-// may still refuse it: explicit allows beat bans, bans beat implicit
-// allows (DESIGN.md §2).
+// the attempt, so automatic bans may still refuse it: explicit allows
+// beat bans, bans beat implicit allows (DESIGN.md §2). An allow by country
+// is not explicit (a country is not a trusted place): the verdict is then
+// the account's allow, but decided is false.
 func (e *Engine) decideRules(a *Attempt, now time.Time, tr *Trace) (v Verdict, decided bool) {
+	cc, kind := e.country(a)
+	if e.geo != nil {
+		tr.add("country", a.Country, 0, "")
+	}
 	if !a.Client.IsValid() {
 		tr.add("client address", "invalid", 0, "the door gave no usable client address")
 		return Verdict{Action: Deny, Reason: ReasonBadAddress}, true
@@ -94,6 +107,7 @@ func (e *Engine) decideRules(a *Attempt, now time.Time, tr *Trace) (v Verdict, d
 		tr.add("account rules", "skipped", 0, "no login given")
 		return Verdict{Action: Allow, Reason: ReasonDefault}, false
 	}
+	var extra rules.Hit
 	domain := ""
 	if i := strings.LastIndexByte(a.Login, '@'); i >= 0 {
 		domain = a.Login[i+1:]
@@ -109,17 +123,28 @@ func (e *Engine) decideRules(a *Attempt, now time.Time, tr *Trace) (v Verdict, d
 		case rules.LevelAny:
 			key = ""
 		}
-		r := e.idx.Level(kind, key, a.Service, a.Client, now)
+		r := e.idx.Level(kind, key, a.Service, a.Client, cc, now)
 		if tr != nil {
 			tr.add("account rules of "+levelName(kind, key), r.Outcome.String(), r.Hit.ID, levelDetail(r))
+		}
+		if r.Extra.Found && !extra.Found {
+			extra = r.Extra
 		}
 		if !r.Outcome.Decides() {
 			continue
 		}
-		v := Verdict{Action: Deny, RuleID: r.Hit.ID, Match: r.Hit.Match, Level: kind, LevelKey: key}
+		v := Verdict{Action: Deny, RuleID: r.Hit.ID, Match: r.Hit.Match, Country: r.Hit.Country, Level: kind, LevelKey: key}
 		switch r.Outcome {
 		case rules.Allowed:
 			v.Action, v.Reason = Allow, ReasonAccountAllow
+			if r.Hit.Country != "" {
+				// The account's own country list replaces the global one;
+				// bans still apply.
+				if tr != nil {
+					tr.add("global country list", "skipped", 0, "the account's own country rule allows "+r.Hit.Country)
+				}
+				return v, false
+			}
 		case rules.Denied:
 			v.Reason = ReasonAccountDeny
 		case rules.NotListed:
@@ -129,12 +154,37 @@ func (e *Engine) decideRules(a *Attempt, now time.Time, tr *Trace) (v Verdict, d
 		}
 		return v, true
 	}
+	if e.geo != nil && e.countries.active() {
+		blocked := e.countries.blocks(cc, kind)
+		switch {
+		case blocked && extra.Found:
+			if tr != nil {
+				tr.add("global country list", "exception", extra.ID, e.countries.why(cc, kind)+"; the account's extra rule "+extraDetail(extra)+" lets it in")
+			}
+		case blocked:
+			if tr != nil {
+				tr.add("global country list", "blocked", 0, e.countries.why(cc, kind))
+			}
+			return Verdict{Action: Deny, Reason: ReasonCountryBlocked, Source: "config"}, true
+		default:
+			if tr != nil {
+				tr.add("global country list", "passed", 0, e.countries.why(cc, kind))
+			}
+		}
+	}
 	return Verdict{Action: Allow, Reason: ReasonDefault}, false
 }
 
+func extraDetail(h rules.Hit) string {
+	if h.Country != "" {
+		return "(country " + h.Country + ")"
+	}
+	return "(" + h.Match.String() + ")"
+}
+
 // decideAbuse checks the bans and the stale-client state for an attempt
-// no rule settled.
-func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace) Verdict {
+// no rule settled; pass is the verdict when none applies.
+func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict) Verdict {
 	st := e.abuse.Check(a.Login, a.Client, a.PwHash, now)
 	if st.AddrBan.Found {
 		if tr != nil {
@@ -165,7 +215,7 @@ func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace) Verdict {
 		return Verdict{Action: Tarpit, Reason: ReasonStalePassword, Delay: e.staleTarpit}
 	}
 	tr.add("stale password", "no", 0, "")
-	return Verdict{Action: Allow, Reason: ReasonDefault}
+	return pass
 }
 
 func banDetail(b abuse.BanRef, now time.Time) string {
@@ -184,7 +234,7 @@ func (e *Engine) Report(a *Attempt, success bool, now time.Time) []abuse.Ban {
 	if e.abuse == nil || !e.count || !a.Client.IsValid() {
 		return nil
 	}
-	if v, _ := e.decideRules(a, now, nil); v.Reason == ReasonTrusted || v.Reason == ReasonAccountAllow {
+	if v, explicit := e.decideRules(a, now, nil); explicit && (v.Reason == ReasonTrusted || v.Reason == ReasonAccountAllow) {
 		return nil
 	}
 	return e.abuse.Record(abuse.Event{Login: a.Login, Addr: a.Client, PwHash: a.PwHash, Success: success}, now)
@@ -232,6 +282,9 @@ func levelDetail(r rules.LevelResult) string {
 	case rules.NoRules:
 		return ""
 	case rules.Allowed, rules.Denied:
+		if r.Hit.Country != "" {
+			return "matched country " + r.Hit.Country
+		}
 		return "matched " + r.Hit.Match.String()
 	case rules.Closed:
 		return "allow none: the service is closed"

@@ -31,7 +31,7 @@ func rule(t testing.TB, id int64, spec string) rules.Rule {
 	if r.Action, err = rules.ParseAction(f[2]); err != nil {
 		t.Fatal(err)
 	}
-	if r.Match, err = rules.ParseMatch(f[3]); err != nil {
+	if err := r.SetMatch(f[3]); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Validate(); err != nil {

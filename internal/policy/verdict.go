@@ -28,6 +28,10 @@ type Attempt struct {
 	// AfterAuth is set on Dovecot's second allow call, which comes only
 	// after the password was found correct.
 	AfterAuth bool
+	// Country is the client's country (ISO 3166-1 alpha-2, "DE"), or
+	// "private"/"unknown" when the GeoIP database has none; "" when no
+	// GeoIP database is configured. Decide fills it in.
+	Country string
 }
 
 // Action is what the verdict tells the door to do.
@@ -67,6 +71,7 @@ const (
 	ReasonBannedAddress                // the address is banned (brute force, or by hand)
 	ReasonBannedLogin                  // the login is banned while under attack
 	ReasonStalePassword                // a client repeating one wrong password: tarpitted
+	ReasonCountryBlocked               // the global country list refuses the client's country
 	numReasons
 )
 
@@ -82,6 +87,7 @@ var reasonCodes = [numReasons]string{
 	ReasonBannedAddress:  "banned_address",
 	ReasonBannedLogin:    "banned_login",
 	ReasonStalePassword:  "stale_password",
+	ReasonCountryBlocked: "country_blocked",
 }
 
 func (r Reason) String() string {
@@ -127,6 +133,8 @@ type Verdict struct {
 	Source string
 	// Match is the address or network of the deciding rule.
 	Match netip.Prefix
+	// Country is the client's country when a country rule decided.
+	Country string
 	// BanID is the ban behind a banned_* verdict.
 	BanID int64
 	// Level and LevelKey say which account level decided (see LevelName).
@@ -155,7 +163,7 @@ func (t *Trace) add(name, result string, id int64, detail string) {
 }
 
 // Messages are the texts a mail user sees when refused, keyed by reason.
-// Placeholders: {service} (e.g. "POP3"), {ip}, {login}.
+// Placeholders: {service} (e.g. "POP3"), {ip}, {login}, {country}.
 type Messages map[string]string
 
 // DefaultMessages returns the built-in user-visible texts.
@@ -168,6 +176,7 @@ func DefaultMessages() Messages {
 		ReasonBadAddress.String():     "Your address could not be checked; please try again later.",
 		ReasonBannedAddress.String():  "Too many failed logins from your address ({ip}); please try again later.",
 		ReasonBannedLogin.String():    "Too many failed logins for this account; please try again later or ask your mail administrator.",
+		ReasonCountryBlocked.String(): "Logins to this account are not allowed from your country ({country}).",
 	}
 }
 
@@ -201,6 +210,13 @@ func (m Messages) Message(a *Attempt, v *Verdict) string {
 				b.WriteString("unknown")
 			}
 			t = t[len("{ip}"):]
+		case strings.HasPrefix(t, "{country}"):
+			if a.Country != "" {
+				b.WriteString(a.Country)
+			} else {
+				b.WriteString("unknown")
+			}
+			t = t[len("{country}"):]
 		case strings.HasPrefix(t, "{login}"):
 			b.WriteString(a.Login)
 			t = t[len("{login}"):]
@@ -222,6 +238,8 @@ func (v *Verdict) Explain(a *Attempt) string {
 	m := ""
 	if v.Match.IsValid() {
 		m = v.Match.String()
+	} else if v.Country != "" {
+		m = "country " + v.Country
 	}
 	switch v.Reason {
 	case ReasonTrusted:
@@ -242,6 +260,8 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("%s is banned as %s (ban %d)", a.Client, m, v.BanID)
 	case ReasonBannedLogin:
 		return fmt.Sprintf("the login %s is banned (ban %d) and %s is not an address it logged in from before", a.Login, v.BanID, a.Client)
+	case ReasonCountryBlocked:
+		return fmt.Sprintf("logins from %s (country %s) are refused by the global country list%s", a.Client, a.Country, rule)
 	case ReasonStalePassword:
 		return fmt.Sprintf("%s keeps trying the same wrong password for %s: a stale client, tarpitted, not banned", a.Client, a.Login)
 	}

@@ -36,8 +36,10 @@ func NewIndex() *Index {
 type Hit struct {
 	Found  bool
 	ID     int64
-	Match  netip.Prefix // invalid for a "none" rule
-	Config bool         // the rule came from the config file
+	Match  netip.Prefix // invalid for a "none" rule or a country rule
+	// Country is the client's country when a country rule matched.
+	Country string
+	Config  bool // the rule came from the config file
 }
 
 // Outcome is what one account level says about an attempt.
@@ -64,7 +66,10 @@ func (o Outcome) Decides() bool { return o >= Allowed }
 type LevelResult struct {
 	Outcome Outcome
 	Hit     Hit
-	Rules   int // rules of this level that apply to the service
+	Rules   int // allow and deny rules of this level that apply to the service
+	// Extra is the level's extra rule (an exception to the global country
+	// lists) that matches the attempt, whatever the outcome.
+	Extra Hit
 }
 
 // LevelKind names the account levels, most specific first.
@@ -156,9 +161,12 @@ func (x *Index) Global(svc Service, addr netip.Addr, now time.Time) (trusted, de
 
 // Level evaluates one account level for an attempt: key is the normalized
 // login for LevelLogin, the domain without '@' for LevelDomain, ignored for
-// LevelAny. Within a level a matching deny rule beats a matching allow
-// rule; allow rules for the service make the level an allow list.
-func (x *Index) Level(kind LevelKind, key string, svc Service, addr netip.Addr, now time.Time) LevelResult {
+// LevelAny; cc is the client's country code ("" when unknown), which
+// country rules match. Within a level a matching deny rule beats a
+// matching allow rule, and an address rule beats a country rule; allow
+// rules for the service make the level an allow list. Extra rules never
+// decide; a matching one is returned in LevelResult.Extra.
+func (x *Index) Level(kind LevelKind, key string, svc Service, addr netip.Addr, cc string, now time.Time) LevelResult {
 	t := now.UnixNano()
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -174,28 +182,64 @@ func (x *Index) Level(kind LevelKind, key string, svc Service, addr netip.Addr, 
 	if l == nil {
 		return LevelResult{}
 	}
+	var res LevelResult
+	if l.extras > 0 {
+		res.Extra = l.find(svc, addr, cc, t, Extra)
+	}
 	n := l.applicable(svc, t)
-	if n.all == 0 {
-		return LevelResult{}
-	}
-	if h := l.lookup(svc, addr, t, Deny); h.Found {
-		return LevelResult{Outcome: Denied, Hit: h, Rules: n.all}
-	}
-	if h := l.lookup(svc, addr, t, Allow); h.Found {
-		return LevelResult{Outcome: Allowed, Hit: h, Rules: n.all}
-	}
+	res.Rules = n.all
 	switch {
+	case n.all == 0:
+		res.Rules = 0
+	case l.find2(svc, addr, cc, t, Deny, &res.Hit):
+		res.Outcome = Denied
+	case l.find2(svc, addr, cc, t, Allow, &res.Hit):
+		res.Outcome = Allowed
 	case n.allow == 0:
-		return LevelResult{Outcome: NoMatch, Rules: n.all}
+		res.Outcome = NoMatch
 	case n.allow == n.none:
-		return LevelResult{Outcome: Closed, Hit: Hit{Found: true, ID: n.noneID}, Rules: n.all}
+		res.Outcome, res.Hit = Closed, Hit{Found: true, ID: n.noneID}
+	default:
+		res.Outcome = NotListed
 	}
-	return LevelResult{Outcome: NotListed, Rules: n.all}
+	return res
+}
+
+// find returns the rule with action act that matches addr, or else one
+// that matches the country cc.
+func (l *ruleList) find(svc Service, addr netip.Addr, cc string, now int64, act Action) Hit {
+	if h := l.lookup(svc, addr, now, act); h.Found {
+		return h
+	}
+	return l.countryLookup(svc, cc, now, act)
+}
+
+func (l *ruleList) find2(svc Service, addr netip.Addr, cc string, now int64, act Action, h *Hit) bool {
+	*h = l.find(svc, addr, cc, now, act)
+	return h.Found
+}
+
+// countryLookup returns the first live country rule with action act that
+// applies to svc and lists cc.
+func (l *ruleList) countryLookup(svc Service, cc string, now int64, act Action) Hit {
+	if cc == "" {
+		return Hit{}
+	}
+	for i := range l.cc {
+		e := &l.cc[i]
+		if e.action == act && e.svc.covers(svc) && e.live(now) && countriesContain(e.cc, cc) {
+			h := e.hit()
+			h.Country = cc
+			return h
+		}
+	}
+	return Hit{}
 }
 
 // entry is the compact form of a rule kept in the index.
 type entry struct {
-	match   netip.Prefix // invalid for "none"
+	match   netip.Prefix // invalid for "none" and country rules
+	cc      string       // a country rule's countries, "AT,DE"
 	id      int64
 	expires int64 // unix nanoseconds; 0 never
 	svc     Service
@@ -204,7 +248,7 @@ type entry struct {
 }
 
 func newEntry(r *Rule) entry {
-	e := entry{match: r.Match, id: r.ID, svc: r.Service, action: r.Action, config: r.Source == "config"}
+	e := entry{match: r.Match, cc: r.Countries, id: r.ID, svc: r.Service, action: r.Action, config: r.Source == "config"}
 	if !r.Expires.IsZero() {
 		e.expires = r.Expires.UnixNano()
 	}
@@ -216,20 +260,23 @@ func (e *entry) live(now int64) bool { return e.expires == 0 || now < e.expires 
 func (e *entry) hit() Hit { return Hit{Found: true, ID: e.id, Match: e.match, Config: e.config} }
 
 func (e *entry) same(o *entry) bool {
-	return e.id == o.id && e.match == o.match && e.svc == o.svc && e.action == o.action && e.config == o.config
+	return e.id == o.id && e.match == o.match && e.cc == o.cc && e.svc == o.svc && e.action == o.action && e.config == o.config
 }
 
-// ruleList is the rules of one account level (or the global lists): a
-// slice while small, prefix tables per service and action once large.
+// ruleList is the rules of one account level (or the global lists): the
+// address rules in a slice while small, in prefix tables per service and
+// action once large; country rules, which are few, always in a slice.
 type ruleList struct {
-	small []entry
-	big   *tables
+	small  []entry
+	big    *tables
+	cc     []entry // country rules
+	extras int     // extra rules, address and country
 }
 
 // tables index a large list by the rule's service and action.
 type tables struct {
 	n     int
-	slots [OtherService][2]slot // [rule service][action-1]
+	slots [OtherService][numActions]slot // [rule service][action-1]
 }
 
 type slot struct {
@@ -240,12 +287,19 @@ type slot struct {
 
 func (l *ruleList) len() int {
 	if l.big != nil {
-		return l.big.n
+		return l.big.n + len(l.cc)
 	}
-	return len(l.small)
+	return len(l.small) + len(l.cc)
 }
 
 func (l *ruleList) add(e entry) {
+	if e.action == Extra {
+		l.extras++
+	}
+	if e.cc != "" {
+		l.cc = append(l.cc, e)
+		return
+	}
 	if l.big == nil {
 		l.small = append(l.small, e)
 		if len(l.small) <= smallMax {
@@ -262,12 +316,29 @@ func (l *ruleList) add(e entry) {
 }
 
 func (l *ruleList) remove(e entry) bool {
+	if !l.removeEntry(e) {
+		return false
+	}
+	if e.action == Extra {
+		l.extras--
+	}
+	return true
+}
+
+func (l *ruleList) removeEntry(e entry) bool {
+	if e.cc != "" {
+		return deleteSame(&l.cc, e)
+	}
 	if l.big != nil {
 		return l.big.remove(e)
 	}
-	for i := range l.small {
-		if l.small[i].same(&e) {
-			l.small = slices.Delete(l.small, i, i+1)
+	return deleteSame(&l.small, e)
+}
+
+func deleteSame(es *[]entry, e entry) bool {
+	for i := range *es {
+		if (*es)[i].same(&e) {
+			*es = slices.Delete(*es, i, i+1)
 			return true
 		}
 	}
@@ -284,6 +355,16 @@ type counts struct {
 // second); lookups themselves always honour it.
 func (l *ruleList) applicable(svc Service, now int64) counts {
 	var c counts
+	for i := range l.cc {
+		e := &l.cc[i]
+		if e.action == Extra || !e.svc.covers(svc) || !e.live(now) {
+			continue
+		}
+		c.all++
+		if e.action == Allow {
+			c.allow++
+		}
+	}
 	if l.big != nil {
 		for rs := range l.big.slots {
 			if !Service(rs).covers(svc) {
@@ -301,7 +382,7 @@ func (l *ruleList) applicable(svc Service, now int64) counts {
 	}
 	for i := range l.small {
 		e := &l.small[i]
-		if !e.svc.covers(svc) || !e.live(now) {
+		if e.action == Extra || !e.svc.covers(svc) || !e.live(now) {
 			continue
 		}
 		c.all++

@@ -113,6 +113,12 @@ type Action uint8
 const (
 	Allow Action = iota + 1
 	Deny
+	// Extra rules are exceptions to the global country lists: an address or
+	// country from which the account may log in although the global list
+	// blocks it. Unlike Allow they do not make the account an allow list,
+	// and unlike an address Allow they do not exempt it from bans.
+	Extra
+	numActions = Extra
 )
 
 func (a Action) String() string {
@@ -121,20 +127,24 @@ func (a Action) String() string {
 		return "allow"
 	case Deny:
 		return "deny"
+	case Extra:
+		return "extra"
 	}
 	return "invalid"
 }
 
-// ParseAction parses "allow" or "deny" (also the ISPConfig modes "w"
-// and "b").
+// ParseAction parses "allow", "deny" or "extra" (also the ISPConfig modes
+// "w" and "b").
 func ParseAction(s string) (Action, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "allow", "w":
 		return Allow, nil
 	case "deny", "b":
 		return Deny, nil
+	case "extra":
+		return Extra, nil
 	}
-	return 0, fmt.Errorf("unknown action %q (want allow or deny)", s)
+	return 0, fmt.Errorf("unknown action %q (want allow, deny or extra)", s)
 }
 
 // Scope tells where a rule sits in the order of checks.
@@ -166,7 +176,11 @@ type Rule struct {
 	// Match is the address or network the rule matches; the zero Prefix
 	// means "none": an allow rule matching nothing, which closes the
 	// service for the account.
-	Match     netip.Prefix
+	Match netip.Prefix
+	// Countries, when not empty, makes the rule match clients from these
+	// countries instead of an address: normalized ISO codes, "AT,DE"
+	// (ParseCountries). Match is then the zero Prefix.
+	Countries string
 	Comment   string
 	Expires   time.Time // zero: never
 	Created   time.Time
@@ -174,13 +188,16 @@ type Rule struct {
 	Source    string // "" for stored rules, "config" for rules from the config file
 }
 
-// None reports whether the rule matches no address (an allow rule with
+// None reports whether the rule matches nothing (an allow rule with
 // `none`).
-func (r *Rule) None() bool { return !r.Match.IsValid() }
+func (r *Rule) None() bool { return !r.Match.IsValid() && r.Countries == "" }
 
 // MatchString is the rule's match as the admin writes it: an address, a
-// CIDR or "none".
+// CIDR, "none" or "country:AT,DE".
 func (r *Rule) MatchString() string {
+	if r.Countries != "" {
+		return CountryPrefix + r.Countries
+	}
 	if r.None() {
 		return "none"
 	}
@@ -206,6 +223,12 @@ func (r *Rule) Validate() error {
 		if r.None() {
 			return errors.New("match: a global rule needs an address or network, not none")
 		}
+		if r.Countries != "" {
+			return errors.New("match: global country lists are set in the config file ([geoip] allow_countries or deny_countries); country rules belong to an account")
+		}
+		if r.Action == Extra {
+			return errors.New("action: extra rules belong to an account; a global allow is a trusted network")
+		}
 	case ScopeAccount:
 		acct, err := NormalizeAccount(r.Account)
 		if err != nil {
@@ -224,8 +247,22 @@ func (r *Rule) Validate() error {
 		if r.None() {
 			return errors.New("match: none closes a service and goes with allow; a deny rule needs an address or network")
 		}
+	case Extra:
+		if r.None() {
+			return errors.New("match: an extra rule needs an address, a network or countries, not none")
+		}
 	default:
-		return errors.New("action: want allow or deny")
+		return errors.New("action: want allow, deny or extra")
+	}
+	if r.Countries != "" {
+		if r.Match.IsValid() {
+			return errors.New("match: a rule matches an address or countries, not both")
+		}
+		cc, err := ParseCountries(r.Countries)
+		if err != nil {
+			return fmt.Errorf("match: %w", err)
+		}
+		r.Countries = cc
 	}
 	if r.Match.IsValid() {
 		r.Match = normalizePrefix(r.Match)

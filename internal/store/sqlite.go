@@ -81,6 +81,28 @@ var migrations = []string{
 		PRIMARY KEY (login, prefix)
 	) WITHOUT ROWID;
 	CREATE INDEX known_good_last ON known_good (last);`,
+	// 3: extra rules (exceptions to the global country lists) and country
+	// matches ('country:AT,DE'). SQLite cannot change a CHECK constraint,
+	// so the table is rebuilt; the id sequence is carried over so ids stay
+	// unused after the rebuild.
+	`CREATE TABLE rules_v3 (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused
+		scope      TEXT NOT NULL CHECK (scope IN ('account', 'global')),
+		account    TEXT NOT NULL,                     -- '' for global rules
+		service    TEXT NOT NULL,                     -- rules.Service.String()
+		action     TEXT NOT NULL CHECK (action IN ('allow', 'deny', 'extra')),
+		"match"    TEXT NOT NULL,                     -- IP, CIDR, 'none' or 'country:AT,DE'
+		comment    TEXT NOT NULL DEFAULT '',
+		expires    INTEGER,                           -- unix seconds; NULL: never
+		created    INTEGER NOT NULL,                  -- unix seconds
+		created_by TEXT NOT NULL
+	);
+	INSERT INTO rules_v3 SELECT id, scope, account, service, action, "match", comment, expires, created, created_by FROM rules;
+	DELETE FROM sqlite_sequence WHERE name = 'rules_v3';
+	INSERT INTO sqlite_sequence (name, seq) SELECT 'rules_v3', seq FROM sqlite_sequence WHERE name = 'rules';
+	DROP TABLE rules;
+	ALTER TABLE rules_v3 RENAME TO rules;
+	CREATE INDEX rules_expires ON rules (expires) WHERE expires IS NOT NULL;`,
 }
 
 // SQLite is the embedded store: one SQLite file in WAL mode. It is safe
@@ -507,7 +529,7 @@ func decodeRule(r *rules.Rule, scope, service, action, match string) error {
 	if r.Action, err = rules.ParseAction(action); err != nil {
 		return err
 	}
-	if r.Match, err = rules.ParseMatch(match); err != nil {
+	if err = r.SetMatch(match); err != nil {
 		return err
 	}
 	return nil

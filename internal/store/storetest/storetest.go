@@ -91,13 +91,16 @@ func sample(t *testing.T) []rules.Rule {
 		{Scope: rules.ScopeGlobal, Service: rules.AllServices, Action: rules.Allow, Match: mustPrefix(t, "192.0.2.0/24"), Comment: "office"},
 		{Scope: rules.ScopeGlobal, Service: rules.Sieve, Action: rules.Deny, Match: mustPrefix(t, "198.51.100.7")},
 		{Account: "bob@example.com", Service: rules.Submission, Action: rules.Allow, Match: mustPrefix(t, "::ffff:203.0.113.5"), Expires: t0.Add(24 * time.Hour)},
+		{Account: "alice@example.com", Service: rules.AllServices, Action: rules.Extra, Countries: "FR,AT"},
+		{Account: "alice@example.com", Service: rules.IMAP, Action: rules.Extra, Match: mustPrefix(t, "198.51.100.9")},
+		{Account: "@example.net", Service: rules.AllServices, Action: rules.Allow, Countries: "DE"},
 	}
 }
 
 // equalRule compares every stored field.
 func equalRule(a, b rules.Rule) bool {
 	return a.ID == b.ID && a.Scope == b.Scope && a.Account == b.Account &&
-		a.Service == b.Service && a.Action == b.Action && a.Match == b.Match &&
+		a.Service == b.Service && a.Action == b.Action && a.Match == b.Match && a.Countries == b.Countries &&
 		a.Comment == b.Comment && a.Expires.Equal(b.Expires) &&
 		a.Expires.Location() == b.Expires.Location() &&
 		a.Created.Equal(b.Created) && a.CreatedBy == b.CreatedBy && a.Source == b.Source
