@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,9 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/dovecot"
+	"mailgate/internal/geoip"
+	"mailgate/internal/nginxauth"
+	"mailgate/internal/passcheck"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 	"mailgate/internal/store"
@@ -82,6 +86,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	engine := policy.New(idx, policy.Messages(cfg.Messages)).
 		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
+	var geo *geoip.Locator
+	if cfg.GeoIP.Database != "" {
+		geo, err = geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, log.With("component", "geoip"))
+		if err != nil {
+			return fmt.Errorf("geoip.database: %w", err)
+		}
+		defer geo.Close()
+		i := geo.Info()
+		log.Info("geoip database loaded", "path", i.Path, "format", i.Format, "type", i.DatabaseType,
+			"country_field", i.CountryField, "built", i.Built.Format(time.DateOnly))
+		engine.WithCountries(countryLookup(geo), cfg.GeoIP.Countries())
+	} else if n := countryRules(ctx, book); n > 0 {
+		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
+	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {
 		for _, b := range engine.Report(a, success, now) {
@@ -95,6 +113,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
+	if geo != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			geo.Watch(ctx)
+		}()
+	}
 	var servers []*http.Server
 	start := func(name string, srv *http.Server, ln net.Listener) {
 		servers = append(servers, srv)
@@ -130,7 +155,40 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}, ln)
 	}
 
-	admin := api.NewServer(book, api.NewBanbook(st, tracker), engine, log.With("component", "admin"), version, cfg.Admin.Token)
+	if cfg.Nginx.Enabled {
+		ln, err := net.Listen("tcp", cfg.Nginx.Listen)
+		if err != nil {
+			return fmt.Errorf("nginx.listen: %w", err)
+		}
+		v, closeV := newVerifier(&cfg.Nginx, log)
+		defer closeV()
+		n := &cfg.Nginx
+		maxTarpit := max(bf.LoginTarpit, bf.StaleTarpit)
+		h := nginxauth.NewHandler(nginxauth.Config{
+			SecretHeader:    n.SecretHeader,
+			Secret:          n.Secret,
+			Backends:        n.Backends(),
+			Verify:          n.VerifySet(),
+			FailWait:        n.FailWait,
+			MaxWaitAttempts: n.MaxWaitAttempts,
+			SMTPErrorCode:   n.SMTPErrorCode,
+			FailMessage:     n.FailMessage,
+			MaxTarpit:       maxTarpit,
+			OnReport:        onReport,
+		}, engine, v, dlog, log.With("door", "nginx"))
+		start("nginx", &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			// A stale client's tarpit plus a password check.
+			WriteTimeout:   maxTarpit + n.VerifyTimeout + 10*time.Second,
+			IdleTimeout:    10 * time.Second, // nginx uses one connection per request
+			MaxHeaderBytes: nginxauth.MaxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}, ln)
+	}
+
+	admin := api.NewServer(book, api.NewBanbook(st, tracker), engine, log.With("component", "admin"), version, cfg.Admin.Token).
+		WithGeoIP(geo != nil)
 	adminSrv := func() *http.Server {
 		return &http.Server{
 			Handler:           admin.Handler(),
@@ -204,6 +262,11 @@ loop:
 			} else {
 				log.Info("decision log reopened")
 			}
+			if geo != nil {
+				if err := geo.Reload(); err != nil {
+					log.Error("geoip database not reloaded; the loaded one stays in use", "err", err)
+				}
+			}
 		}
 	}
 	log.Info("shutting down")
@@ -215,6 +278,44 @@ loop:
 	wg.Wait()
 	os.Remove(cfg.Admin.Socket)
 	return runErr
+}
+
+// countryLookup adapts the GeoIP locator to the engine.
+func countryLookup(l *geoip.Locator) policy.CountryLookup {
+	return func(a netip.Addr) (string, policy.CountryKind) {
+		r := l.Lookup(a)
+		switch r.Kind {
+		case geoip.Found:
+			return r.Country, policy.CountryFound
+		case geoip.Private:
+			return "", policy.CountryPrivate
+		}
+		return "", policy.CountryUnknown
+	}
+}
+
+// countryRules counts the loaded rules that match countries.
+func countryRules(ctx context.Context, book *api.Rulebook) int {
+	rs, err := book.List(ctx)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for i := range rs {
+		if rs[i].Countries != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// newVerifier builds the nginx door's password check from the config.
+func newVerifier(n *config.Nginx, log *slog.Logger) (nginxauth.Verifier, func()) {
+	if n.VerifyWith == "imap" {
+		return passcheck.NewIMAP(n.IMAPVerify, passcheck.IMAPOptions{Timeout: n.VerifyTimeout, SendID: true}), func() {}
+	}
+	d := passcheck.NewDovecot(n.DovecotAuth, passcheck.DovecotOptions{Timeout: n.VerifyTimeout}, log.With("component", "dovecot-auth"))
+	return d, func() { d.Close() }
 }
 
 // configRules turns the config file's trusted and deny networks into

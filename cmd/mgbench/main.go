@@ -10,6 +10,12 @@
 // request with a constant {"status":0,"msg":""}, so the cost of mailgate's
 // Dovecot door can be compared with plain Go HTTP on the same machine.
 //
+// "mgbench nginx" plays nginx's mail proxy asking the auth_http door: a new
+// TCP connection per request, GET HTTP/1.0 with the headers captured in
+// protocols.md §2.3 (nginx.go). "mgbench dovecot-auth" is a benchmark fake of
+// Dovecot's auth service that accepts every password, so the nginx door can
+// be loaded without Dovecot's own cost.
+//
 // It only talks to loopback addresses (127.0.0.0/8, ::1, localhost). It is not
 // a general HTTP benchmark and does not speak TLS.
 package main
@@ -34,6 +40,9 @@ const usage = `usage:
   mgbench dovecot --url URL [--concurrency N] [--duration D] [--warmup D] [--api-key K]
                   [--logins N] [--addresses N] [--report] [--timeout D] [--json]
   mgbench constant --listen ADDR
+  mgbench nginx --url URL [--concurrency N] [--duration D] [--warmup D] [--secret-header H --secret S]
+                [--protocol imap|pop3|smtp] [--password P] [--logins N] [--addresses N] [--timeout D] [--json]
+  mgbench dovecot-auth --listen ADDR   (a FAKE Dovecot auth service for benchmarks: accepts every password)
 `
 
 func main() {
@@ -61,6 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDovecot(ctx, args[1:], stdout, stderr)
 	case "constant":
 		return runConstant(ctx, args[1:], stderr)
+	case "nginx":
+		return runNginx(ctx, args[1:], stdout, stderr)
+	case "dovecot-auth":
+		return runDovecotAuth(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

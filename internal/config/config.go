@@ -72,7 +72,7 @@ type GeoIP struct {
 	Database       string   `toml:"database" doc:"The country database file; empty = no country lookups. It is memory-mapped and reloaded when the file changes (geoipupdate replaces it by rename) and on SIGHUP; a broken new file keeps the old one."`
 	Format         string   `toml:"format" doc:"auto (detected from the file), mmdb or ip2location."`
 	CountryField   string   `toml:"country_field" doc:"mmdb only: the dotted path of the country code in a record, e.g. country.iso_code (MaxMind, DB-IP) or country_code (ip-location-db). Empty = detected."`
-	AllowCountries []string `toml:"allow_countries" doc:"Logins only from these countries (ISO 3166-1 alpha-2 codes, e.g. ["DE", "AT"]), plus each account's extra countries and addresses. Empty = no allow list. Mail delivery (no login) is never checked by country."`
+	AllowCountries []string `toml:"allow_countries" doc:"Logins only from these countries (ISO 3166-1 alpha-2 codes, e.g. [\"DE\", \"AT\"]), plus each account's extra countries and addresses. Empty = no allow list. Mail delivery (no login) is never checked by country."`
 	DenyCountries  []string `toml:"deny_countries" doc:"No logins from these countries, except an account's extra countries and addresses. Use either allow_countries or deny_countries."`
 	Private        string   `toml:"private" doc:"Private, loopback and link-local addresses the database does not list: allow (pass the country check), deny (fail it) or list (treated as a country on no list)."`
 	Unknown        string   `toml:"unknown" doc:"Addresses the database has no country for: allow, deny or list (blocked when allow_countries is set, passing with deny_countries)."`
@@ -83,7 +83,7 @@ type Nginx struct {
 	Enabled         bool          `toml:"enabled" doc:"Serve nginx's mail auth_http protocol."`
 	Listen          string        `toml:"listen" doc:"host:port that nginx's auth_http points at (auth_http 127.0.0.1:4002/auth;)."`
 	SecretHeader    string        `toml:"secret_header" doc:"The header nginx adds with auth_http_header, carrying secret."`
-	Secret          string        `toml:"secret" doc:"If set, nginx must send it: auth_http_header X-Auth-Key "<secret>";. Compared in constant time."`
+	Secret          string        `toml:"secret" doc:"If set, nginx must send it: auth_http_header X-Auth-Key \"<secret>\";. Compared in constant time."`
 	VerifyWith      string        `toml:"verify_with" doc:"How passwords are checked: dovecot (Dovecot's auth service, service auth { inet_listener }, with the real client address) or imap (a LOGIN against imap_verify, as the seed's PHP script did)."`
 	DovecotAuth     string        `toml:"dovecot_auth" doc:"Dovecot's auth service: host:port of an inet_listener, or the path of a unix listener (e.g. /var/spool/postfix/private/auth)."`
 	IMAPVerify      string        `toml:"imap_verify" doc:"host:port of the IMAP server for verify_with = imap. Put mailgate's address in Dovecot's login_trusted_networks so it sees the real client address (sent with the IMAP ID command)."`

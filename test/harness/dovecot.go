@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -29,6 +31,16 @@ type DovecotOptions struct {
 	Nonce string
 	// RejectOnFail sets auth_policy_reject_on_fail = yes.
 	RejectOnFail bool
+	// AuthListener adds a TCP listener on 127.0.0.1 (a free port, in
+	// Dovecot.AuthAddr) to the auth service: the auth client protocol
+	// Postfix's SASL and mailgate's password verification speak
+	// (protocols.md §2.4 and §5.1):
+	//   service auth { inet_listener auth-inet { address = 127.0.0.1  port = N } }
+	AuthListener bool
+	// TrustedNetworks is login_trusted_networks (space-separated CIDRs):
+	// clients connecting from there may set their original address with
+	// IMAP ID x-originating-ip.
+	TrustedNetworks string
 	// Extra is appended verbatim to dovecot.conf.
 	Extra string
 }
@@ -42,15 +54,23 @@ type Dovecot struct {
 	IMAPAddr string // 127.0.0.1:port
 	POP3Addr string // 127.0.0.1:port
 	Nonce    string // auth_policy_hash_nonce in use
+	// AuthAddr is 127.0.0.1:port of the auth service's TCP listener when
+	// DovecotOptions.AuthListener is set, else empty.
+	AuthAddr string
+	// AuthSocket is the auth service's default client socket
+	// (base_dir/auth-client), which root may connect to.
+	AuthSocket string
 
-	proc *process
+	instance string // instance_name, which every process of this Dovecot shows
+	proc     *process
 }
 
 // StartDovecot installs Dovecot if missing (Require), writes a config like
-// protocols.md §5.1 into a temp dir with free ports for IMAP and POP3, runs
-// the master in the foreground (`dovecot -F -c <conf>`) and waits until
-// both ports accept. It stops the master by the PID in base_dir/master.pid
-// when the test ends and logs Dovecot's log if the test failed.
+// protocols.md §5.1 into a temp dir with free ports for IMAP and POP3 (and
+// the auth service, with AuthListener), runs the master in the foreground
+// (`dovecot -F -c <conf>`) and waits until every port accepts. It stops the
+// master by the PID in base_dir/master.pid when the test ends and logs
+// Dovecot's log if the test failed.
 func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 	t.Helper()
 	Require(t, DovecotPackages)
@@ -62,9 +82,14 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 		IMAPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
 		POP3Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
 		Nonce:    opts.Nonce,
+		instance: "mailgate-e2e-" + randomHex(4),
 	}
-	if d.IMAPAddr == d.POP3Addr {
-		t.Fatalf("harness: got the same free port twice: %s", d.IMAPAddr)
+	d.AuthSocket = filepath.Join(dir, "run", "auth-client")
+	if opts.AuthListener {
+		d.AuthAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+	}
+	if d.IMAPAddr == d.POP3Addr || d.AuthAddr == d.IMAPAddr || d.AuthAddr == d.POP3Addr {
+		t.Fatalf("harness: got the same free port twice: imap %s pop3 %s auth %s", d.IMAPAddr, d.POP3Addr, d.AuthAddr)
 	}
 	if d.Nonce == "" {
 		d.Nonce = randomHex(8)
@@ -99,14 +124,6 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 		t.Fatalf("harness: %v", err)
 	}
 
-	out, err := os.Create(filepath.Join(dir, "stderr.log"))
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	defer out.Close()
-	cmd := exec.Command("/usr/sbin/dovecot", "-F", "-c", d.Conf)
-	cmd.Stdout = out
-	cmd.Stderr = out
 	t.Cleanup(func() {
 		d.stop(t)
 		if t.Failed() {
@@ -114,26 +131,88 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 			t.Logf("harness: dovecot log (%s):\n%s", d.LogPath, readFile(d.LogPath))
 		}
 	})
+	d.start(t)
+	return d
+}
+
+// start runs the master in the foreground with d.Conf and waits until
+// every listener accepts.
+func (d *Dovecot) start(t testing.TB) {
+	t.Helper()
+	out, err := os.OpenFile(filepath.Join(d.Dir, "stderr.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	defer out.Close()
+	cmd := exec.Command("/usr/sbin/dovecot", "-F", "-c", d.Conf)
+	cmd.Stdout = out
+	cmd.Stderr = out
 	start := time.Now()
 	d.proc, err = startProcess(cmd)
 	if err != nil {
 		t.Fatalf("harness: start dovecot: %v", err)
 	}
+	addrs := []string{d.IMAPAddr, d.POP3Addr}
+	if d.AuthAddr != "" {
+		addrs = append(addrs, d.AuthAddr)
+	}
+	// Ready means greeted: imap-login and pop3-login greet only once they
+	// are connected to the auth service. (Stopped before that, the master
+	// hangs for 5 s waiting for its half-started children.)
 	err = waitFor(15*time.Second, d.proc.done, func() error {
-		for _, a := range []string{d.IMAPAddr, d.POP3Addr} {
-			if err := dialTCP(a); err != nil {
-				return err
-			}
+		if err := greeted(d.IMAPAddr, "* OK"); err != nil {
+			return err
+		}
+		if err := greeted(d.POP3Addr, "+OK"); err != nil {
+			return err
+		}
+		if d.AuthAddr != "" {
+			return dialTCP(d.AuthAddr)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("harness: dovecot did not start listening: %v\nstderr:\n%s\nlog:\n%s",
-			err, readFile(filepath.Join(dir, "stderr.log")), readFile(d.LogPath))
+			err, readFile(filepath.Join(d.Dir, "stderr.log")), readFile(d.LogPath))
 	}
-	t.Logf("harness: dovecot pid %d listening on imap %s pop3 %s in %v",
-		cmd.Process.Pid, d.IMAPAddr, d.POP3Addr, time.Since(start).Round(time.Millisecond))
-	return d
+	t.Logf("harness: dovecot pid %d listening on %s in %v",
+		cmd.Process.Pid, strings.Join(addrs, " "), time.Since(start).Round(time.Millisecond))
+}
+
+// greeted checks that the server at addr sends a greeting line starting
+// with prefix.
+func greeted(addr, prefix string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("greeting from %s: %w", addr, err)
+	}
+	if !strings.HasPrefix(line, prefix) {
+		return fmt.Errorf("greeting from %s: %q", addr, line)
+	}
+	return nil
+}
+
+// Stop stops Dovecot now (it is also stopped when the test ends): the
+// master and every process it had, so that its listeners refuse
+// connections and connected auth clients see the connection close, until
+// Restart.
+func (d *Dovecot) Stop(t testing.TB) {
+	t.Helper()
+	d.stop(t)
+}
+
+// Restart starts a stopped Dovecot again with the same config, on the
+// same ports, and waits until it listens; a running one is stopped first.
+func (d *Dovecot) Restart(t testing.TB) {
+	t.Helper()
+	d.stop(t)
+	d.start(t)
 }
 
 // config renders dovecot.conf.
@@ -145,7 +224,7 @@ func (d *Dovecot) config(opts DovecotOptions, usersPath string) string {
 	fmt.Fprintf(&b, `# Written by mailgate's test harness.
 base_dir = %[1]s/run
 state_dir = %[1]s/state
-instance_name = mailgate-e2e-%[2]s
+instance_name = %[2]s
 log_path = %[3]s
 info_log_path = %[3]s
 protocols = imap pop3
@@ -184,7 +263,7 @@ service pop3-login {
     port = 0
   }
 }
-`, dir, randomHex(4), d.LogPath, usersPath, imapPort, pop3Port)
+`, dir, d.instance, d.LogPath, usersPath, imapPort, pop3Port)
 	if opts.PolicyURL != "" {
 		fmt.Fprintf(&b, "auth_policy_server_url = %s\n", opts.PolicyURL)
 		fmt.Fprintf(&b, "auth_policy_hash_nonce = %s\n", d.Nonce)
@@ -194,6 +273,19 @@ service pop3-login {
 		if opts.RejectOnFail {
 			b.WriteString("auth_policy_reject_on_fail = yes\n")
 		}
+	}
+	if d.AuthAddr != "" {
+		_, authPort, _ := net.SplitHostPort(d.AuthAddr)
+		fmt.Fprintf(&b, `service auth {
+  inet_listener auth-inet {
+    address = 127.0.0.1
+    port = %s
+  }
+}
+`, authPort)
+	}
+	if opts.TrustedNetworks != "" {
+		fmt.Fprintf(&b, "login_trusted_networks = %s\n", opts.TrustedNetworks)
 	}
 	if opts.Extra != "" {
 		b.WriteString(opts.Extra)
@@ -217,6 +309,8 @@ func (d *Dovecot) stop(t testing.TB) {
 				pidFile, strings.TrimSpace(string(b)), d.proc.cmd.Process.Pid)
 		}
 	}
+	master := d.proc.cmd.Process.Pid
+	children := childPIDs(master)
 	start := time.Now()
 	_, killed := d.proc.stop(5 * time.Second)
 	t.Logf("harness: dovecot stopped in %v", time.Since(start).Round(time.Millisecond))
@@ -224,6 +318,66 @@ func (d *Dovecot) stop(t testing.TB) {
 		t.Logf("harness: dovecot ignored SIGTERM for 5 s and was killed")
 	}
 	d.proc = nil
+	// The master's auth, anvil, log and stats children outlive it for as
+	// long as an auth client (Postfix, mailgate) stays connected to the
+	// auth service. Stop them too, by the PIDs the master had, so that a
+	// stopped Dovecot is gone as after a crash or a reboot.
+	if n := d.stopOrphans(children, 5*time.Second); n > 0 {
+		t.Logf("harness: stopped %d dovecot processes that outlived the master", n)
+	}
+}
+
+// stopOrphans sends SIGTERM to those of pids that still run as a process of
+// this instance, waits up to grace for them to exit, then kills the rest.
+// It returns how many were still running.
+func (d *Dovecot) stopOrphans(pids []int, grace time.Duration) int {
+	ours := func(pid int) bool {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		return err == nil && strings.Contains(string(b), d.instance+"/")
+	}
+	var alive []int
+	for _, pid := range pids {
+		if ours(pid) {
+			alive = append(alive, pid)
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(grace)
+	for _, pid := range alive {
+		for ours(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ours(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return len(alive)
+}
+
+// childPIDs lists the processes whose parent is pid, from /proc.
+func childPIDs(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parens.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // Log returns Dovecot's log so far.
