@@ -62,7 +62,7 @@ func TestCountryRules(t *testing.T) {
 		{"bob@example.com", "imap", "192.0.2.7", Deny, ReasonCountryBlocked, 0},
 		{"bob@example.com", "pop3", "100.64.2.1", Deny, ReasonCountryBlocked, 0},
 		{"bob@example.com", "imap", "203.0.113.200", Deny, ReasonCountryBlocked, 0}, // unknown: as listed
-		{"bob@example.com", "imap", "10.1.2.3", Allow, ReasonDefault, 0}, // private: allow
+		{"bob@example.com", "imap", "10.1.2.3", Allow, ReasonDefault, 0},            // private: allow
 		{"bob@example.com", "imap", "192.0.2.200", Allow, ReasonTrusted, 7},
 		{"", "smtp", "192.0.2.7", Allow, ReasonDefault, 0}, // no login: country rules are for logins
 		{"alice@example.com", "imap", "100.64.2.1", Allow, ReasonDefault, 0},

@@ -34,9 +34,9 @@ func NewIndex() *Index {
 
 // Hit is the rule that matched a lookup.
 type Hit struct {
-	Found  bool
-	ID     int64
-	Match  netip.Prefix // invalid for a "none" rule or a country rule
+	Found bool
+	ID    int64
+	Match netip.Prefix // invalid for a "none" rule or a country rule
 	// Country is the client's country when a country rule matched.
 	Country string
 	Config  bool // the rule came from the config file

@@ -1,6 +1,6 @@
 // Package harness runs mailgate end to end: it builds the real mailgate
 // binary, starts `mailgate serve` with a config in a temp dir, starts the
-// real mail programs (Dovecot for now; nginx and Postfix later) pointed at
+// real mail programs (Dovecot, nginx, Postfix) pointed at
 // it, installs those programs from Debian when they are missing, and logs in
 // with real clients from distinct 127.0.0.x source addresses.
 //
