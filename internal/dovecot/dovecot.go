@@ -34,7 +34,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
@@ -257,7 +256,7 @@ func (h *Handler) serveAllow(w http.ResponseWriter, a *policy.Attempt, now time.
 	case v.Action == policy.Deny:
 		var b [128]byte
 		out := append(b[:0], `{"status":-1,"msg":`...)
-		out = appendJSONString(out, clean(h.d.Message(a, &v)))
+		out = appendJSONString(out, policy.ReplyText(h.d.Message(a, &v), maxMessage))
 		out = append(out, '}')
 		writeJSON(w, out)
 	case v.Action == policy.Tarpit && !a.AfterAuth:
@@ -396,34 +395,6 @@ func command(rawQuery string) (cmdKind, error) {
 	return 0, errBadCommand
 }
 
-// clean makes a refusal text safe to show: control characters become
-// spaces (the text ends up inside an IMAP/POP3/SMTP reply line), invalid
-// UTF-8 is replaced, and it is cut to maxMessage bytes on a rune boundary.
-func clean(s string) string {
-	ok := len(s) <= maxMessage && utf8.ValidString(s)
-	if ok {
-		for i := 0; i < len(s); i++ {
-			if s[i] < 0x20 || s[i] == 0x7f {
-				ok = false
-				break
-			}
-		}
-	}
-	if ok {
-		return s
-	}
-	var b strings.Builder
-	for _, c := range strings.ToValidUTF8(s, "\uFFFD") {
-		if c < 0x20 || c == 0x7f {
-			c = ' '
-		}
-		if b.Len()+utf8.RuneLen(c) > maxMessage {
-			break
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
 
 // appendJSONString appends s as a JSON string. s is valid UTF-8 without
 // control characters (see clean), but everything JSON requires is escaped

@@ -475,19 +475,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-func TestClean(t *testing.T) {
-	long := strings.Repeat("é", maxMessage) // 2 bytes each
-	tests := []struct{ in, want string }{
-		{"plain", "plain"},
-		{"a\r\nb\tc\x7f", "a  b c "},
-		{"bad \xff utf8", "bad \uFFFD utf8"},
-		{long, strings.Repeat("é", maxMessage/2)},
-	}
-	for _, tt := range tests {
-		if got := clean(tt.in); got != tt.want {
-			t.Errorf("clean(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
+func TestAppendJSONString(t *testing.T) {
 	var s struct{ Msg string }
 	in := "quote \" backslash \\ <tag> & é \u2028"
 	if err := json.Unmarshal(appendJSONString([]byte(`{"Msg":`), in), &s); err == nil {

@@ -20,6 +20,7 @@ import (
 	"mailgate/internal/passcheck"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
+	"mailgate/internal/txtar"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected replies, verifier calls, decisions and diagnostics in testdata/*.txtar")
@@ -102,7 +103,7 @@ func runGolden(t *testing.T, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ar := parseTxtar(string(data))
+	ar := txtar.Parse(string(data))
 
 	idx := rules.NewIndex()
 	ver := &goldenVerifier{users: map[string]string{}}
@@ -114,16 +115,16 @@ func runGolden(t *testing.T, file string) {
 		Now:      func() time.Time { return testNow },
 		Nonce:    testNonce,
 	}
-	out := archive{comment: ar.comment}
+	out := txtar.Archive{Comment: ar.Comment}
 	var requests []string
 	secrets := []string{}
-	for _, f := range ar.files {
-		switch f.name {
+	for _, f := range ar.Files {
+		switch f.Name {
 		case "config":
-			goldenConfig(t, f.data, &cfg, ver)
-			out.files = append(out.files, f)
+			goldenConfig(t, f.Data, &cfg, ver)
+			out.Files = append(out.Files, f)
 		case "rules":
-			for line := range strings.Lines(f.data) {
+			for line := range strings.Lines(f.Data) {
 				line = strings.TrimSpace(line)
 				if line == "" || strings.HasPrefix(line, "#") {
 					continue
@@ -136,9 +137,9 @@ func runGolden(t *testing.T, file string) {
 				r := rule(t, n, spec)
 				idx.Add(&r)
 			}
-			out.files = append(out.files, f)
+			out.Files = append(out.Files, f)
 		case "users":
-			for line := range strings.Lines(f.data) {
+			for line := range strings.Lines(f.Data) {
 				line = strings.TrimSuffix(line, "\n")
 				if line == "" || strings.HasPrefix(line, "#") {
 					continue
@@ -150,12 +151,12 @@ func runGolden(t *testing.T, file string) {
 				ver.users[login] = pw
 				secrets = append(secrets, pw)
 			}
-			out.files = append(out.files, f)
+			out.Files = append(out.Files, f)
 		case "request":
-			requests = append(requests, f.data)
+			requests = append(requests, f.Data)
 		case "reply", "verifier", "decisions", "diagnostics":
 		default:
-			t.Fatalf("unknown section %q", f.name)
+			t.Fatalf("unknown section %q", f.Name)
 		}
 	}
 
@@ -176,12 +177,12 @@ func runGolden(t *testing.T, file string) {
 			t.Errorf("request %d: OK with HTTP %d", i+1, w.Code)
 		}
 		replies = append(replies, reply)
-		out.files = append(out.files, txtarFile{"request", raw}, txtarFile{"reply", reply})
+		out.Files = append(out.Files, txtar.File{Name: "request", Data: raw}, txtar.File{Name: "reply", Data: reply})
 	}
-	out.files = append(out.files,
-		txtarFile{"verifier", ver.log.String()},
-		txtarFile{"decisions", decisions.String()},
-		txtarFile{"diagnostics", diags.String()})
+	out.Files = append(out.Files,
+		txtar.File{Name: "verifier", Data: ver.log.String()},
+		txtar.File{Name: "decisions", Data: decisions.String()},
+		txtar.File{Name: "diagnostics", Data: diags.String()})
 
 	// Never a password in any log (DESIGN.md §6).
 	for _, pw := range secrets {
@@ -195,26 +196,26 @@ func runGolden(t *testing.T, file string) {
 		}
 	}
 
-	got := formatTxtar(out)
+	got := txtar.Format(out)
 	if *update {
 		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	want := parseTxtar(string(data))
+	want := txtar.Parse(string(data))
 	var wantReplies []string
 	var wantVer, wantDec, wantDiag string
-	for _, f := range want.files {
-		switch f.name {
+	for _, f := range want.Files {
+		switch f.Name {
 		case "reply":
-			wantReplies = append(wantReplies, f.data)
+			wantReplies = append(wantReplies, f.Data)
 		case "verifier":
-			wantVer = f.data
+			wantVer = f.Data
 		case "decisions":
-			wantDec = f.data
+			wantDec = f.Data
 		case "diagnostics":
-			wantDiag = f.data
+			wantDiag = f.Data
 		}
 	}
 	if len(wantReplies) != len(replies) {
@@ -301,73 +302,4 @@ func formatReply(w *httptest.ResponseRecorder) string {
 		b.WriteString(l + "\n")
 	}
 	return b.String()
-}
-
-// A minimal txtar (golang.org/x/tools/txtar) reader and writer: an archive
-// is a comment followed by files, each introduced by a "-- name --" line.
-type archive struct {
-	comment string
-	files   []txtarFile
-}
-
-type txtarFile struct {
-	name, data string
-}
-
-func parseTxtar(s string) archive {
-	var a archive
-	cur := -1
-	var b strings.Builder
-	flush := func() {
-		if cur < 0 {
-			a.comment = b.String()
-		} else {
-			a.files[cur].data = b.String()
-		}
-		b.Reset()
-	}
-	for line := range strings.Lines(s) {
-		if name, ok := markerName(line); ok {
-			flush()
-			a.files = append(a.files, txtarFile{name: name})
-			cur = len(a.files) - 1
-			continue
-		}
-		b.WriteString(line)
-	}
-	flush()
-	return a
-}
-
-func markerName(line string) (string, bool) {
-	line = strings.TrimSuffix(line, "\n")
-	if !strings.HasPrefix(line, "-- ") || !strings.HasSuffix(line, " --") || len(line) < 7 {
-		return "", false
-	}
-	return strings.TrimSpace(line[3 : len(line)-3]), true
-}
-
-func formatTxtar(a archive) string {
-	var b strings.Builder
-	b.WriteString(a.comment)
-	for _, f := range a.files {
-		fmt.Fprintf(&b, "-- %s --\n", f.name)
-		b.WriteString(f.data)
-		if f.data != "" && !strings.HasSuffix(f.data, "\n") {
-			b.WriteByte('\n')
-		}
-	}
-	return b.String()
-}
-
-func TestTxtarRoundTrip(t *testing.T) {
-	in := "comment\nline 2\n-- a --\nx\n-- b --\n-- c --\ny\nz\n"
-	a := parseTxtar(in)
-	if a.comment != "comment\nline 2\n" || len(a.files) != 3 || a.files[0] != (txtarFile{"a", "x\n"}) ||
-		a.files[1] != (txtarFile{"b", ""}) || a.files[2] != (txtarFile{"c", "y\nz\n"}) {
-		t.Fatalf("parse: %#v", a)
-	}
-	if got := formatTxtar(a); got != in {
-		t.Fatalf("format: %q", got)
-	}
 }

@@ -44,7 +44,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"mailgate/internal/passcheck"
 	"mailgate/internal/policy"
@@ -233,7 +232,7 @@ func NewHandler(cfg Config, d Decider, v Verifier, dlog *policy.DecisionLog, log
 	if s := waitSeconds(cfg.FailWait); s > 0 {
 		h.failWait = []string{strconv.FormatInt(s, 10)}
 	}
-	h.smtpCode = []string{orDefault(clean(cfg.SMTPErrorCode), DefaultSMTPErrorCode)}
+	h.smtpCode = []string{orDefault(policy.ReplyText(cfg.SMTPErrorCode, maxMessage), DefaultSMTPErrorCode)}
 	h.failMsg = []string{statusText(cfg.FailMessage, DefaultFailMessage)}
 	h.tempMsg = []string{statusText(cfg.TempFailMessage, DefaultTempFailMessage)}
 	return h
@@ -472,42 +471,13 @@ func waitSeconds(d time.Duration) int64 {
 // (an empty SMTP failure looks like success to nginx and ends in an
 // internal server error), is replaced with def.
 func statusText(s, def string) string {
-	s = strings.TrimSpace(clean(s))
+	s = strings.TrimSpace(policy.ReplyText(s, maxMessage))
 	if s == "" || s == "OK" || s == "WAIT" {
 		return def
 	}
 	return s
 }
 
-// clean makes a text safe to send in a header and show to a mail client:
-// control characters (CR and LF above all: engine messages may hold the
-// login the client typed) become spaces, invalid UTF-8 is replaced, and it
-// is cut to maxMessage bytes on a rune boundary.
-func clean(s string) string {
-	ok := len(s) <= maxMessage && utf8.ValidString(s)
-	if ok {
-		for i := 0; i < len(s); i++ {
-			if s[i] < 0x20 || s[i] == 0x7f {
-				ok = false
-				break
-			}
-		}
-	}
-	if ok {
-		return s
-	}
-	var b strings.Builder
-	for _, c := range strings.ToValidUTF8(s, "\uFFFD") {
-		if c < 0x20 || c == 0x7f {
-			c = ' '
-		}
-		if b.Len()+utf8.RuneLen(c) > maxMessage {
-			break
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
 
 // redact removes a password from a message, in case a verifier's error
 // quoted it (passcheck's never do).

@@ -425,3 +425,23 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 		t.Errorf("Decide allocates %v times", n)
 	}
 }
+
+func TestReplyText(t *testing.T) {
+	long := strings.Repeat("é", 400) // 2 bytes each
+	tests := []struct{ in, want string }{
+		{"plain", "plain"},
+		{"a\r\nb\tc\x7f", "a  b c "},
+		{"bad \xff utf8", "bad \uFFFD utf8"},
+		{long, strings.Repeat("é", 200)},
+		{"ab\u00e9", "ab"}, // max 3: é does not fit whole
+	}
+	for _, tt := range tests {
+		max := 400
+		if tt.want == "ab" {
+			max = 3
+		}
+		if got := ReplyText(tt.in, max); got != tt.want {
+			t.Errorf("ReplyText(%q, %d) = %q, want %q", tt.in, max, got, tt.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"mailgate/internal/rules"
 )
@@ -266,4 +267,35 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("%s keeps trying the same wrong password for %s: a stale client, tarpitted, not banned", a.Client, a.Login)
 	}
 	return "no rule applies; allowed by default"
+}
+
+// ReplyText makes a refusal text safe to put in a protocol reply line
+// (an IMAP/POP3/SMTP response, an HTTP header, a Postfix action): control
+// characters, CR and LF above all (messages may hold the login the client
+// typed), become spaces, invalid UTF-8 is replaced, and it is cut to max
+// bytes on a rune boundary.
+func ReplyText(s string, max int) string {
+	ok := len(s) <= max && utf8.ValidString(s)
+	if ok {
+		for i := 0; i < len(s); i++ {
+			if s[i] < 0x20 || s[i] == 0x7f {
+				ok = false
+				break
+			}
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, c := range strings.ToValidUTF8(s, "\uFFFD") {
+		if c < 0x20 || c == 0x7f {
+			c = ' '
+		}
+		if b.Len()+utf8.RuneLen(c) > max {
+			break
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
