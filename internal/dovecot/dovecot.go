@@ -395,7 +395,6 @@ func command(rawQuery string) (cmdKind, error) {
 	return 0, errBadCommand
 }
 
-
 // appendJSONString appends s as a JSON string. s is valid UTF-8 without
 // control characters (see clean), but everything JSON requires is escaped
 // anyway.

@@ -478,7 +478,6 @@ func statusText(s, def string) string {
 	return s
 }
 
-
 // redact removes a password from a message, in case a verifier's error
 // quoted it (passcheck's never do).
 func redact(msg, pass string) string {
