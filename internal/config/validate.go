@@ -217,7 +217,7 @@ func checkMessageReason(k string) error {
 // refuses reports whether a verdict with reason r can refuse a login.
 func refuses(r policy.Reason) bool {
 	switch r {
-	case policy.ReasonDefault, policy.ReasonTrusted, policy.ReasonAccountAllow:
+	case policy.ReasonDefault, policy.ReasonTrusted, policy.ReasonAccountAllow, policy.ReasonRelayPermit:
 		return false
 	}
 	return true

@@ -73,6 +73,8 @@ const (
 	ReasonBannedLogin                  // the login is banned while under attack
 	ReasonStalePassword                // a client repeating one wrong password: tarpitted
 	ReasonCountryBlocked               // the global country list refuses the client's country
+	ReasonRelayPermit                  // the address has a relay permit from a recent login (Postfix door)
+	ReasonSendLimit                    // the authenticated sender is over a sending limit (Postfix door)
 	numReasons
 )
 
@@ -89,6 +91,8 @@ var reasonCodes = [numReasons]string{
 	ReasonBannedLogin:    "banned_login",
 	ReasonStalePassword:  "stale_password",
 	ReasonCountryBlocked: "country_blocked",
+	ReasonRelayPermit:    "relay_permit",
+	ReasonSendLimit:      "send_limit",
 }
 
 func (r Reason) String() string {
@@ -178,6 +182,7 @@ func DefaultMessages() Messages {
 		ReasonBannedAddress.String():  "Too many failed logins from your address ({ip}); please try again later.",
 		ReasonBannedLogin.String():    "Too many failed logins for this account; please try again later or ask your mail administrator.",
 		ReasonCountryBlocked.String(): "Logins to this account are not allowed from your country ({country}).",
+		ReasonSendLimit.String():      "{login} has reached its sending limit; please try again later or ask your mail administrator.",
 	}
 }
 
@@ -263,6 +268,10 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("the login %s is banned (ban %d) and %s is not an address it logged in from before", a.Login, v.BanID, a.Client)
 	case ReasonCountryBlocked:
 		return fmt.Sprintf("logins from %s (country %s) are refused by the global country list%s", a.Client, a.Country, rule)
+	case ReasonRelayPermit:
+		return fmt.Sprintf("%s may relay: %s logged in from %s recently (relay permit)", a.Client, a.Login, m)
+	case ReasonSendLimit:
+		return fmt.Sprintf("%s has reached a sending limit", a.Login)
 	case ReasonStalePassword:
 		return fmt.Sprintf("%s keeps trying the same wrong password for %s: a stale client, tarpitted, not banned", a.Client, a.Login)
 	}
