@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"mailgate/internal/abuse"
+	"mailgate/internal/relay"
 )
 
 // DecisionLog writes one stable line per verdict, apart from diagnostics:
@@ -68,6 +69,53 @@ func (l *DecisionLog) Ban(now time.Time, b *abuse.Ban, lifted bool) {
 	l.w.Write(l.buf) //nolint:errcheck // as above
 }
 
+// Permit events.
+const (
+	PermitGranted = "permit"         // a login granted a new permit
+	PermitRemoved = "permit_removed" // removed by hand, or withdrawn from a shared address
+	PermitExpired = "permit_expired"
+)
+
+// Permit logs a relay permit granted, removed or expired (event is one of
+// PermitGranted, PermitRemoved, PermitExpired):
+//
+//	time=2026-11-22T03:58:45.123Z event=permit ip=203.0.113.9 login=alice@example.com service=imap door=dovecot until=2026-11-22T04:28:45Z
+//
+// Refreshing a permit writes no line: the login's auth=success line says it.
+func (l *DecisionLog) Permit(now time.Time, p *relay.Permit, event string) {
+	if l == nil || l.w == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = AppendPermit(l.buf[:0], now, p, event)
+	l.w.Write(l.buf) //nolint:errcheck // as above
+}
+
+// AppendPermit appends the line for a permit event, newline included.
+func AppendPermit(b []byte, now time.Time, p *relay.Permit, event string) []byte {
+	b = appendTime(b, now)
+	b = append(b, " event="...)
+	b = append(b, event...)
+	b = append(b, " ip="...)
+	if p.Prefix.IsSingleIP() {
+		b = p.Prefix.Addr().AppendTo(b)
+	} else {
+		b = p.Prefix.AppendTo(b)
+	}
+	b = append(b, " login="...)
+	b = appendValue(b, p.Login)
+	b = append(b, " service="...)
+	b = append(b, p.Service.String()...)
+	b = append(b, " door="...)
+	b = appendValue(b, p.Door)
+	if event == PermitGranted {
+		b = append(b, " until="...)
+		b = p.Expires.UTC().AppendFormat(b, time.RFC3339)
+	}
+	return append(b, '\n')
+}
+
 // AppendBan appends the line for a ban, newline included.
 func AppendBan(b []byte, now time.Time, ban *abuse.Ban, lifted bool) []byte {
 	b = appendTime(b, now)
@@ -122,6 +170,10 @@ func AppendVerdict(b []byte, now time.Time, a *Attempt, v *Verdict) []byte {
 	if v.Delay > 0 {
 		b = append(b, " delay="...)
 		b = strconv.AppendInt(b, int64(v.Delay/time.Second), 10)
+	}
+	if v.Limit != "" {
+		b = append(b, " limit="...)
+		b = appendValue(b, v.Limit)
 	}
 	b = appendAttempt(b, a)
 	if a.AfterAuth {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"mailgate/internal/relay"
 	"mailgate/internal/rules"
 )
 
@@ -392,6 +393,30 @@ func TestDecisionLine(t *testing.T) {
 	}
 	if !strings.Contains(got, `login="x ip=1.2.3.4\ndecision=allow"`) {
 		t.Errorf("login not quoted: %q", got)
+	}
+}
+
+func TestSendLimitAndPermitLines(t *testing.T) {
+	a := attempt("alice@example.com", "smtp", "203.0.113.9")
+	a.Door = "postfix"
+	v := Verdict{Action: Deny, Reason: ReasonSendLimit, Limit: "recipients_per_hour"}
+	got := string(AppendVerdict(nil, now, a, &v))
+	want := "time=2026-11-22T12:00:00.000Z decision=deny reason=send_limit rule=- limit=recipients_per_hour door=postfix service=smtp login=alice@example.com ip=203.0.113.9\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	p := relay.Permit{Prefix: netip.MustParsePrefix("2001:db8:1:2::/64"), Login: "bob@example.com", Service: rules.IMAP,
+		Door: "dovecot", Expires: now.Add(30 * time.Minute)}
+	got = string(AppendPermit(nil, now, &p, PermitGranted))
+	want = "time=2026-11-22T12:00:00.000Z event=permit ip=2001:db8:1:2::/64 login=bob@example.com service=imap door=dovecot until=2026-11-22T12:30:00Z\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	p.Prefix, p.Login, p.Door = netip.MustParsePrefix("192.0.2.1/32"), "", "manual"
+	got = string(AppendPermit(nil, now, &p, PermitExpired))
+	want = "time=2026-11-22T12:00:00.000Z event=permit_expired ip=192.0.2.1 login=\"\" service=imap door=manual\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
 

@@ -142,6 +142,9 @@ type Verdict struct {
 	Country string
 	// BanID is the ban behind a banned_* verdict.
 	BanID int64
+	// Limit is the sending limit behind a send_limit verdict, e.g.
+	// "recipients_per_hour".
+	Limit string
 	// Level and LevelKey say which account level decided (see LevelName).
 	Level    rules.LevelKind
 	LevelKey string
