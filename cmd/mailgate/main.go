@@ -32,6 +32,13 @@ Usage:
   mailgate ban list [--json]
   mailgate ban add (--ip IP|CIDR | --account A) [--for D] [--comment T]
   mailgate ban rm (ID | --ip IP | --account A)
+  mailgate permit list [--json]                   relay permits (POP/IMAP-before-SMTP)
+  mailgate permit add --ip IP [--for D] [--comment T]
+  mailgate permit rm --ip IP
+  mailgate limit list [--over] [--json]           senders' usage against sending limits
+  mailgate hook postlogin [--socket PATH] [--timeout D] PROTOCOL CONTINUATION...
+                          Dovecot post-login script: reports the login to the hook socket
+                          (default /run/mailgate/hook.sock), then runs CONTINUATION
   mailgate audit [--limit N] [--json]             who changed which rule
   mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
   mailgate import user-allowed --file F [--dry-run]   login|CC, login|IP lines
@@ -101,6 +108,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdBanAdd(ctx, rest[1:], stdout)
 		case "rm", "remove", "del":
 			return cmdBanRemove(ctx, rest[1:], stdout)
+		}
+	case "permit":
+		switch sub {
+		case "list", "ls":
+			return cmdPermitList(ctx, rest[1:], stdout)
+		case "add":
+			return cmdPermitAdd(ctx, rest[1:], stdout)
+		case "rm", "remove", "del":
+			return cmdPermitRemove(ctx, rest[1:], stdout)
+		}
+	case "limit", "limits":
+		switch sub {
+		case "list", "ls":
+			return cmdLimitList(ctx, rest[1:], stdout)
+		}
+	case "hook":
+		if sub == "postlogin" {
+			// Never stdout: it is the mail client's connection.
+			return cmdHookPostlogin(ctx, rest[1:], stderr, osHookProcess())
 		}
 	case "explain":
 		return cmdExplain(ctx, rest, stdout)

@@ -12,7 +12,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -25,7 +27,10 @@ import (
 	"mailgate/internal/nginxauth"
 	"mailgate/internal/passcheck"
 	"mailgate/internal/policy"
+	"mailgate/internal/postfix"
+	"mailgate/internal/relay"
 	"mailgate/internal/rules"
+	"mailgate/internal/sendlimit"
 	"mailgate/internal/store"
 )
 
@@ -101,6 +106,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+
+	var grants *permits
+	if cfg.Relay.Enabled {
+		rc, err := cfg.Relay.RelayConfig()
+		if err != nil {
+			return err
+		}
+		grants = newPermits(relay.New(rc), st, dlog, log.With("component", "relay"))
+		n, err := grants.load(ctx, time.Now())
+		if err != nil {
+			return fmt.Errorf("loading relay permits: %w", err)
+		}
+		log.Info("relay permits loaded", "permits", n, "ttl", rc.TTL)
+	}
+	var limiter *sendlimit.Limiter
+	if sl := cfg.Limits.SendLimit(); sl.Default != (sendlimit.Limits{}) || len(sl.Accounts) > 0 {
+		limiter = sendlimit.New(sl)
+	}
+
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {
 		for _, b := range engine.Report(a, success, now) {
 			dlog.Ban(now, &b, false)
@@ -108,11 +132,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		if success {
 			persist.knownGood(a.Login, a.Client, now)
+			if grants != nil {
+				grants.login(a.Login, a.Service, a.Client, a.Door, now)
+			}
 		}
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 16) // every listener may fail once
 	if geo != nil {
 		wg.Add(1)
 		go func() {
@@ -187,8 +214,96 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}, ln)
 	}
 
+	var pfx *postfix.Server
+	if cfg.Postfix.Enabled {
+		pc := cfg.Postfix
+		var pm postfix.Permits
+		if grants != nil {
+			pm = grants.t
+		}
+		var lim postfix.Limiter
+		if limiter != nil {
+			lim = limiter
+		}
+		h := postfix.NewHandler(postfix.Config{
+			RelayContext: pc.RelayContext,
+			LimitAction:  pc.LimitAction,
+			IdleTimeout:  pc.IdleTimeout,
+			MaxConns:     pc.MaxConnections,
+		}, engine, pm, lim, dlog, log.With("door", "postfix"))
+		pfx = postfix.NewServer(h, log.With("door", "postfix"))
+		defer pfx.Close()
+		serveLn := func(name, network, addr string, serve func(net.Listener) error) error {
+			var ln net.Listener
+			var err error
+			if network == "unix" {
+				ln, err = listenUnixMode(addr, 0o666)
+			} else {
+				ln, err = net.Listen(network, addr)
+			}
+			if err != nil {
+				return fmt.Errorf("postfix.%s: %w", name, err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := serve(ln); err != nil && !errors.Is(err, postfix.ErrServerClosed) {
+					errc <- fmt.Errorf("postfix %s: %w", name, err)
+				}
+			}()
+			log.Info("listening", "door", "postfix-"+name, "addr", addr)
+			return nil
+		}
+		policySrv := func(ln net.Listener) error { return pfx.ServePolicy(ln, false) }
+		listeners := []struct {
+			name, network, addr string
+			serve               func(net.Listener) error
+		}{
+			{"listen", "tcp", pc.Listen, policySrv},
+			{"socket", "unix", pc.Socket, policySrv},
+			{"relay_listen", "tcp", pc.RelayListen, func(ln net.Listener) error { return pfx.ServePolicy(ln, true) }},
+			{"socketmap_listen", "tcp", pc.SocketmapListen, pfx.ServeSocketmap},
+			{"tcp_table_listen", "tcp", pc.TCPTableListen, func(ln net.Listener) error { return pfx.ServeTCPTable(ln, pc.TCPTableMap) }},
+		}
+		for _, l := range listeners {
+			if l.addr == "" {
+				continue
+			}
+			if err := serveLn(l.name, l.network, l.addr, l.serve); err != nil {
+				return err
+			}
+		}
+		if grants == nil {
+			log.Warn("relay permits are off ([relay] enabled = false): relay checks are answered DUNNO")
+		}
+	}
+
 	admin := api.NewServer(book, api.NewBanbook(st, tracker), engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithGeoIP(geo != nil)
+	if grants != nil {
+		admin.WithRelay(api.NewPermitbook(grants, grants.t).WithLog(dlog), grants.login)
+		if cfg.Relay.HookSocket != "" {
+			hln, err := listenUnix(cfg.Relay.HookSocket)
+			if err != nil {
+				return fmt.Errorf("relay.hook_socket: %w", err)
+			}
+			if err := chgrp(cfg.Relay.HookSocket, cfg.Relay.HookSocketGroup); err != nil {
+				hln.Close()
+				return fmt.Errorf("relay.hook_socket_group: %w", err)
+			}
+			defer os.Remove(cfg.Relay.HookSocket)
+			start("hook", &http.Server{
+				Handler:           api.HookHandler(grants.login, log.With("component", "hook")),
+				ReadHeaderTimeout: 5 * time.Second,
+				ReadTimeout:       5 * time.Second,
+				WriteTimeout:      5 * time.Second,
+				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			}, hln)
+		}
+	}
+	if limiter != nil {
+		admin.WithLimits(limiter)
+	}
 	adminSrv := func() *http.Server {
 		return &http.Server{
 			Handler:           admin.Handler(),
@@ -232,6 +347,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				for _, b := range tracker.Expire(now) {
 					dlog.Ban(now, &b, true)
 				}
+				if grants != nil {
+					grants.expire(now)
+				}
 			}
 		}
 	}()
@@ -241,6 +359,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		defer wg.Done()
 		persist.run(ctx)
 	}()
+	if grants != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			grants.run(ctx)
+		}()
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -274,6 +399,12 @@ loop:
 	defer cancel()
 	for _, srv := range servers {
 		srv.Shutdown(sctx) //nolint:errcheck // best effort at exit
+	}
+	if pfx != nil {
+		pfx.Close()
+		if cfg.Postfix.Socket != "" {
+			os.Remove(cfg.Postfix.Socket)
+		}
 	}
 	wg.Wait()
 	os.Remove(cfg.Admin.Socket)
@@ -347,6 +478,11 @@ func configRules(cfg *config.Config) ([]rules.Rule, error) {
 // listenUnix listens on a unix socket only root and the socket's group may
 // use, removing a stale socket left by a crash (but not a live one).
 func listenUnix(path string) (net.Listener, error) {
+	return listenUnixMode(path, 0o660)
+}
+
+// listenUnixMode is listenUnix with the socket's file mode.
+func listenUnixMode(path string, mode os.FileMode) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, err
 	}
@@ -361,11 +497,29 @@ func listenUnix(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, err
 	}
 	return ln, nil
+}
+
+// chgrp gives path to group (a name or number); "" leaves it as it is.
+func chgrp(path, group string) error {
+	if group == "" {
+		return nil
+	}
+	gid, err := strconv.Atoi(group)
+	if err != nil {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return err
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return fmt.Errorf("group %s: gid %q: %w", group, g.Gid, err)
+		}
+	}
+	return os.Chown(path, -1, gid)
 }
 
 func logLevel(s string) slog.Level {

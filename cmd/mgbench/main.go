@@ -16,6 +16,10 @@
 // Dovecot's auth service that accepts every password, so the nginx door can
 // be loaded without Dovecot's own cost.
 //
+// "mgbench postfix" plays Postfix's smtpd processes asking the policy
+// delegation door: one persistent connection per worker, the attributes
+// captured in protocols.md §3.2 (postfix.go).
+//
 // It only talks to loopback addresses (127.0.0.0/8, ::1, localhost). It is not
 // a general HTTP benchmark and does not speak TLS.
 package main
@@ -43,6 +47,8 @@ const usage = `usage:
   mgbench nginx --url URL [--concurrency N] [--duration D] [--warmup D] [--secret-header H --secret S]
                 [--protocol imap|pop3|smtp] [--password P] [--logins N] [--addresses N] [--timeout D] [--json]
   mgbench dovecot-auth --listen ADDR   (a FAKE Dovecot auth service for benchmarks: accepts every password)
+  mgbench postfix [--addr HOST:PORT|unix:PATH] [--concurrency N] [--duration D] [--warmup D] [--sasl] [--relaycheck]
+                  [--logins N] [--addresses N] [--timeout D] [--json]
 `
 
 func main() {
@@ -74,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runNginx(ctx, args[1:], stdout, stderr)
 	case "dovecot-auth":
 		return runDovecotAuth(ctx, args[1:], stderr)
+	case "postfix":
+		return runPostfix(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

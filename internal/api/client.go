@@ -178,3 +178,35 @@ func (c *Client) RemoveBansFor(ctx context.Context, ip, account string) ([]BanJS
 	}
 	return out, c.do(ctx, http.MethodDelete, "/v1/bans?"+q.Encode(), nil, &out)
 }
+
+// Permits lists the valid relay permits.
+func (c *Client) Permits(ctx context.Context) ([]PermitJSON, error) {
+	var out []PermitJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/permits", nil, &out)
+}
+
+// AddPermit grants an address a relay permit by hand.
+func (c *Client) AddPermit(ctx context.Context, req PermitRequest) (PermitJSON, error) {
+	var out PermitJSON
+	return out, c.do(ctx, http.MethodPost, "/v1/permits", req, &out)
+}
+
+// RemovePermit withdraws the relay permit covering ip and returns it.
+func (c *Client) RemovePermit(ctx context.Context, ip string) (PermitJSON, error) {
+	var out PermitJSON
+	return out, c.do(ctx, http.MethodDelete, "/v1/permits?"+url.Values{"ip": {ip}}.Encode(), nil, &out)
+}
+
+// ReportLogin reports a successful login (the post-login hook), on the
+// admin socket or the hook socket.
+func (c *Client) ReportLogin(ctx context.Context, r LoginReport) (LoginResult, error) {
+	var out LoginResult
+	return out, c.do(ctx, http.MethodPost, "/v1/logins", r, &out)
+}
+
+// Limits lists the authenticated senders' usage against their sending
+// limits; empty when sending limits are off.
+func (c *Client) Limits(ctx context.Context) ([]UsageJSON, error) {
+	var out []UsageJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/limits", nil, &out)
+}

@@ -44,7 +44,10 @@ type Server struct {
 	version string
 	token   string // required on TCP connections when set
 	now     func() time.Time
-	geoip   bool // country rules can match: a GeoIP database is configured
+	geoip   bool        // country rules can match: a GeoIP database is configured
+	permits *Permitbook // nil: relay permits are off
+	onLogin OnLoginFunc // nil: relay permits are off
+	limits  LimitLister // nil: sending limits are off
 }
 
 // NewServer returns the admin API over book and engine. token, if not
@@ -59,6 +62,21 @@ func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, 
 // match, and an allow rule by country would shut the account out.
 func (s *Server) WithGeoIP(on bool) *Server {
 	s.geoip = on
+	return s
+}
+
+// WithRelay serves the relay permit endpoints over pb, and login reports
+// (POST /v1/logins) through onLogin. Without it they answer 409: relay
+// permits are disabled.
+func (s *Server) WithRelay(pb *Permitbook, onLogin OnLoginFunc) *Server {
+	s.permits, s.onLogin = pb, onLogin
+	return s
+}
+
+// WithLimits serves the senders' usage (GET /v1/limits) from l. Without
+// it (or with a nil interface, not a nil pointer) the list is empty.
+func (s *Server) WithLimits(l LimitLister) *Server {
+	s.limits = l
 	return s
 }
 
@@ -87,6 +105,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/bans", s.addBan)
 	mux.HandleFunc("DELETE /v1/bans/{id}", s.removeBans)
 	mux.HandleFunc("DELETE /v1/bans", s.removeBans)
+	mux.HandleFunc("GET /v1/permits", s.listPermits)
+	mux.HandleFunc("POST /v1/permits", s.addPermit)
+	mux.HandleFunc("DELETE /v1/permits", s.removePermit)
+	mux.HandleFunc("POST /v1/logins", func(w http.ResponseWriter, r *http.Request) {
+		serveLogin(w, r, s.onLogin, s.log, s.now())
+	})
+	mux.HandleFunc("GET /v1/limits", s.listLimits)
 	return s.authenticate(mux)
 }
 
@@ -291,24 +316,32 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "reading audit trail", err)
 		return
 	}
+	out := make([]AuditJSON, 0, len(es))
+	for _, e := range es {
+		out = append(out, AuditJSON{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Op: e.Op, Object: "rule", RuleID: e.RuleID, Detail: e.Detail})
+	}
 	if s.bans != nil {
 		bes, err := s.bans.store.BanAudit(r.Context(), limit)
 		if err != nil {
 			s.internal(w, "reading ban audit trail", err)
 			return
 		}
-		es = append(es, bes...)
-		slices.SortStableFunc(es, func(a, b store.AuditEntry) int { return b.At.Compare(a.At) })
-		es = es[:min(len(es), limit)]
-	}
-	out := make([]AuditJSON, len(es))
-	for i, e := range es {
-		out[i] = AuditJSON{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Op: e.Op, Object: "rule", RuleID: e.RuleID, Detail: e.Detail}
-		if e.Op == store.OpBan || e.Op == store.OpUnban {
-			out[i].Object, out[i].RuleID, out[i].BanID = "ban", 0, e.RuleID
+		for _, e := range bes {
+			out = append(out, AuditJSON{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Op: e.Op, Object: "ban", BanID: e.RuleID, Detail: e.Detail})
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	if s.permits != nil {
+		pes, err := s.permits.store.PermitAudit(r.Context(), limit)
+		if err != nil {
+			s.internal(w, "reading permit audit trail", err)
+			return
+		}
+		for _, e := range pes {
+			out = append(out, AuditJSON{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Op: e.Op, Object: "permit", Detail: e.Detail})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b AuditJSON) int { return b.At.Compare(a.At) })
+	writeJSON(w, http.StatusOK, out[:min(len(out), limit)])
 }
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {

@@ -27,8 +27,11 @@ type Config struct {
 	Policy  Policy  `toml:"policy" doc:"What the decision engine checks before any account rule."`
 	GeoIP   GeoIP   `toml:"geoip" doc:"Country rules (docs/countries.md): the country of each client address, from a MaxMind-format (.mmdb: GeoLite2/GeoIP2 Country, DB-IP, ip-location-db) or IP2Location BIN file, and a global list of allowed or denied countries for logins. Per-account exceptions: mailgate rule add --account A --extra --country FR (or --ip). Per-account 'only these countries': --allow --country DE,AT."`
 	Nginx   Nginx   `toml:"nginx" doc:"The nginx mail proxy door (auth_http). See docs/nginx.md. mailgate checks the password itself (nginx never re-checks SMTP passwords) and names the backend."`
+	Postfix Postfix `toml:"postfix" doc:"The Postfix doors (docs/postfix.md): the policy delegation server (check_policy_service), which answers relay checks from relay permits and applies account rules, country rules and sending limits to SASL-authenticated senders; and socketmap and tcp_table servers for check_client_access. Where check_policy_service goes in main.cf decides whether you run an open relay: copy it from docs/postfix.md."`
 	// BruteForce is the brute-force protection of docs/bruteforce.md.
 	BruteForce BruteForce `toml:"bruteforce" doc:"Brute-force protection (docs/bruteforce.md). Login results reported by the doors are counted in sliding windows; thresholds turn into bans. Trusted networks and addresses an account's own allow rule names are never counted or banned."`
+	Relay      Relay      `toml:"relay" doc:"Relay permits, POP/IMAP-before-SMTP (docs/relay.md): after a successful IMAP or POP3 login, the client's address may send mail through Postfix without SMTP AUTH for a while, for old clients that cannot authenticate when sending. Postfix asks through the [postfix] door; nothing is permitted until main.cf calls it there. Permits survive restarts and expire by themselves (no cron job). 'mailgate permit list' shows them, with the account that earned each."`
+	Limits     Limits     `toml:"limits" doc:"Sending limits per authenticated sender (Postfix sasl_username), to contain an account whose password was stolen: messages and recipients per hour and per day, in sliding windows (the hour moves in one-minute steps, the day in one-hour steps). The Postfix policy server counts and checks them at RCPT, so check_policy_service must be in smtpd_recipient_restrictions (docs/postfix.md); postfix.limit_action says what an over-limit sender gets, and the decision log shows it (reason=send_limit). Counts are kept in memory and start from zero when mailgate restarts. 0 = no limit; all limits are 0 by default."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
 	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
@@ -96,6 +99,55 @@ type Nginx struct {
 	SMTPErrorCode   string        `toml:"smtp_error_code" doc:"SMTP reply code nginx gives for a refused or failed SMTP login."`
 	FailMessage     string        `toml:"fail_message" doc:"The text a client gets for a wrong password."`
 	VerifyTimeout   time.Duration `toml:"verify_timeout" doc:"How long a password check may take before the client gets a temporary failure. Keep it below nginx's auth_http_timeout (default 60s)."`
+}
+
+// Postfix configures the Postfix doors.
+type Postfix struct {
+	Enabled         bool          `toml:"enabled" doc:"Serve the Postfix doors."`
+	Listen          string        `toml:"listen" doc:"host:port of the policy server, for check_policy_service inet:127.0.0.1:10040. \"\" = no TCP listener."`
+	Socket          string        `toml:"socket" doc:"Unix socket of the policy server, an absolute path, e.g. /var/spool/postfix/private/mailgate for check_policy_service unix:private/mailgate (inside Postfix's queue directory, where a chrooted smtpd finds it). \"\" = none."`
+	RelayContext    string        `toml:"relay_context" doc:"The policy_context value that marks a relay check: check_policy_service { inet:127.0.0.1:10040, policy_context=relaycheck } in smtpd_relay_restrictions, before reject_unauth_destination. A relay check is answered OK for an address with a relay permit and DUNNO otherwise. \"\" = only relay_listen takes relay checks."`
+	RelayListen     string        `toml:"relay_listen" doc:"Optional host:port of a second policy listener where every request is a relay check, for a Postfix where policy_context cannot be set. \"\" = none."`
+	SocketmapListen string        `toml:"socketmap_listen" doc:"Optional host:port of the socketmap server, e.g. 127.0.0.1:10041 for check_client_access socketmap:inet:127.0.0.1:10041:relay. The map name says what is answered: relay (OK for an address with a relay permit), block (REJECT with mailgate's text for a banned or denied address) or client (block, then relay). \"\" = off."`
+	TCPTableListen  string        `toml:"tcp_table_listen" doc:"Optional host:port of the tcp_table server, e.g. 127.0.0.1:10042 for check_client_access tcp:127.0.0.1:10042. \"\" = off."`
+	TCPTableMap     string        `toml:"tcp_table_map" doc:"What the tcp_table server answers (its requests name no map): relay, block or client, as for socketmap."`
+	IdleTimeout     time.Duration `toml:"idle_timeout" doc:"Close a connection that stayed idle this long, 1s to 24h. Postfix keeps one connection per smtpd process and closes it itself after smtpd_policy_service_max_idle (300s)."`
+	MaxConnections  int           `toml:"max_connections" doc:"The most connections open at once over all Postfix listeners, 1 to 100000. Each smtpd process holds one; set it above Postfix's default_process_limit (100) times the number of smtpd services."`
+	LimitAction     string        `toml:"limit_action" doc:"What a sender over a sending limit gets: defer (DEFER_IF_PERMIT, the client sees 450 4.7.1 and retries later) or reject (REJECT, 554 5.7.1). The text is messages.send_limit."`
+}
+
+// Relay configures relay permits (POP/IMAP-before-SMTP).
+type Relay struct {
+	Enabled         bool          `toml:"enabled" doc:"Grant relay permits on logins and answer Postfix's relay checks with them. Off: no login grants a permit and no permit lets anyone relay."`
+	TTL             time.Duration `toml:"ttl" doc:"How long a permit lasts after the login that granted it; every new login from the address starts it again. 1s to 720h (30 days)."`
+	Services        []string      `toml:"services" doc:"Services whose successful logins grant a permit: imap, pop3, sieve. smtp and submission cannot: a client that authenticates to send needs no permit."`
+	NeverNetworks   []string      `toml:"never_networks" doc:"Addresses and CIDR networks that never get a permit, whoever logs in from them (at most 256). Keep loopback here: behind nginx or a webmail every login comes from 127.0.0.1, and a permit there would let everyone relay. Add NAT gateways and other addresses many people share."`
+	IPv6Prefix      int           `toml:"ipv6_prefix" doc:"An IPv6 permit covers the client's network of this size, 32 to 128: 64 covers one customer's /64 (whose privacy addresses change), 128 only the exact address that logged in. An IPv4 permit always covers one address."`
+	SharedLogins    int           `toml:"shared_logins" doc:"An address (or IPv6 network) that this many distinct accounts logged in from within shared_window is marked shared in 'mailgate permit list': probably a NAT pool, a hotspot or an office, where one permit lets everyone behind it relay. 0 = off, otherwise 2 to 1000."`
+	SharedWindow    time.Duration `toml:"shared_window" doc:"The window of shared_logins, 0 to 720h; the accounts seen within it are listed with each permit. Must be set when shared_logins is."`
+	RefuseShared    bool          `toml:"refuse_shared" doc:"Refuse permits to shared addresses, and withdraw the one they have, until shared_window passes without shared_logins accounts. Needs shared_logins."`
+	MaxPermits      int           `toml:"max_permits" doc:"Memory bound: the most permits kept, 1 to 10000000; when full, the permit closest to expiry makes room."`
+	HookSocket      string        `toml:"hook_socket" doc:"Unix socket, an absolute path, where 'mailgate hook postlogin' (run from Dovecot's post-login script, docs/relay.md) reports logins. It accepts login reports only, nothing else of the admin API. \"\" = off; Dovecot's auth policy reports still grant permits."`
+	HookSocketGroup string        `toml:"hook_socket_group" doc:"Group given the hook socket, so that the user Dovecot's post-login service runs as can connect (user = $default_internal_user, i.e. dovecot). A group name or number; \"\" = the daemon's own group."`
+}
+
+// Limits configures the sending limits.
+type Limits struct {
+	MessagesPerHour   int             `toml:"messages_per_hour" doc:"Messages one sender may send in any hour, 0 to 10000000."`
+	MessagesPerDay    int             `toml:"messages_per_day" doc:"Messages one sender may send in any 24 hours, 0 to 10000000."`
+	RecipientsPerHour int             `toml:"recipients_per_hour" doc:"Recipients, over all messages, one sender may send to in any hour, 0 to 10000000."`
+	RecipientsPerDay  int             `toml:"recipients_per_day" doc:"Recipients one sender may send to in any 24 hours, 0 to 10000000."`
+	MaxAccounts       int             `toml:"max_accounts" doc:"Memory bound: the most senders counted at once, 1 to 10000000; the least recently active is forgotten first, with its counts."`
+	Accounts          []AccountLimits `toml:"account" doc:"Limits for one account, replacing the four limits above as a whole: a limit left out of the entry is 0, no limit. account is a login, or @domain for every login of the domain; a login's entry wins over its domain's. Repeat the table for more accounts."`
+}
+
+// AccountLimits are one [[limits.account]] entry.
+type AccountLimits struct {
+	Account           string `toml:"account" doc:"A login (newsletter@example.com) or @domain (@example.com), case-insensitive."`
+	MessagesPerHour   int    `toml:"messages_per_hour" doc:"Messages per hour, 0 = no limit."`
+	MessagesPerDay    int    `toml:"messages_per_day" doc:"Messages per 24 hours, 0 = no limit."`
+	RecipientsPerHour int    `toml:"recipients_per_hour" doc:"Recipients per hour, 0 = no limit."`
+	RecipientsPerDay  int    `toml:"recipients_per_day" doc:"Recipients per 24 hours, 0 = no limit."`
 }
 
 // BruteForce configures the automatic bans. The defaults are the two rules
@@ -210,6 +262,30 @@ func Default() Config {
 			SMTPErrorCode:   "535 5.7.8",
 			FailMessage:     "Invalid login or password",
 			VerifyTimeout:   10 * time.Second,
+		},
+		Postfix: Postfix{
+			Enabled:        true,
+			Listen:         "127.0.0.1:10040",
+			RelayContext:   "relaycheck",
+			TCPTableMap:    "client",
+			IdleTimeout:    10 * time.Minute,
+			MaxConnections: 1000,
+			LimitAction:    "defer",
+		},
+		Relay: Relay{
+			Enabled:       true,
+			TTL:           30 * time.Minute,
+			Services:      []string{"imap", "pop3"},
+			NeverNetworks: []string{"127.0.0.0/8", "::1/128"},
+			IPv6Prefix:    64,
+			SharedLogins:  3,
+			SharedWindow:  10 * time.Minute,
+			MaxPermits:    100_000,
+			HookSocket:    "/run/mailgate/hook.sock",
+		},
+		Limits: Limits{
+			MaxAccounts: 100_000,
+			Accounts:    []AccountLimits{},
 		},
 		BruteForce: BruteForce{
 			Enabled:       true,

@@ -431,8 +431,11 @@ func TestEveryFieldDocumented(t *testing.T) {
 			if strings.TrimSpace(f.Tag.Get("doc")) == "" {
 				t.Errorf("%s: no doc tag", key)
 			}
-			if f.Type.Kind() == reflect.Struct {
+			switch {
+			case f.Type.Kind() == reflect.Struct:
 				walk(f.Type, key+".")
+			case isTableArray(f.Type):
+				walk(f.Type.Elem(), key+".")
 			}
 		}
 	}
@@ -478,6 +481,14 @@ func TestExampleIsDefault(t *testing.T) {
 		for i := range typ.NumField() {
 			f := typ.Field(i)
 			key := append(append([]string{}, path...), tomlName(f))
+			if isTableArray(f.Type) {
+				// Empty by default: shown commented out, see
+				// TestExampleEntries.
+				if !strings.Contains(string(Example()), "\n# [["+strings.Join(key, ".")+"]]\n") {
+					t.Errorf("the example lacks a commented-out [[%s]]", strings.Join(key, "."))
+				}
+				continue
+			}
 			if !md.IsDefined(key...) {
 				t.Errorf("the example lacks %s", strings.Join(key, "."))
 			}
@@ -502,6 +513,10 @@ func TestExampleLayout(t *testing.T) {
 		"\nmax_body_bytes = 16384\n",
 		"\ntrusted_networks = []\n",
 		"\n[messages]\naccount_deny = ",
+		"\n[postfix]\n\n# Serve the Postfix doors.\nenabled = true\n",
+		"\nservices = [\"imap\", \"pop3\"]\n",
+		"\nmax_accounts = 100000\n\n# Limits for one account",
+		"#\n# [[limits.account]]\n# account = \"newsletter@example.com\"\n# messages_per_hour = 1000\n",
 	} {
 		if !strings.Contains(ex, want) {
 			t.Errorf("example lacks %q", want)

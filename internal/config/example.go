@@ -37,7 +37,8 @@ func Example() []byte {
 	b.WriteString(exampleHeader)
 	b.WriteString("\n")
 	d := Default()
-	writeTable(&b, nil, reflect.ValueOf(&d).Elem())
+	w := writer{b: &b, example: true, docs: true}
+	w.table(nil, reflect.ValueOf(&d).Elem())
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
@@ -45,42 +46,124 @@ func Example() []byte {
 // result gives c back.
 func encode(c *Config) []byte {
 	var b bytes.Buffer
-	writeTable(&b, nil, reflect.ValueOf(c).Elem())
+	w := writer{b: &b, docs: true}
+	w.table(nil, reflect.ValueOf(c).Elem())
 	return b.Bytes()
 }
 
-// writeTable writes the plain keys of struct v, then its tables. Each key
-// is preceded by its doc tag as a comment. A type the file cannot express
-// is a programming error in Config, caught by the package's tests; it
-// panics.
-func writeTable(b *bytes.Buffer, path []string, v reflect.Value) {
-	t := v.Type()
-	isTable := func(f reflect.StructField) bool {
-		return f.Type.Kind() == reflect.Struct || f.Type.Kind() == reflect.Map
+// exampleEntry is the entry Example shows, commented out, for an array of
+// tables that is empty by default, so that a reader sees what one looks
+// like.
+func exampleEntry(path string) (any, bool) {
+	switch path {
+	case "limits.account":
+		return AccountLimits{
+			Account:           "newsletter@example.com",
+			MessagesPerHour:   1000,
+			MessagesPerDay:    5000,
+			RecipientsPerHour: 5000,
+			RecipientsPerDay:  20000,
+		}, true
 	}
+	return nil, false
+}
+
+// writer renders a struct as TOML. A type the file cannot express is a
+// programming error in Config, caught by the package's tests; it panics.
+type writer struct {
+	b *bytes.Buffer
+	// example shows an empty array of tables as a commented-out
+	// exampleEntry.
+	example bool
+	// docs precedes each key with its doc tag as a comment, and a blank
+	// line after.
+	docs bool
+}
+
+// isTable reports whether a field is written as a table ([name]) or an
+// array of tables ([[name]]) rather than as a key.
+func isTable(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct || t.Kind() == reflect.Map || isTableArray(t)
+}
+
+// isTableArray reports whether t is written as an array of tables.
+func isTableArray(t reflect.Type) bool {
+	return t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct
+}
+
+// table writes the plain keys of struct v, then its tables and arrays of
+// tables.
+func (w *writer) table(path []string, v reflect.Value) {
+	b := w.b
+	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() || isTable(f) {
+		if !f.IsExported() || isTable(f.Type) {
 			continue
 		}
-		writeComment(b, f.Tag.Get("doc"))
-		fmt.Fprintf(b, "%s = %s\n\n", quoteKey(tomlName(f)), tomlValue(v.Field(i)))
+		if w.docs {
+			writeComment(b, f.Tag.Get("doc"))
+		}
+		fmt.Fprintf(b, "%s = %s\n", quoteKey(tomlName(f)), tomlValue(v.Field(i)))
+		if w.docs {
+			b.WriteString("\n")
+		}
 	}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() || !isTable(f) {
+		if !f.IsExported() || !isTable(f.Type) {
 			continue
 		}
 		sub := append(slices.Clip(path), tomlName(f))
+		fv := v.Field(i)
+		if isTableArray(f.Type) {
+			w.tableArray(sub, f, fv)
+			continue
+		}
 		writeComment(b, f.Tag.Get("doc"))
 		fmt.Fprintf(b, "[%s]\n", tableName(sub))
 		if f.Type.Kind() == reflect.Struct {
 			b.WriteString("\n")
-			writeTable(b, sub, v.Field(i))
+			w.table(sub, fv)
 			continue
 		}
-		writeMap(b, v.Field(i))
+		writeMap(b, fv)
 		b.WriteString("\n")
+	}
+}
+
+// tableArray writes each element of slice v as a [[path]] table. Empty,
+// it writes nothing, or in an example a commented-out exampleEntry.
+func (w *writer) tableArray(path []string, f reflect.StructField, v reflect.Value) {
+	b := w.b
+	name := tableName(path)
+	if v.Len() == 0 {
+		if !w.example {
+			return
+		}
+		entry, ok := exampleEntry(strings.Join(path, "."))
+		if !ok || reflect.TypeOf(entry) != f.Type.Elem() {
+			panic(fmt.Sprintf("config: no example entry of type %v for [[%s]]", f.Type.Elem(), name))
+		}
+		writeComment(b, f.Tag.Get("doc"))
+		fmt.Fprintf(b, "#\n# None by default. For example:\n#\n# [[%s]]\n", name)
+		var eb bytes.Buffer
+		ew := writer{b: &eb}
+		ew.table(path, reflect.ValueOf(entry))
+		for line := range strings.Lines(eb.String()) {
+			b.WriteString("# ")
+			b.WriteString(line)
+		}
+		b.WriteString("\n")
+		return
+	}
+	writeComment(b, f.Tag.Get("doc"))
+	for j := range v.Len() {
+		fmt.Fprintf(b, "[[%s]]\n", name)
+		if w.docs {
+			b.WriteString("\n")
+		}
+		w.table(path, v.Index(j))
 	}
 }
 

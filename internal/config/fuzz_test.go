@@ -8,8 +8,9 @@ import (
 )
 
 // FuzzLoad feeds arbitrary bytes to Parse, the body of Load. It must never
-// panic; whatever it accepts must validate and survive a round trip
-// through encode (the writer behind Example).
+// panic; whatever it accepts must validate, convert to configurations the
+// relay and sendlimit packages accept, and survive a round trip through
+// encode (the writer behind Example).
 func FuzzLoad(f *testing.F) {
 	for _, glob := range []string{"testdata/good/*.toml", "testdata/bad/*.toml", examplePath} {
 		files, _ := filepath.Glob(glob)
@@ -37,6 +38,20 @@ func FuzzLoad(f *testing.F) {
 		}
 		if _, err := cfg.DenyPrefixes(); err != nil {
 			t.Fatal(err)
+		}
+		// What config accepts, the packages it configures accept too.
+		rc, err := cfg.Relay.RelayConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.Validate(); err != nil {
+			t.Fatalf("relay refuses an accepted [relay]: %v", err)
+		}
+		if err := cfg.Limits.SendLimit().Validate(); err != nil {
+			t.Fatalf("sendlimit refuses accepted [limits]: %v", err)
+		}
+		if n := len(cfg.Limits.SendLimit().Accounts); n != len(cfg.Limits.Accounts) {
+			t.Fatalf("SendLimit kept %d of %d accounts", n, len(cfg.Limits.Accounts))
 		}
 		out := encode(&cfg)
 		back, err := Parse(out)

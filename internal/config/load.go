@@ -334,6 +334,9 @@ func suggest(key []string) string {
 			return ""
 		}
 		t = f.Type
+		if isTableArray(t) {
+			t = t.Elem()
+		}
 	}
 	if t.Kind() != reflect.Struct {
 		return ""

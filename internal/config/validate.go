@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 
 	"mailgate/internal/policy"
+	"mailgate/internal/relay"
 	"mailgate/internal/rules"
+	"mailgate/internal/sendlimit"
 )
 
 // Limits checked by Validate.
@@ -85,6 +89,10 @@ func (c *Config) Validate() error {
 
 	c.GeoIP.validate(bad)
 	c.Nginx.validate(bad)
+	c.Postfix.validate(bad)
+	c.Relay.validate(bad)
+	c.Limits.validate(bad)
+	c.checkListeners(bad)
 
 	_, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)
 	for _, err := range errs {
@@ -472,4 +480,356 @@ func validSMTPCode(s string) bool {
 		}
 	}
 	return true
+}
+
+// Bounds of the [relay], [postfix] and [limits] sections.
+const (
+	minRelayTTL       = time.Second
+	maxRelayTTL       = 30 * 24 * time.Hour
+	maxSharedLogins   = 1000
+	maxSharedWindow   = 30 * 24 * time.Hour
+	maxNeverNetworks  = 256
+	maxPermits        = 10_000_000
+	maxIdleTimeout    = 24 * time.Hour
+	maxPostfixConns   = 100_000
+	maxSendLimit      = 10_000_000
+	maxSendAccounts   = 10_000_000
+	maxPolicyContext  = 100
+	maxGroupNameLen   = 32
+	relayServiceNames = "imap, pop3 or sieve"
+)
+
+func (r *Relay) validate(bad func(key, format string, args ...any)) {
+	if r.TTL < minRelayTTL || r.TTL > maxRelayTTL {
+		bad("relay.ttl", "%v is out of range (want 1s to 720h)", r.TTL)
+	}
+	if len(r.Services) == 0 {
+		bad("relay.services", "empty (want the services whose logins grant permits, e.g. [\"imap\", \"pop3\"])")
+	}
+	seen := map[rules.Service]int{}
+	for i, name := range r.Services {
+		key := "relay.services[" + strconv.Itoa(i) + "]"
+		svc, err := rules.ParseService(name)
+		switch {
+		case err != nil:
+			bad(key, "%q is not a service (want %s)", name, relayServiceNames)
+		case svc == rules.AllServices:
+			bad(key, "%q names every service, smtp included; list the services that grant permits (%s)", name, relayServiceNames)
+		case svc == rules.SMTP || svc == rules.Submission:
+			bad(key, "%s logins cannot grant relay permits: a client that authenticates to send needs none (want %s)", svc, relayServiceNames)
+		default:
+			if j, dup := seen[svc]; dup {
+				bad(key, "%s is already relay.services[%d]", svc, j)
+			} else {
+				seen[svc] = i
+			}
+		}
+	}
+	if len(r.NeverNetworks) > maxNeverNetworks {
+		bad("relay.never_networks", "%d entries, more than %d", len(r.NeverNetworks), maxNeverNetworks)
+	}
+	_, errs := parseNetworks("relay.never_networks", r.NeverNetworks)
+	for _, err := range errs {
+		var ke *KeyError
+		if errors.As(err, &ke) {
+			bad(ke.Key, "%v", ke.Err)
+		}
+	}
+	if r.IPv6Prefix < 32 || r.IPv6Prefix > 128 {
+		bad("relay.ipv6_prefix", "%d is out of range (want 32 to 128)", r.IPv6Prefix)
+	}
+	if r.SharedLogins != 0 && (r.SharedLogins < 2 || r.SharedLogins > maxSharedLogins) {
+		bad("relay.shared_logins", "%d is out of range (want 0 for off, or 2 to %d)", r.SharedLogins, maxSharedLogins)
+	}
+	switch {
+	case r.SharedWindow < 0 || r.SharedWindow > maxSharedWindow:
+		bad("relay.shared_window", "%v is out of range (want 0 to 720h)", r.SharedWindow)
+	case r.SharedWindow == 0 && r.SharedLogins > 0:
+		bad("relay.shared_window", "0, but shared_logins is set: it needs a window (e.g. 10m)")
+	}
+	if r.RefuseShared && r.SharedLogins == 0 {
+		bad("relay.refuse_shared", "true, but shared_logins is 0 (off), so no address is ever shared")
+	}
+	if r.MaxPermits < 1 || r.MaxPermits > maxPermits {
+		bad("relay.max_permits", "%d is out of range (want 1 to %d)", r.MaxPermits, maxPermits)
+	}
+	if r.Enabled && r.HookSocket != "" {
+		if err := checkSocketPath(r.HookSocket); err != nil {
+			bad("relay.hook_socket", "%v", err)
+		}
+	}
+	if r.HookSocketGroup != "" && !validGroup(r.HookSocketGroup) {
+		bad("relay.hook_socket_group", "%q is not a group name or number", r.HookSocketGroup)
+	}
+}
+
+// RelayConfig returns the relay permit table's configuration. Its error
+// names the first bad key; Validate reports them all.
+func (r Relay) RelayConfig() (relay.Config, error) {
+	c := relay.Config{
+		TTL:          r.TTL,
+		Services:     make([]rules.Service, 0, len(r.Services)),
+		IPv6Prefix:   r.IPv6Prefix,
+		SharedLogins: r.SharedLogins,
+		SharedWindow: r.SharedWindow,
+		RefuseShared: r.RefuseShared,
+		MaxPermits:   r.MaxPermits,
+	}
+	for i, name := range r.Services {
+		svc, err := rules.ParseService(name)
+		if err != nil {
+			return relay.Config{}, &KeyError{Key: "relay.services[" + strconv.Itoa(i) + "]", Err: err}
+		}
+		c.Services = append(c.Services, svc)
+	}
+	never, errs := parseNetworks("relay.never_networks", r.NeverNetworks)
+	if len(errs) > 0 {
+		return relay.Config{}, errs[0]
+	}
+	c.Never = never
+	return c, nil
+}
+
+func (p *Postfix) validate(bad func(key, format string, args ...any)) {
+	if p.Enabled {
+		for _, l := range []struct{ key, v string }{
+			{"postfix.listen", p.Listen}, {"postfix.relay_listen", p.RelayListen},
+			{"postfix.socketmap_listen", p.SocketmapListen}, {"postfix.tcp_table_listen", p.TCPTableListen},
+		} {
+			if l.v == "" {
+				continue
+			}
+			if err := checkHostPort(l.v); err != nil {
+				bad(l.key, "%v", err)
+			}
+		}
+		if p.Socket != "" {
+			if err := checkSocketPath(p.Socket); err != nil {
+				bad("postfix.socket", "%v", err)
+			}
+		}
+		if p.Listen == "" && p.Socket == "" && p.RelayListen == "" && p.SocketmapListen == "" && p.TCPTableListen == "" {
+			bad("postfix.listen", "empty, and so are socket, relay_listen, socketmap_listen and tcp_table_listen: set one, or enabled = false")
+		}
+	}
+	if err := checkPolicyContext(p.RelayContext); err != nil {
+		bad("postfix.relay_context", "%v", err)
+	}
+	switch p.TCPTableMap {
+	case "relay", "block", "client":
+	default:
+		bad("postfix.tcp_table_map", "%q is not a map (want relay, block or client)", p.TCPTableMap)
+	}
+	if p.IdleTimeout < time.Second || p.IdleTimeout > maxIdleTimeout {
+		bad("postfix.idle_timeout", "%v is out of range (want 1s to 24h)", p.IdleTimeout)
+	}
+	if p.MaxConnections < 1 || p.MaxConnections > maxPostfixConns {
+		bad("postfix.max_connections", "%d is out of range (want 1 to %d)", p.MaxConnections, maxPostfixConns)
+	}
+	switch p.LimitAction {
+	case "defer", "reject":
+	default:
+		bad("postfix.limit_action", "%q is not an action (want defer or reject)", p.LimitAction)
+	}
+}
+
+// checkPolicyContext checks a policy_context value: Postfix sends it as
+// one attribute line, and main.cf writes it inside { } with no quoting.
+func checkPolicyContext(s string) error {
+	if len(s) > maxPolicyContext {
+		return fmt.Errorf("longer than %d bytes", maxPolicyContext)
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || c == '{' || c == '}' || c == ',' || c == '=' {
+			return fmt.Errorf("%q: only printable ASCII without spaces, commas, braces or '=' (e.g. relaycheck)", s)
+		}
+	}
+	return nil
+}
+
+func (l *Limits) validate(bad func(key, format string, args ...any)) {
+	checkLimit := func(key string, v int) {
+		if v < 0 || v > maxSendLimit {
+			bad(key, "%d is out of range (want 0 for no limit, up to %d)", v, maxSendLimit)
+		}
+	}
+	checkLimit("limits.messages_per_hour", l.MessagesPerHour)
+	checkLimit("limits.messages_per_day", l.MessagesPerDay)
+	checkLimit("limits.recipients_per_hour", l.RecipientsPerHour)
+	checkLimit("limits.recipients_per_day", l.RecipientsPerDay)
+	if l.MaxAccounts < 1 || l.MaxAccounts > maxSendAccounts {
+		bad("limits.max_accounts", "%d is out of range (want 1 to %d)", l.MaxAccounts, maxSendAccounts)
+	}
+	seen := map[string]int{}
+	for i, a := range l.Accounts {
+		key := "limits.account[" + strconv.Itoa(i) + "]"
+		if acct, err := limitAccount(a.Account); err != nil {
+			bad(key+".account", "%v", err)
+		} else if j, dup := seen[acct]; dup {
+			bad(key+".account", "%q is already limits.account[%d]", acct, j)
+		} else {
+			seen[acct] = i
+		}
+		checkLimit(key+".messages_per_hour", a.MessagesPerHour)
+		checkLimit(key+".messages_per_day", a.MessagesPerDay)
+		checkLimit(key+".recipients_per_hour", a.RecipientsPerHour)
+		checkLimit(key+".recipients_per_day", a.RecipientsPerDay)
+	}
+}
+
+// limitAccount normalizes a [[limits.account]] account: a login or
+// @domain, as rules.NormalizeAccount takes them, but not "*" (that is
+// what the defaults are for) and without any Unicode space.
+func limitAccount(s string) (string, error) {
+	a, err := rules.NormalizeAccount(s)
+	if err != nil {
+		return "", err
+	}
+	if a == "*" {
+		return "", errors.New(`"*" is every account: set the limits of [limits] itself instead`)
+	}
+	if strings.IndexFunc(a, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return "", fmt.Errorf("%q has a space or control character", s)
+	}
+	return a, nil
+}
+
+// SendLimit returns the sending limiter's configuration. Call it on a
+// validated config: an account Validate refuses is left out.
+func (l Limits) SendLimit() sendlimit.Config {
+	c := sendlimit.Config{
+		Default: sendlimit.Limits{
+			MessagesPerHour:   l.MessagesPerHour,
+			MessagesPerDay:    l.MessagesPerDay,
+			RecipientsPerHour: l.RecipientsPerHour,
+			RecipientsPerDay:  l.RecipientsPerDay,
+		},
+		MaxAccounts: l.MaxAccounts,
+	}
+	for _, a := range l.Accounts {
+		acct, err := limitAccount(a.Account)
+		if err != nil {
+			continue
+		}
+		if c.Accounts == nil {
+			c.Accounts = make(map[string]sendlimit.Limits, len(l.Accounts))
+		}
+		c.Accounts[acct] = sendlimit.Limits{
+			MessagesPerHour:   a.MessagesPerHour,
+			MessagesPerDay:    a.MessagesPerDay,
+			RecipientsPerHour: a.RecipientsPerHour,
+			RecipientsPerDay:  a.RecipientsPerDay,
+		}
+	}
+	return c
+}
+
+// checkSocketPath checks the path of a unix socket mailgate creates.
+func checkSocketPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q is not an absolute path", p)
+	case len(p) > maxUnixPathLen:
+		return fmt.Errorf("longer than %d bytes, the limit for a unix socket path", maxUnixPathLen)
+	case strings.ContainsRune(p, 0):
+		return errors.New("contains a NUL byte")
+	case strings.HasSuffix(p, "/"):
+		return fmt.Errorf("%q names a directory, not a socket", p)
+	}
+	return nil
+}
+
+// validGroup reports whether s can be a Unix group: a number, or a name
+// of letters, digits, '_', '-' and '.', not starting with '-' (a trailing
+// '$' as Samba machine accounts have).
+func validGroup(s string) bool {
+	if len(s) > maxGroupNameLen || s == "" || s[0] == '-' {
+		return false
+	}
+	for i, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '$' && i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// listener is a TCP address or unix socket mailgate listens on.
+type listener struct{ key, addr string }
+
+// checkListeners reports two listeners with the same address: the second
+// would fail at start with "address already in use". A wildcard host
+// ("", 0.0.0.0, ::) takes its port on every address. Host names are
+// compared as written (no DNS). Port 0 picks a free port and never
+// collides.
+func (c *Config) checkListeners(bad func(key, format string, args ...any)) {
+	var tcp []listener
+	add := func(key, addr string, on bool) {
+		if on && addr != "" {
+			tcp = append(tcp, listener{key, addr})
+		}
+	}
+	add("admin.listen", c.Admin.Listen, true)
+	add("dovecot.listen", c.Dovecot.Listen, c.Dovecot.Enabled)
+	add("nginx.listen", c.Nginx.Listen, c.Nginx.Enabled)
+	add("postfix.listen", c.Postfix.Listen, c.Postfix.Enabled)
+	add("postfix.relay_listen", c.Postfix.RelayListen, c.Postfix.Enabled)
+	add("postfix.socketmap_listen", c.Postfix.SocketmapListen, c.Postfix.Enabled)
+	add("postfix.tcp_table_listen", c.Postfix.TCPTableListen, c.Postfix.Enabled)
+	for i, a := range tcp {
+		for _, b := range tcp[:i] {
+			if sameListenAddr(a.addr, b.addr) {
+				bad(a.key, "%q is also %s (%q); each listener needs its own address", a.addr, b.key, b.addr)
+				break
+			}
+		}
+	}
+
+	var unix []listener
+	addUnix := func(key, path string, on bool) {
+		if on && path != "" {
+			unix = append(unix, listener{key, filepath.Clean(path)})
+		}
+	}
+	addUnix("admin.socket", c.Admin.Socket, true)
+	addUnix("relay.hook_socket", c.Relay.HookSocket, c.Relay.Enabled)
+	addUnix("postfix.socket", c.Postfix.Socket, c.Postfix.Enabled)
+	for i, a := range unix {
+		for _, b := range unix[:i] {
+			if a.addr == b.addr {
+				bad(a.key, "%q is also %s; each socket needs its own path", a.addr, b.key)
+				break
+			}
+		}
+	}
+}
+
+// sameListenAddr reports whether two host:port listen addresses collide.
+// Addresses that do not parse never do (Validate reports them already).
+func sameListenAddr(a, b string) bool {
+	ha, pa, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	hb, pb, err := net.SplitHostPort(b)
+	if err != nil {
+		return false
+	}
+	na, err := strconv.ParseUint(pa, 10, 16)
+	if err != nil {
+		return false
+	}
+	nb, err := strconv.ParseUint(pb, 10, 16)
+	if err != nil || na != nb || na == 0 {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	if wild(ha) || wild(hb) {
+		return true
+	}
+	if ia, err := netip.ParseAddr(ha); err == nil {
+		ib, err := netip.ParseAddr(hb)
+		return err == nil && ia.Unmap() == ib.Unmap()
+	}
+	return strings.EqualFold(strings.TrimSuffix(ha, "."), strings.TrimSuffix(hb, "."))
 }

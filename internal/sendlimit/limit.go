@@ -11,7 +11,9 @@
 //
 // It is pure: time is an argument, no I/O, no goroutine, no persistence
 // (counts start again at zero when mailgate restarts). A Limiter is safe
-// for concurrent use; memory is bounded by Config.MaxAccounts.
+// for concurrent use; memory is bounded by Config.MaxAccounts (about 1 KB
+// per tracked sender). It is not the verdict: the caller turns an
+// Exceeded into DEFER_IF_PERMIT or REJECT and logs it.
 package sendlimit
 
 // Limits are one account's limits; 0 means no limit.

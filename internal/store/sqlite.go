@@ -103,6 +103,29 @@ var migrations = []string{
 	DROP TABLE rules;
 	ALTER TABLE rules_v3 RENAME TO rules;
 	CREATE INDEX rules_expires ON rules (expires) WHERE expires IS NOT NULL;`,
+	// 4: relay permits (POP/IMAP-before-SMTP) and the audit trail of the
+	// ones an admin added or removed. Automatic grants, refreshes and
+	// expiry are in the decision log instead.
+	`CREATE TABLE permits (
+		prefix     TEXT PRIMARY KEY,                  -- CIDR: a.b.c.d/32 or an IPv6 network
+		login      TEXT NOT NULL,                     -- the login that granted it; '' for manual permits
+		service    TEXT NOT NULL,                     -- rules.Service.String()
+		door       TEXT NOT NULL,                     -- dovecot, nginx, hook, manual
+		granted    INTEGER NOT NULL,                  -- unix seconds
+		expires    INTEGER NOT NULL,                  -- unix seconds
+		logins     INTEGER NOT NULL,
+		comment    TEXT NOT NULL DEFAULT '',
+		created_by TEXT NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX permits_expires ON permits (expires);
+	CREATE TABLE permit_audit (
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		at      INTEGER NOT NULL,                     -- unix seconds
+		actor   TEXT NOT NULL,
+		op      TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+		prefix  TEXT NOT NULL,
+		detail  TEXT NOT NULL
+	);`,
 }
 
 // SQLite is the embedded store: one SQLite file in WAL mode. It is safe

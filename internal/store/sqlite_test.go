@@ -35,6 +35,26 @@ func TestSQLite(t *testing.T) {
 	})
 }
 
+func TestSQLitePermits(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	files := map[string]string{}
+	storetest.RunPermits(t, func(t *testing.T) storetest.PermitStore {
+		mu.Lock()
+		path, ok := files[t.Name()]
+		if !ok {
+			path = filepath.Join(dir, fmt.Sprintf("%d.db", len(files)))
+			files[t.Name()] = path
+		}
+		mu.Unlock()
+		s, err := store.OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 func TestOpenSQLiteErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, path := range []string{"", filepath.Join(dir, "a?b.db"), filepath.Join(dir, "missing", "x.db")} {

@@ -1,6 +1,6 @@
 // Package store persists mailgate's state: the rules an admin added and
-// the audit trail of every change to them (who, when, what); later also
-// bans and relay permits.
+// the audit trail of every change to them (who, when, what), bans, the
+// addresses each login succeeded from, and relay permits.
 //
 // SQLite, an embedded file, is the default backend and the only one so
 // far. Redis/Valkey (counters, bans, permits) and PostgreSQL (rules) come
@@ -41,15 +41,16 @@ const ActorExpiry = "expiry"
 // MaxActorLen bounds an audit actor ("cli:root", "api:token-name", ...).
 const MaxActorLen = 256
 
-// AuditEntry is one change to the rules.
+// AuditEntry is one change to the rules (Audit), to the bans (BanAudit)
+// or to the relay permits (PermitAudit).
 type AuditEntry struct {
 	ID     int64
 	At     time.Time // UTC, whole seconds
 	Actor  string
-	Op     string // OpAdd, OpRemove or OpExpire
-	RuleID int64
-	// Detail is a human summary of the rule: scope, account, service,
-	// action, match, expiry and comment. It never holds a secret.
+	Op     string // OpAdd, OpRemove or OpExpire; OpBan or OpUnban for bans
+	RuleID int64  // the rule's or ban's ID; 0 for permits
+	// Detail is a human summary of the rule (Detail), ban (BanDetail) or
+	// permit (PermitDetail). It never holds a secret.
 	Detail string
 }
 

@@ -145,6 +145,22 @@ type mgConfig struct {
 		Enabled *bool  `toml:"enabled"`
 		Listen  string `toml:"listen"`
 	} `toml:"dovecot"`
+	Postfix *struct{} `toml:"postfix"`
+	Relay   *struct{} `toml:"relay"`
+}
+
+// isolate keeps parallel daemons apart: a config that does not mention
+// [postfix] or [relay] gets the Postfix door off and no hook socket,
+// instead of the defaults (127.0.0.1:10040, /run/mailgate/hook.sock) that
+// every daemon would share.
+func isolate(configTOML string, cfg *mgConfig) string {
+	if cfg.Postfix == nil {
+		configTOML += "\n[postfix]\nenabled = false\n"
+	}
+	if cfg.Relay == nil {
+		configTOML += "\n[relay]\nhook_socket = \"\"\n"
+	}
+	return configTOML
 }
 
 // StartMailgate writes configTOML to a file in a fresh temp dir, starts
@@ -152,7 +168,9 @@ type mgConfig struct {
 // stderr (diagnostics) captured to files there, and waits until the admin
 // API answers GET /healthz on its unix socket and, if the Dovecot door is
 // enabled, its listener accepts TCP. The config must set [admin] socket
-// (the default under /run is not for tests). The daemon is stopped when
+// (the default under /run is not for tests); one that leaves out
+// [postfix] or [relay] runs without the Postfix door and the hook socket
+// (isolate). The daemon is stopped when
 // the test ends; its stderr is logged if the test failed.
 func StartMailgate(t testing.TB, configTOML string) *MG {
 	t.Helper()
@@ -163,6 +181,7 @@ func StartMailgate(t testing.TB, configTOML string) *MG {
 	if cfg.Admin.Socket == "" {
 		t.Fatalf("harness: the mailgate config must set [admin] socket")
 	}
+	configTOML = isolate(configTOML, &cfg)
 	if len(cfg.Admin.Socket) > 100 {
 		t.Fatalf("harness: admin socket path %q is too long for a unix socket; use harness.TempDir", cfg.Admin.Socket)
 	}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"mailgate/internal/policy"
+	"mailgate/internal/relay"
+	"mailgate/internal/rules"
+	"mailgate/internal/store"
+)
+
+// permits ties the relay permit table to the store and the decision log:
+// a login grants or refreshes a permit in memory at once; the store is
+// written in batches off the request path, latest state per network.
+type permits struct {
+	t     *relay.Table
+	st    *store.SQLite
+	dlog  *policy.DecisionLog
+	log   *slog.Logger
+	flush time.Duration
+
+	mu   sync.Mutex
+	save map[netip.Prefix]relay.Permit // written at the next flush
+	drop map[netip.Prefix]relay.Permit // deleted at the next flush
+}
+
+// maxPending bounds the permits waiting to be written; beyond it a
+// refresh is dropped (the permit holds in memory; the next login writes it).
+const maxPending = 100_000
+
+func newPermits(t *relay.Table, st *store.SQLite, dlog *policy.DecisionLog, log *slog.Logger) *permits {
+	return &permits{t: t, st: st, dlog: dlog, log: log, flush: 2 * time.Second,
+		save: map[netip.Prefix]relay.Permit{}, drop: map[netip.Prefix]relay.Permit{}}
+}
+
+// load puts the stored permits back: they survive a restart with their
+// remaining time.
+func (p *permits) load(ctx context.Context, now time.Time) (int, error) {
+	ps, err := p.st.Permits(ctx, now)
+	if err != nil {
+		return 0, err
+	}
+	return p.t.Restore(ps, now), nil
+}
+
+// login records a successful login reported by a door or the post-login
+// hook, and returns what it did to the login's permit.
+func (p *permits) login(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+	pm, o := p.t.Login(login, svc, door, addr, now)
+	switch o {
+	case relay.Granted:
+		p.dlog.Permit(now, &pm, policy.PermitGranted)
+		p.queue(pm, false)
+	case relay.Refreshed:
+		p.queue(pm, false)
+	case relay.SharedRefused:
+		if pm.Prefix.IsValid() {
+			p.dlog.Permit(now, &pm, policy.PermitRemoved)
+			p.queue(pm, true)
+		}
+	}
+	return pm, o
+}
+
+func (p *permits) queue(pm relay.Permit, remove bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.save, pm.Prefix)
+	delete(p.drop, pm.Prefix)
+	if len(p.save)+len(p.drop) >= maxPending {
+		p.log.Warn("relay permit not persisted: queue full (it holds in memory)", "ip", pm.Prefix.String())
+		return
+	}
+	if remove {
+		p.drop[pm.Prefix] = pm
+	} else {
+		p.save[pm.Prefix] = pm
+	}
+}
+
+// expire drops expired permits from memory (lookups ignore them already)
+// and logs each.
+func (p *permits) expire(now time.Time) {
+	for _, pm := range p.t.Expire(now) {
+		p.dlog.Permit(now, &pm, policy.PermitExpired)
+	}
+}
+
+func (p *permits) run(ctx context.Context) {
+	tick := time.NewTicker(p.flush)
+	defer tick.Stop()
+	for {
+		select {
+		case now := <-tick.C:
+			p.write(ctx, now)
+		case <-ctx.Done():
+			p.write(context.Background(), time.Now())
+			return
+		}
+	}
+}
+
+func (p *permits) write(ctx context.Context, now time.Time) {
+	p.mu.Lock()
+	save, drop := p.save, p.drop
+	p.save, p.drop = map[netip.Prefix]relay.Permit{}, map[netip.Prefix]relay.Permit{}
+	p.mu.Unlock()
+	if len(save) > 0 {
+		ps := make([]relay.Permit, 0, len(save))
+		for _, pm := range save {
+			ps = append(ps, pm)
+		}
+		if err := p.st.SavePermits(ctx, ps); err != nil {
+			p.log.Error("persisting relay permits", "count", len(ps), "err", err)
+		}
+	}
+	if len(drop) > 0 {
+		ps := make([]relay.Permit, 0, len(drop))
+		for _, pm := range drop {
+			ps = append(ps, pm)
+		}
+		if err := p.st.DeletePermits(ctx, now, "mailgate", ps, false); err != nil {
+			p.log.Error("deleting relay permits", "count", len(ps), "err", err)
+		}
+	}
+	if _, err := p.st.DeleteExpiredPermits(ctx, now); err != nil {
+		p.log.Error("deleting expired relay permits", "err", err)
+	}
+}
+
+// The permits are the admin API's permit store: a manual change first
+// cancels what the queue still holds for the network, so a refresh queued
+// before a 'permit rm' cannot write the permit back.
+
+func (p *permits) cancel(pfx netip.Prefix) {
+	p.mu.Lock()
+	delete(p.save, pfx)
+	delete(p.drop, pfx)
+	p.mu.Unlock()
+}
+
+func (p *permits) AddPermit(ctx context.Context, now time.Time, actor string, pm relay.Permit) error {
+	p.cancel(pm.Prefix)
+	return p.st.AddPermit(ctx, now, actor, pm)
+}
+
+func (p *permits) DeletePermits(ctx context.Context, now time.Time, actor string, ps []relay.Permit, audit bool) error {
+	for i := range ps {
+		p.cancel(ps[i].Prefix)
+	}
+	return p.st.DeletePermits(ctx, now, actor, ps, audit)
+}
+
+func (p *permits) PermitAudit(ctx context.Context, limit int) ([]store.AuditEntry, error) {
+	return p.st.PermitAudit(ctx, limit)
+}
