@@ -37,6 +37,7 @@ func osHookProcess() hookProcess {
 //
 //	service imap-postlogin {
 //	  executable = script-login /usr/local/bin/mailgate hook postlogin imap
+//	  vsz_limit = 0 # the Go runtime cannot start within Dovecot's default 256M
 //	  ...
 //
 // makes script-login run `mailgate hook postlogin imap

@@ -41,6 +41,23 @@ type DovecotOptions struct {
 	// clients connecting from there may set their original address with
 	// IMAP ID x-originating-ip.
 	TrustedNetworks string
+	// PostLogin maps a protocol ("imap", "pop3") to the post-login script
+	// Dovecot runs after each successful login over it (protocols.md
+	// §4.2): the command line script-login runs, e.g.
+	// "/path/to/mailgate hook postlogin --socket /path/hook.sock imap".
+	// Dovecot appends the continuation (/usr/lib/dovecot/script-login),
+	// which the script must exec. Rendered as
+	//   service imap { executable = imap imap-postlogin }
+	//   service imap-postlogin {
+	//     executable = script-login <command line>
+	//     user = <PostLoginUser>
+	//     unix_listener imap-postlogin { }
+	//   }
+	PostLogin map[string]string
+	// PostLoginUser is the user the post-login script runs as; empty
+	// means root (the harness's temp dirs and the mailgate binary it
+	// builds are not for other users).
+	PostLoginUser string
 	// Extra is appended verbatim to dovecot.conf.
 	Extra string
 }
@@ -93,6 +110,14 @@ func StartDovecot(t testing.TB, opts DovecotOptions) *Dovecot {
 	}
 	if d.Nonce == "" {
 		d.Nonce = randomHex(8)
+	}
+	for proto, cmdline := range opts.PostLogin {
+		if proto != "imap" && proto != "pop3" {
+			t.Fatalf("harness: DovecotOptions.PostLogin: protocol %q, want imap or pop3", proto)
+		}
+		if strings.TrimSpace(cmdline) == "" || strings.ContainsAny(cmdline, "\n{}") {
+			t.Fatalf("harness: DovecotOptions.PostLogin[%q] = %q: want one command line", proto, cmdline)
+		}
 	}
 	for _, sub := range []string{"run", "state", "mail"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
@@ -286,6 +311,27 @@ service pop3-login {
 	}
 	if opts.TrustedNetworks != "" {
 		fmt.Fprintf(&b, "login_trusted_networks = %s\n", opts.TrustedNetworks)
+	}
+	protos := make([]string, 0, len(opts.PostLogin))
+	for p := range opts.PostLogin {
+		protos = append(protos, p)
+	}
+	sort.Strings(protos)
+	user := opts.PostLoginUser
+	if user == "" {
+		user = "root"
+	}
+	for _, p := range protos {
+		fmt.Fprintf(&b, `service %[1]s {
+  executable = %[1]s %[1]s-postlogin
+}
+service %[1]s-postlogin {
+  executable = script-login %[2]s
+  user = %[3]s
+  unix_listener %[1]s-postlogin {
+  }
+}
+`, p, opts.PostLogin[p], user)
 	}
 	if opts.Extra != "" {
 		b.WriteString(opts.Extra)

@@ -50,10 +50,16 @@ type PostfixOptions struct {
 	// mechanisms"). Clients may also AUTH at Postfix directly, checked by
 	// Dovecot.
 	DovecotSASL string
-	// Extra is appended verbatim to main.cf; a parameter set there
-	// overrides the harness's value (Postfix uses the last one). main.cf
-	// has no inline comments: "x = y # c" makes "# c" part of the value.
+	// Extra is appended verbatim to main.cf. A parameter it sets (a
+	// line "name = ..." at the start of a line) replaces the harness's
+	// line for that parameter, which is left out: Postfix would use the
+	// last value but warn "overriding earlier entry". main.cf has no
+	// inline comments: "x = y # c" makes "# c" part of the value.
 	Extra string
+	// MasterExtra is appended verbatim to master.cf: more services, such
+	// as a second smtpd on another port (take one from FreePort) with its
+	// own "-o" overrides.
+	MasterExtra string
 }
 
 // Postfix is a running Postfix 3.7 instance in a temp dir with one smtpd
@@ -127,7 +133,7 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	// older than a second or two, in case an editor is still writing it:
 	// date the files back to skip that wait in every postfix program.
 	past := time.Now().Add(-time.Hour)
-	for name, content := range map[string]string{"main.cf": p.mainCF(opts), "master.cf": p.masterCF()} {
+	for name, content := range map[string]string{"main.cf": p.mainCF(opts), "master.cf": p.masterCF(opts)} {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			t.Fatalf("harness: %v", err)
@@ -214,18 +220,43 @@ smtpd_sasl_path = inet:%[4]s
 smtpd_authorized_xclient_hosts = %[3]s
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 `, p.Dir, p.maillog, opts.XClientHosts, opts.DovecotSASL)
-	if opts.Extra != "" {
-		b.WriteString(opts.Extra)
-		b.WriteString("\n")
+	if opts.Extra == "" {
+		return b.String()
 	}
-	return b.String()
+	set := extraParams(opts.Extra)
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(b.String(), "\n") {
+		if name, _, ok := strings.Cut(line, "="); ok && set[strings.TrimSpace(name)] && !strings.HasPrefix(line, "#") {
+			continue
+		}
+		out.WriteString(line)
+	}
+	out.WriteString(opts.Extra)
+	out.WriteString("\n")
+	return out.String()
+}
+
+// extraParams returns the names of the parameters main.cf text sets:
+// lines "name = value" that start at the first column (continuation
+// lines start with white space, comments with #).
+func extraParams(text string) map[string]bool {
+	set := map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || line[0] == ' ' || line[0] == '\t' || line[0] == '#' {
+			continue
+		}
+		if name, _, ok := strings.Cut(line, "="); ok {
+			set[strings.TrimSpace(name)] = true
+		}
+	}
+	return set
 }
 
 // masterCF renders master.cf: one smtpd on SMTPAddr and the services it
-// and the discard transport need (postlog for maillog_file); chroot off
-// everywhere.
-func (p *Postfix) masterCF() string {
-	return fmt.Sprintf(`# Written by mailgate's test harness.
+// and the discard transport need (postlog for maillog_file, tlsmgr for an
+// smtpd with TLS); chroot off everywhere; then opts.MasterExtra.
+func (p *Postfix) masterCF(opts PostfixOptions) string {
+	s := fmt.Sprintf(`# Written by mailgate's test harness.
 %s inet n - n - - smtpd
 pickup    unix  n  -  n  60     1  pickup
 cleanup   unix  n  -  n  -      0  cleanup
@@ -247,7 +278,15 @@ discard   unix  -  -  n  -      -  discard
 anvil     unix  -  -  n  -      1  anvil
 scache    unix  -  -  n  -      1  scache
 postlog   unix-dgram n - n  -   1  postlogd
+tlsmgr    unix  -  -  n  1000?  1  tlsmgr
 `, p.SMTPAddr)
+	if opts.MasterExtra != "" {
+		s += opts.MasterExtra
+		if !strings.HasSuffix(s, "\n") {
+			s += "\n"
+		}
+	}
+	return s
 }
 
 // stop sends SIGTERM to the master (what `postfix stop` does; the master
@@ -275,6 +314,25 @@ func (p *Postfix) stop(t testing.TB) {
 // MailLog returns Postfix's maillog so far.
 func (p *Postfix) MailLog() string {
 	return readFile(p.maillog)
+}
+
+// Warnings returns the maillog lines with "warning:", "fatal:" or
+// "panic:" in them since the master started: a config Postfix accepts at
+// start can still make smtpd warn (an unknown restriction, a table it
+// cannot reach) when a client comes. (`postfix check`'s complaints about
+// the harness's temp dirs, logged before, are left out.)
+func (p *Postfix) Warnings() []string {
+	log := p.MailLog()
+	if i := strings.LastIndex(log, " daemon started -- "); i >= 0 {
+		log = log[i:]
+	}
+	var ws []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, " warning: ") || strings.Contains(line, " fatal: ") || strings.Contains(line, " panic: ") {
+			ws = append(ws, line)
+		}
+	}
+	return ws
 }
 
 // WaitMailLog waits up to 5 s for a maillog line containing every one of
