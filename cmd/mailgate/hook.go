@@ -71,6 +71,14 @@ func cmdHookPostlogin(ctx context.Context, args []string, stderr io.Writer, proc
 			trouble = fmt.Errorf("bad command line (--timeout %v is not positive); login not reported", *timeout)
 		}
 	}
+	if len(pos) > 0 && strings.HasPrefix(pos[0], "/") {
+		// The protocol was forgotten (executable = script-login mailgate
+		// hook postlogin): go on with the session all the same.
+		if trouble == nil {
+			trouble = errors.New("no protocol before the continuation (want: hook postlogin imap CONTINUATION); login not reported")
+		}
+		pos = append([]string{""}, pos...)
+	}
 	if len(pos) < 2 {
 		if trouble != nil {
 			return fmt.Errorf("%w: hook postlogin: %v, and no command to continue with", errUsage, trouble)

@@ -242,6 +242,14 @@ func TestHookExecArgs(t *testing.T) {
 	if !strings.Contains(stderr.String(), "USER or IP is not set") {
 		t.Errorf("stderr %q", stderr.String())
 	}
+	// The protocol forgotten: the session goes on, and the log says why
+	// the login was not reported.
+	stderr.Reset()
+	gotArgv = nil
+	err = cmdHookPostlogin(context.Background(), []string{"/bin/sh", "-c", "true"}, &stderr, proc)
+	if err != nil || !slices.Equal(gotArgv, []string{"/bin/sh", "-c", "true"}) || !strings.Contains(stderr.String(), "no protocol before the continuation") {
+		t.Errorf("no protocol: exec %q, stderr %q: %v", gotArgv, stderr.String(), err)
+	}
 	for _, c := range []struct{ in, want []string }{
 		{[]string{"--bogus", "imap", "/x", "-a"}, []string{"imap", "/x", "-a"}},
 		{[]string{"--socket", "/s", "--timeout", "zz", "pop3", "/x"}, []string{"pop3", "/x"}},

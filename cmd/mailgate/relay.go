@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"mailgate/internal/policy"
 	"mailgate/internal/relay"
@@ -22,6 +23,8 @@ type permits struct {
 	dlog  *policy.DecisionLog
 	log   *slog.Logger
 	flush time.Duration
+
+	wmu sync.Mutex // held while writing to the store; see write
 
 	mu   sync.Mutex
 	save map[netip.Prefix]relay.Permit // written at the next flush
@@ -50,6 +53,12 @@ func (p *permits) load(ctx context.Context, now time.Time) (int, error) {
 // login records a successful login reported by a door or the post-login
 // hook, and returns what it did to the login's permit.
 func (p *permits) login(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+	if !printableLogin(login) {
+		// A mail program does not let such a login in; a forged report
+		// could. It must not reach 'permit list' or the store.
+		p.log.Warn("login with control characters or over 320 bytes: no relay permit", "ip", addr.String(), "door", door)
+		return relay.Permit{}, relay.NotGranting
+	}
 	pm, o := p.t.Login(login, svc, door, addr, now)
 	switch o {
 	case relay.Granted:
@@ -64,6 +73,20 @@ func (p *permits) login(login string, svc rules.Service, addr netip.Addr, door s
 		}
 	}
 	return pm, o
+}
+
+// printableLogin reports whether a login can be stored and shown: valid
+// UTF-8, no control characters, at most rules.MaxAccountLen bytes.
+func printableLogin(s string) bool {
+	if s == "" || len(s) > rules.MaxAccountLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *permits) queue(pm relay.Permit, remove bool) {
@@ -104,27 +127,38 @@ func (p *permits) run(ctx context.Context) {
 	}
 }
 
+// write flushes the queue. What it writes is the table's state at the
+// time of writing, not what was queued: a permit removed by hand (or
+// expired) since a login queued it is not written back, and a manual
+// permit is not overwritten by an older automatic one. wmu makes the
+// check and the write one step against manual changes (AddPermit,
+// DeletePermits).
 func (p *permits) write(ctx context.Context, now time.Time) {
 	p.mu.Lock()
 	save, drop := p.save, p.drop
 	p.save, p.drop = map[netip.Prefix]relay.Permit{}, map[netip.Prefix]relay.Permit{}
 	p.mu.Unlock()
-	if len(save) > 0 {
-		ps := make([]relay.Permit, 0, len(save))
-		for _, pm := range save {
-			ps = append(ps, pm)
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	var ps, gone []relay.Permit
+	for pfx := range save {
+		if cur, ok := p.t.Check(pfx.Addr(), now); ok && cur.Prefix == pfx {
+			ps = append(ps, cur)
 		}
+	}
+	for pfx, pm := range drop {
+		if _, ok := p.t.Check(pfx.Addr(), now); !ok {
+			gone = append(gone, pm)
+		}
+	}
+	if len(ps) > 0 {
 		if err := p.st.SavePermits(ctx, ps); err != nil {
 			p.log.Error("persisting relay permits", "count", len(ps), "err", err)
 		}
 	}
-	if len(drop) > 0 {
-		ps := make([]relay.Permit, 0, len(drop))
-		for _, pm := range drop {
-			ps = append(ps, pm)
-		}
-		if err := p.st.DeletePermits(ctx, now, "mailgate", ps, false); err != nil {
-			p.log.Error("deleting relay permits", "count", len(ps), "err", err)
+	if len(gone) > 0 {
+		if err := p.st.DeletePermits(ctx, now, "mailgate", gone, false); err != nil {
+			p.log.Error("deleting relay permits", "count", len(gone), "err", err)
 		}
 	}
 	if _, err := p.st.DeleteExpiredPermits(ctx, now); err != nil {
@@ -144,11 +178,15 @@ func (p *permits) cancel(pfx netip.Prefix) {
 }
 
 func (p *permits) AddPermit(ctx context.Context, now time.Time, actor string, pm relay.Permit) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
 	p.cancel(pm.Prefix)
 	return p.st.AddPermit(ctx, now, actor, pm)
 }
 
 func (p *permits) DeletePermits(ctx context.Context, now time.Time, actor string, ps []relay.Permit, audit bool) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
 	for i := range ps {
 		p.cancel(ps[i].Prefix)
 	}

@@ -119,6 +119,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return fmt.Errorf("loading relay permits: %w", err)
 		}
 		log.Info("relay permits loaded", "permits", n, "ttl", rc.TTL)
+		if !coversLoopback(rc.Never) {
+			log.Warn("relay.never_networks leaves out loopback: behind nginx or a webmail every login comes from 127.0.0.1 or ::1, and a permit there lets every local process relay")
+		}
 	}
 	var limiter *sendlimit.Limiter
 	if sl := cfg.Limits.SendLimit(); sl.Default != (sendlimit.Limits{}) || len(sl.Accounts) > 0 {
@@ -138,13 +141,19 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 
+	// bg runs the background work (expiry, persistence, GeoIP reloads).
+	// It stops after the doors have shut down, whether ctx ended or a
+	// listener failed, so that what the last requests did is persisted
+	// and the process exits.
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
 	var wg sync.WaitGroup
 	errc := make(chan error, 16) // every listener may fail once
 	if geo != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			geo.Watch(ctx)
+			geo.Watch(bg)
 		}()
 	}
 	var servers []*http.Server
@@ -334,11 +343,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-bg.Done():
 				return
 			case now := <-t.C:
-				gone, err := book.Expire(ctx, now)
-				if err != nil && ctx.Err() == nil {
+				gone, err := book.Expire(bg, now)
+				if err != nil && bg.Err() == nil {
 					log.Error("expiring rules", "err", err)
 				}
 				for _, r := range gone {
@@ -357,13 +366,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		persist.run(ctx)
+		persist.run(bg)
 	}()
 	if grants != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			grants.run(ctx)
+			grants.run(bg)
 		}()
 	}
 
@@ -406,9 +415,20 @@ loop:
 			os.Remove(cfg.Postfix.Socket)
 		}
 	}
+	stopBG()
 	wg.Wait()
 	os.Remove(cfg.Admin.Socket)
 	return runErr
+}
+
+// coversLoopback reports whether never holds both loopback addresses.
+func coversLoopback(never []netip.Prefix) bool {
+	v4, v6 := false, false
+	for _, p := range never {
+		v4 = v4 || p.Contains(netip.MustParseAddr("127.0.0.1"))
+		v6 = v6 || p.Contains(netip.IPv6Loopback())
+	}
+	return v4 && v6
 }
 
 // countryLookup adapts the GeoIP locator to the engine.
@@ -483,7 +503,9 @@ func listenUnix(path string) (net.Listener, error) {
 
 // listenUnixMode is listenUnix with the socket's file mode.
 func listenUnixMode(path string, mode os.FileMode) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	// 0751: a group-accessible socket inside (the hook socket) must be
+	// reachable; the sockets' own modes keep others out.
+	if err := os.MkdirAll(filepath.Dir(path), 0o751); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(path); err == nil {

@@ -72,6 +72,9 @@ func (r *LoginReport) check() (reportedLogin, error) {
 	if !isDoorName(l.door) {
 		return l, fmt.Errorf("door: %.40q is not a door name (lower-case letters, digits, '-', at most 32)", r.Door)
 	}
+	if l.door == relay.DoorManual {
+		return l, fmt.Errorf("door: %q is for permits added with 'mailgate permit add'", r.Door)
+	}
 	return l, nil
 }
 
@@ -89,7 +92,10 @@ func isDoorName(s string) bool {
 }
 
 // serveLogin answers POST /v1/logins on the admin API and the hook socket.
-func serveLogin(w http.ResponseWriter, r *http.Request, onLogin OnLoginFunc, log *slog.Logger, now time.Time) {
+//
+// forceDoor, when set, replaces the report's door: the hook socket is open
+// to the Dovecot user, whose reports are the hook's whatever they say.
+func serveLogin(w http.ResponseWriter, r *http.Request, onLogin OnLoginFunc, log *slog.Logger, now time.Time, forceDoor string) {
 	if onLogin == nil {
 		writeError(w, http.StatusConflict, errPermitsOff)
 		return
@@ -103,6 +109,9 @@ func serveLogin(w http.ResponseWriter, r *http.Request, onLogin OnLoginFunc, log
 	if err := strictUnmarshal(body, &in); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
 		return
+	}
+	if forceDoor != "" {
+		in.Door = forceDoor
 	}
 	l, err := in.check()
 	if err != nil {
@@ -126,7 +135,7 @@ func serveLogin(w http.ResponseWriter, r *http.Request, onLogin OnLoginFunc, log
 func HookHandler(onLogin OnLoginFunc, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/logins", func(w http.ResponseWriter, r *http.Request) {
-		serveLogin(w, r, onLogin, log, time.Now())
+		serveLogin(w, r, onLogin, log, time.Now(), "hook")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("not found: the hook socket takes only POST /v1/logins"))

@@ -384,6 +384,17 @@ func TestHookHandler(t *testing.T) {
 	if _, ok := f.table.Check(netip.MustParseAddr("2001:db8::7"), time.Now()); !ok {
 		t.Error("the permit is gone")
 	}
+	// Whatever door a report names, the hook socket's reports are the
+	// hook's: one cannot pass a permit off as an admin's.
+	res, err = c.ReportLogin(ctx, LoginReport{Login: "b@x.test", IP: "192.0.2.8", Service: "pop3", Door: "manual"})
+	if err != nil || res.Permit == nil || res.Permit.Door != "hook" {
+		t.Fatalf("report with door manual: %+v %v", res, err)
+	}
+	// On the admin API, "manual" is refused as a login report's door.
+	l := LoginReport{Login: "b@x.test", IP: "192.0.2.8", Service: "pop3", Door: "manual"}
+	if _, err := l.check(); err == nil || !strings.Contains(err.Error(), "door:") {
+		t.Errorf("door manual accepted: %v", err)
+	}
 	// With relay permits off, the hook socket says so.
 	off := serveUnix(t, HookHandler(nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	_, err = off.ReportLogin(ctx, LoginReport{Login: "a@x.test", IP: "2001:db8::7", Service: "imap"})

@@ -109,7 +109,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/permits", s.addPermit)
 	mux.HandleFunc("DELETE /v1/permits", s.removePermit)
 	mux.HandleFunc("POST /v1/logins", func(w http.ResponseWriter, r *http.Request) {
-		serveLogin(w, r, s.onLogin, s.log, s.now())
+		serveLogin(w, r, s.onLogin, s.log, s.now(), "")
 	})
 	mux.HandleFunc("GET /v1/limits", s.listLimits)
 	return s.authenticate(mux)

@@ -118,11 +118,11 @@ type Postfix struct {
 
 // Relay configures relay permits (POP/IMAP-before-SMTP).
 type Relay struct {
-	Enabled         bool          `toml:"enabled" doc:"Grant relay permits on logins and answer Postfix's relay checks with them. Off: no login grants a permit and no permit lets anyone relay."`
+	Enabled         bool          `toml:"enabled" doc:"Grant relay permits on logins and answer Postfix's relay checks with them. Off (the default): no login grants a permit and no permit lets anyone relay. On, with the Dovecot door enabled, dovecot.api_key must be set: a login reported there opens relaying for its address."`
 	TTL             time.Duration `toml:"ttl" doc:"How long a permit lasts after the login that granted it; every new login from the address starts it again. 1s to 720h (30 days)."`
 	Services        []string      `toml:"services" doc:"Services whose successful logins grant a permit: imap, pop3, sieve. smtp and submission cannot: a client that authenticates to send needs no permit."`
-	NeverNetworks   []string      `toml:"never_networks" doc:"Addresses and CIDR networks that never get a permit, whoever logs in from them (at most 256). Keep loopback here: behind nginx or a webmail every login comes from 127.0.0.1, and a permit there would let everyone relay. Add NAT gateways and other addresses many people share."`
-	IPv6Prefix      int           `toml:"ipv6_prefix" doc:"An IPv6 permit covers the client's network of this size, 32 to 128: 64 covers one customer's /64 (whose privacy addresses change), 128 only the exact address that logged in. An IPv4 permit always covers one address."`
+	NeverNetworks   []string      `toml:"never_networks" doc:"Addresses and CIDR networks that never get a permit, whoever logs in from them (at most 256). The list replaces the default: keep loopback in it (mailgate warns at start when it is missing): behind nginx or a webmail every login comes from 127.0.0.1, and a permit there would let everyone relay. Add NAT gateways and other addresses many people share."`
+	IPv6Prefix      int           `toml:"ipv6_prefix" doc:"An IPv6 permit covers the client's network of this size, 56 to 128: 64 covers one customer's /64 (whose privacy addresses change), 128 only the exact address that logged in. An IPv4 permit always covers one address."`
 	SharedLogins    int           `toml:"shared_logins" doc:"An address (or IPv6 network) that this many distinct accounts logged in from within shared_window is marked shared in 'mailgate permit list': probably a NAT pool, a hotspot or an office, where one permit lets everyone behind it relay. 0 = off, otherwise 2 to 1000."`
 	SharedWindow    time.Duration `toml:"shared_window" doc:"The window of shared_logins, 0 to 720h; the accounts seen within it are listed with each permit. Must be set when shared_logins is."`
 	RefuseShared    bool          `toml:"refuse_shared" doc:"Refuse permits to shared addresses, and withdraw the one they have, until shared_window passes without shared_logins accounts. Needs shared_logins."`
@@ -273,7 +273,7 @@ func Default() Config {
 			LimitAction:    "defer",
 		},
 		Relay: Relay{
-			Enabled:       true,
+			Enabled:       false,
 			TTL:           30 * time.Minute,
 			Services:      []string{"imap", "pop3"},
 			NeverNetworks: []string{"127.0.0.0/8", "::1/128"},

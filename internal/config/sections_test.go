@@ -187,6 +187,7 @@ func TestValidateSections(t *testing.T) {
 	c.Postfix.IdleTimeout = 25 * time.Hour
 	c.Postfix.MaxConnections = 100_001
 	c.Postfix.LimitAction = "DEFER"
+	c.Relay.Enabled, c.Dovecot.APIKey = true, "0123456789abcdef0123"
 	c.Relay.TTL = 0
 	c.Relay.Services = []string{"imap", "IMAP"}
 	c.Relay.NeverNetworks = make([]string, 257)
@@ -236,6 +237,7 @@ func TestListenersOfDisabledDoors(t *testing.T) {
 		t.Errorf("postfix enabled: %q, want %q", got, want)
 	}
 	c = Default()
+	c.Relay.Enabled, c.Dovecot.APIKey = true, "0123456789abcdef0123"
 	c.Relay.HookSocket = c.Admin.Socket
 	if got, want := problemKeys(t, &c), []string{"relay.hook_socket"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("relay enabled: %q, want %q", got, want)

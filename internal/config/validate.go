@@ -91,6 +91,9 @@ func (c *Config) Validate() error {
 	c.Nginx.validate(bad)
 	c.Postfix.validate(bad)
 	c.Relay.validate(bad)
+	if c.Relay.Enabled && c.Dovecot.Enabled && c.Dovecot.APIKey == "" {
+		bad("dovecot.api_key", "empty, but relay permits are on: any local process could report a made-up login to the Dovecot door and open relaying for any address; set a key (and auth_policy_server_api_header in Dovecot, docs/dovecot.md), or set [relay] enabled = false")
+	}
 	c.Limits.validate(bad)
 	c.checkListeners(bad)
 
@@ -535,8 +538,8 @@ func (r *Relay) validate(bad func(key, format string, args ...any)) {
 			bad(ke.Key, "%v", ke.Err)
 		}
 	}
-	if r.IPv6Prefix < 32 || r.IPv6Prefix > 128 {
-		bad("relay.ipv6_prefix", "%d is out of range (want 32 to 128)", r.IPv6Prefix)
+	if r.IPv6Prefix < 56 || r.IPv6Prefix > 128 {
+		bad("relay.ipv6_prefix", "%d is out of range (want 56 to 128: a shorter prefix lets one login open a whole site or provider)", r.IPv6Prefix)
 	}
 	if r.SharedLogins != 0 && (r.SharedLogins < 2 || r.SharedLogins > maxSharedLogins) {
 		bad("relay.shared_logins", "%d is out of range (want 0 for off, or 2 to %d)", r.SharedLogins, maxSharedLogins)

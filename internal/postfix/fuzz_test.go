@@ -90,7 +90,9 @@ func FuzzPolicyRequest(f *testing.F) {
 			for _, relayOnly := range []bool{false, true} {
 				a := h.Policy(&r1, relayOnly, testNow)
 				checkAction(t, a)
-				if relayOnly && a != "OK" && a != "DUNNO" {
+				// A relay check never REJECTs (it also sees mail to local
+				// domains), unless a permit holder is over a sending limit.
+				if relayOnly && a != "OK" && a != "DUNNO" && !strings.HasPrefix(a, "DEFER_IF_PERMIT ") {
 					t.Fatalf("relay check answered %q", a)
 				}
 			}

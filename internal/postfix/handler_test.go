@@ -190,10 +190,11 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%+v: no error", c)
 		}
 	}
-	// Zero fields are the defaults.
+	// Zero fields are the defaults, but for RelayContext: "" is no relay
+	// context, and an empty policy_context is then no relay check.
 	h := NewHandler(Config{}, newEngine(t, nil, nil), nil, nil, nil, nil)
 	d := DefaultConfig()
-	if h.relayCtx != d.RelayContext || h.reject || h.idle != d.IdleTimeout || h.maxConns != d.MaxConns {
+	if h.relayCtx != "" || h.reject || h.idle != d.IdleTimeout || h.maxConns != d.MaxConns {
 		t.Errorf("zero config gave %+v", h)
 	}
 }

@@ -68,7 +68,9 @@ type Limiter interface {
 type Config struct {
 	// RelayContext is the policy_context that marks a relay check
 	// (check_policy_service { inet:…, policy_context=relaycheck } in
-	// smtpd_relay_restrictions). "" means DefaultRelayContext.
+	// smtpd_relay_restrictions). "" means none: only a relay-only listener
+	// takes relay checks (Postfix sends an empty policy_context by default,
+	// which must not count as one).
 	RelayContext string
 	// LimitAction answers a recipient over a sending limit: LimitDefer
 	// (DEFER_IF_PERMIT, a 450 the client retries) or LimitReject (REJECT,
@@ -186,9 +188,6 @@ func NewHandler(cfg Config, e Engine, permits Permits, limits Limiter, dlog *pol
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.relayCtx == "" {
-		h.relayCtx = DefaultRelayContext
-	}
 	if h.idle <= 0 {
 		h.idle = DefaultIdleTimeout
 	}
@@ -210,9 +209,12 @@ const (
 //
 //   - A relay check (relayOnly, or policy_context is the configured relay
 //     context): OK when the client address has a valid permit and the
-//     engine does not deny the address (global deny list, address ban);
-//     DUNNO otherwise, never REJECT: the relay restrictions also see mail
-//     to local domains.
+//     engine does not deny the permit's login over SMTP from the address
+//     (its account rules, login and address bans, the global deny list),
+//     and the login is within its sending limit (DEFER_IF_PERMIT or
+//     REJECT otherwise, as for an authenticated sender); DUNNO otherwise,
+//     never a REJECT of its own: the relay restrictions also see mail to
+//     local domains.
 //   - An authenticated sender (sasl_username): the engine's verdict for
 //     the login over SMTP from client_address; REJECT <text> for a
 //     denial, and at protocol_state RCPT the sending limit, answered with
@@ -228,9 +230,9 @@ func (h *Handler) Policy(r *Request, relayOnly bool, now time.Time) string {
 		h.diag(now, "postfix: policy request of unknown type; answering DUNNO", "request", clip(r.Request), "attributes", r.Attributes)
 		return actionDunno
 	}
-	if relayOnly || r.PolicyContext == h.relayCtx {
-		if h.permit(r.ClientAddress, now, true) {
-			return actionOK
+	if relayOnly || (h.relayCtx != "" && r.PolicyContext == h.relayCtx) {
+		if action, ok := h.permit(r.ClientAddress, r.Instance, now, true); ok {
+			return action
 		}
 		return actionDunno
 	}
@@ -254,14 +256,7 @@ func (h *Handler) Policy(r *Request, relayOnly bool, now time.Time) string {
 	}
 	if r.ProtocolState == "RCPT" && h.limits != nil {
 		if ex := h.limits.Rcpt(login, r.Instance, now); !ex.OK() {
-			lv := policy.Verdict{Action: policy.Deny, Reason: policy.ReasonSendLimit, Limit: ex.Limit}
-			h.dlog.Verdict(now, &a, &lv)
-			suffix := " (" + policy.ReplyText(ex.Limit, maxLimitName) + ")"
-			text := replyText(h.e.Message(&a, &lv), DefaultLimitText, maxText-len(suffix)) + suffix
-			if h.reject {
-				return "REJECT " + text
-			}
-			return "DEFER_IF_PERMIT " + text
+			return h.overLimit(now, &a, ex)
 		}
 	}
 	if r.ProtocolState == "RCPT" {
@@ -272,35 +267,57 @@ func (h *Handler) Policy(r *Request, relayOnly bool, now time.Time) string {
 	return actionDunno
 }
 
-// permit reports whether the address key may relay: it has a valid
-// permit and the engine does not deny it. Allowed addresses get a
-// relay_permit decision line naming the permit's login; with logDeny, so
-// do the refused ones.
-func (h *Handler) permit(key string, now time.Time, logDeny bool) bool {
+// permit answers a relay check for the address key. A valid permit is
+// honoured only while what holds for its login holds: the engine is asked
+// about the permit's login over SMTP from the address (the account's
+// rules, login and address bans, the global deny list; a manual permit
+// has no login, so only the address is checked), and the login's sending
+// limit counts the recipient (instance "" counts it as a message too). It
+// returns "OK", the limit's DEFER_IF_PERMIT or REJECT answer, or ok false
+// (no permit, or refused). Allowed addresses get a relay_permit decision
+// line naming the permit's login; with logDeny, so do the refused ones.
+func (h *Handler) permit(key, instance string, now time.Time, logDeny bool) (action string, ok bool) {
 	if h.permits == nil {
-		return false
+		return "", false
 	}
 	addr, err := rules.ParseAddr(key)
 	if err != nil {
-		return false
+		return "", false
 	}
 	p, ok := h.permits.Check(addr, now)
 	if !ok {
-		return false
+		return "", false
 	}
-	a := policy.Attempt{Service: rules.SMTP, Client: addr, Door: "postfix"}
+	// The line says whose login earned the permit.
+	a := policy.Attempt{Login: p.Login, Service: rules.SMTP, Client: addr, Door: "postfix"}
 	v := h.e.Decide(&a, now, nil)
-	a.Login = p.Login // the line says whose login earned the permit
 	if v.Action == policy.Deny {
 		if logDeny {
 			v.Delay = 0
 			h.dlog.Verdict(now, &a, &v)
 		}
-		return false
+		return "", false
+	}
+	if p.Login != "" && h.limits != nil {
+		if ex := h.limits.Rcpt(p.Login, instance, now); !ex.OK() {
+			return h.overLimit(now, &a, ex), true
+		}
 	}
 	pv := policy.Verdict{Action: policy.Allow, Reason: policy.ReasonRelayPermit, Match: p.Prefix}
 	h.dlog.Verdict(now, &a, &pv)
-	return true
+	return actionOK, true
+}
+
+// overLimit logs a send_limit refusal and returns its answer.
+func (h *Handler) overLimit(now time.Time, a *policy.Attempt, ex sendlimit.Exceeded) string {
+	lv := policy.Verdict{Action: policy.Deny, Reason: policy.ReasonSendLimit, Limit: ex.Limit}
+	h.dlog.Verdict(now, a, &lv)
+	suffix := " (" + policy.ReplyText(ex.Limit, maxLimitName) + ")"
+	text := replyText(h.e.Message(a, &lv), DefaultLimitText, maxText-len(suffix)) + suffix
+	if h.reject {
+		return "REJECT " + text
+	}
+	return "DEFER_IF_PERMIT " + text
 }
 
 // block returns the REJECT answer for an address the engine denies.
@@ -340,14 +357,14 @@ var ErrUnknownMap = fmt.Errorf("unknown map name (want %s, %s or %s)", MapRelay,
 func (h *Handler) Lookup(mapName, key string, now time.Time) (result string, found bool, err error) {
 	switch mapName {
 	case MapRelay:
-		if h.permit(key, now, false) {
-			return actionOK, true, nil
+		if action, ok := h.permit(key, "", now, false); ok {
+			return action, true, nil
 		}
 	case MapBlock:
 		result, found = h.block(key, now)
 	case MapClient:
-		if result, found = h.block(key, now); !found && h.permit(key, now, false) {
-			return actionOK, true, nil
+		if result, found = h.block(key, now); !found {
+			result, found = h.permit(key, "", now, false)
 		}
 	default:
 		return "", false, fmt.Errorf("map %q: %w", clip(mapName), ErrUnknownMap)

@@ -192,8 +192,8 @@ func (c Config) Validate() error {
 			bad("never", "entry %d is not a valid network", i+1)
 		}
 	}
-	if c.IPv6Prefix < 32 || c.IPv6Prefix > 128 {
-		bad("ipv6_prefix", "%d is not a prefix length from 32 to 128", c.IPv6Prefix)
+	if c.IPv6Prefix < 56 || c.IPv6Prefix > 128 {
+		bad("ipv6_prefix", "%d is not a prefix length from 56 to 128", c.IPv6Prefix)
 	}
 	if c.SharedLogins != 0 && (c.SharedLogins < 2 || c.SharedLogins > MaxSharedLogins) {
 		bad("shared_logins", "%d is not 0 (off) or from 2 to %d", c.SharedLogins, MaxSharedLogins)

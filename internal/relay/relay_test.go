@@ -39,7 +39,7 @@ func TestConfigValidate(t *testing.T) {
 		{"services twice", func(c *Config) { c.Services = []rules.Service{rules.IMAP, rules.IMAP} }, "services: imap is listed twice"},
 		{"never invalid", func(c *Config) { c.Never = append(c.Never, netip.Prefix{}) }, "never: entry 3 is not a valid network"},
 		{"never too many", func(c *Config) { c.Never = make([]netip.Prefix, MaxNever+1) }, "never: 257 networks, more than 256"},
-		{"ipv6_prefix small", func(c *Config) { c.IPv6Prefix = 16 }, "ipv6_prefix: 16 is not a prefix length from 32 to 128"},
+		{"ipv6_prefix small", func(c *Config) { c.IPv6Prefix = 16 }, "ipv6_prefix: 16 is not a prefix length from 56 to 128"},
 		{"ipv6_prefix large", func(c *Config) { c.IPv6Prefix = 129 }, "ipv6_prefix: 129 is not"},
 		{"shared_logins one", func(c *Config) { c.SharedLogins = 1 }, "shared_logins: 1 is not 0 (off) or from 2 to 1000"},
 		{"shared_logins negative", func(c *Config) { c.SharedLogins = -1 }, "shared_logins: -1 is not 0"},
@@ -87,8 +87,8 @@ func TestKey(t *testing.T) {
 	t64 := New(cfg)
 	cfg.IPv6Prefix = 128
 	t128 := New(cfg)
-	cfg.IPv6Prefix = 48
-	t48 := New(cfg)
+	cfg.IPv6Prefix = 56
+	t56 := New(cfg)
 	tests := []struct {
 		tab  *Table
 		in   string
@@ -100,7 +100,7 @@ func TestKey(t *testing.T) {
 		{t64, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
 		{t64, "fe80::1%eth0", "fe80::/64"},
 		{t128, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2:3:4:5:6/128"},
-		{t48, "2001:db8:1:2:3:4:5:6", "2001:db8:1::/48"},
+		{t56, "2001:db8:1:2:3:4:5:6", "2001:db8:1::/56"},
 	}
 	for _, tc := range tests {
 		if got := tc.tab.Key(addr(tc.in)); got != prefix(tc.want) {
