@@ -36,6 +36,8 @@ Usage:
   mailgate permit add --ip IP [--for D] [--comment T]
   mailgate permit rm --ip IP
   mailgate limit list [--over] [--json]           senders' usage against sending limits
+  mailgate firewall show [--json]                 the nftables ruleset mailgate wants, and the kernel's difference
+  mailgate firewall apply [--json]                write it now (the daemon does at start and every reconcile_every)
   mailgate hook postlogin [--socket PATH] [--timeout D] PROTOCOL CONTINUATION...
                           Dovecot post-login script: reports the login to the hook socket
                           (default /run/mailgate/hook.sock), then runs CONTINUATION
@@ -117,6 +119,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdPermitAdd(ctx, rest[1:], stdout)
 		case "rm", "remove", "del":
 			return cmdPermitRemove(ctx, rest[1:], stdout)
+		}
+	case "firewall":
+		switch sub {
+		case "show":
+			return cmdFirewallShow(ctx, rest[1:], stdout)
+		case "apply":
+			return cmdFirewallApply(ctx, rest[1:], stdout)
 		}
 	case "limit", "limits":
 		switch sub {

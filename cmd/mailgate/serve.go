@@ -24,6 +24,7 @@ import (
 	"mailgate/internal/config"
 	"mailgate/internal/dovecot"
 	"mailgate/internal/geoip"
+	"mailgate/internal/nft"
 	"mailgate/internal/nginxauth"
 	"mailgate/internal/passcheck"
 	"mailgate/internal/policy"
@@ -128,17 +129,51 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		limiter = sendlimit.New(sl)
 	}
 
+	var fwall *firewall
+	if cfg.Firewall.Enabled {
+		trusted, err := cfg.TrustedPrefixes()
+		if err != nil {
+			return err
+		}
+		if fwall, err = newFirewall(cfg.Firewall, trusted, tracker, st, log.With("component", "firewall")); err != nil {
+			return err
+		}
+		now := time.Now()
+		if err := fwall.load(ctx, now); err != nil {
+			return fmt.Errorf("loading trusted addresses: %w", err)
+		}
+		added, removed, err := fwall.Apply(now)
+		if err != nil {
+			return fmt.Errorf("firewall: applying table inet mailgate: %w", err)
+		}
+		log.Info("firewall applied", "mode", cfg.Firewall.Mode, "added", added, "removed", removed)
+	}
+
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {
-		for _, b := range engine.Report(a, success, now) {
+		bans := engine.Report(a, success, now)
+		for _, b := range bans {
 			dlog.Ban(now, &b, false)
 			persist.ban(b)
+		}
+		if fwall != nil {
+			fwall.bans(bans, nil)
 		}
 		if success {
 			persist.knownGood(a.Login, a.Client, now)
 			if grants != nil {
 				grants.login(a.Login, a.Service, a.Client, a.Door, now)
 			}
+			if fwall != nil {
+				fwall.login(a.Login, a.Service, a.Client, now)
+			}
 		}
+	}
+	// onLogin is a login reported by the post-login hook.
+	onLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+		if fwall != nil {
+			fwall.login(login, svc, addr, now)
+		}
+		return grants.login(login, svc, addr, door, now)
 	}
 
 	// bg runs the background work (expiry, persistence, GeoIP reloads).
@@ -287,10 +322,22 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 
-	admin := api.NewServer(book, api.NewBanbook(st, tracker), engine, log.With("component", "admin"), version, cfg.Admin.Token).
+	banbook := api.NewBanbook(st, tracker)
+	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithGeoIP(geo != nil)
+	if fwall != nil {
+		banbook.OnChange(fwall.bans)
+		// From the kernel's ruleset to the wanted one: "+" lines are what
+		// 'firewall apply' adds, "-" lines what it removes.
+		admin.WithFirewall(fwall, cfg.Firewall.Mode, func(want, have string) string { return nft.Diff(have, want) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fwall.run(bg)
+		}()
+	}
 	if grants != nil {
-		admin.WithRelay(api.NewPermitbook(grants, grants.t).WithLog(dlog), grants.login)
+		admin.WithRelay(api.NewPermitbook(grants, grants.t).WithLog(dlog), onLogin)
 		if cfg.Relay.HookSocket != "" {
 			hln, err := listenUnix(cfg.Relay.HookSocket)
 			if err != nil {
@@ -302,7 +349,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			}
 			defer os.Remove(cfg.Relay.HookSocket)
 			start("hook", &http.Server{
-				Handler:           api.HookHandler(grants.login, log.With("component", "hook")),
+				Handler:           api.HookHandler(onLogin, log.With("component", "hook")),
 				ReadHeaderTimeout: 5 * time.Second,
 				ReadTimeout:       5 * time.Second,
 				WriteTimeout:      5 * time.Second,

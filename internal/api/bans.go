@@ -24,9 +24,23 @@ type BanStore interface {
 
 // Banbook keeps manual ban changes in the tracker and the store together.
 type Banbook struct {
-	mu    sync.Mutex
-	store BanStore
-	t     *abuse.Tracker
+	mu      sync.Mutex
+	store   BanStore
+	t       *abuse.Tracker
+	changed func(added, removed []abuse.Ban) // may be nil
+}
+
+// OnChange has fn told of every ban added or lifted by hand (the firewall
+// mirrors them), after the store took the change.
+func (b *Banbook) OnChange(fn func(added, removed []abuse.Ban)) *Banbook {
+	b.changed = fn
+	return b
+}
+
+func (b *Banbook) tell(added, removed []abuse.Ban) {
+	if b.changed != nil && len(added)+len(removed) > 0 {
+		b.changed(added, removed)
+	}
 }
 
 // NewBanbook returns a banbook over st and t.
@@ -48,6 +62,7 @@ func (b *Banbook) Add(ctx context.Context, now time.Time, actor string, ban abus
 		b.t.RemoveBan(added.ID)
 		return added, err
 	}
+	b.tell([]abuse.Ban{added}, nil)
 	return added, nil
 }
 
@@ -59,6 +74,7 @@ func (b *Banbook) Remove(ctx context.Context, now time.Time, actor string, id in
 	if !ok {
 		return ban, fmt.Errorf("ban %d: %w", id, store.ErrNotFound)
 	}
+	b.tell(nil, []abuse.Ban{ban})
 	return ban, b.store.DeleteBans(ctx, now, actor, []abuse.Ban{ban})
 }
 
@@ -71,6 +87,7 @@ func (b *Banbook) RemoveFor(ctx context.Context, now time.Time, actor string, p 
 	if len(gone) == 0 {
 		return nil, nil
 	}
+	b.tell(nil, gone)
 	return gone, b.store.DeleteBans(ctx, now, actor, gone)
 }
 

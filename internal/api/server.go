@@ -48,6 +48,9 @@ type Server struct {
 	permits *Permitbook // nil: relay permits are off
 	onLogin OnLoginFunc // nil: relay permits are off
 	limits  LimitLister // nil: sending limits are off
+	fw      Firewall    // nil: the firewall is off
+	fwMode  string
+	fwDiff  func(want, have string) string
 }
 
 // NewServer returns the admin API over book and engine. token, if not
@@ -101,6 +104,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/rules/{id}", s.removeRule)
 	mux.HandleFunc("POST /v1/explain", s.explain)
 	mux.HandleFunc("GET /v1/audit", s.audit)
+	mux.HandleFunc("GET /v1/firewall", s.showFirewall)
+	mux.HandleFunc("POST /v1/firewall/apply", s.applyFirewall)
 	mux.HandleFunc("GET /v1/bans", s.listBans)
 	mux.HandleFunc("POST /v1/bans", s.addBan)
 	mux.HandleFunc("DELETE /v1/bans/{id}", s.removeBans)

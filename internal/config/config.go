@@ -32,6 +32,7 @@ type Config struct {
 	BruteForce BruteForce `toml:"bruteforce" doc:"Brute-force protection (docs/bruteforce.md). Login results reported by the doors are counted in sliding windows; thresholds turn into bans. Trusted networks and addresses an account's own allow rule names are never counted or banned."`
 	Relay      Relay      `toml:"relay" doc:"Relay permits, POP/IMAP-before-SMTP (docs/relay.md): after a successful IMAP or POP3 login, the client's address may send mail through Postfix without SMTP AUTH for a while, for old clients that cannot authenticate when sending. Postfix asks through the [postfix] door; nothing is permitted until main.cf calls it there. Permits survive restarts and expire by themselves (no cron job). 'mailgate permit list' shows them, with the account that earned each."`
 	Limits     Limits     `toml:"limits" doc:"Sending limits per authenticated sender (Postfix sasl_username), to contain an account whose password was stolen: messages and recipients per hour and per day, in sliding windows (the hour moves in one-minute steps, the day in one-hour steps). The Postfix policy server counts and checks them at RCPT, so check_policy_service must be in smtpd_recipient_restrictions (docs/postfix.md); postfix.limit_action says what an over-limit sender gets, and the decision log shows it (reason=send_limit). Counts are kept in memory and start from zero when mailgate restarts. 0 = no limit; all limits are 0 by default."`
+	Firewall   Firewall   `toml:"firewall" doc:"Firewall modes on nftables (docs/firewall.md). mailgate owns one table, 'table inet mailgate', and touches nothing else; its sets are a cache of mailgate's bans and trusted addresses, written in batches off the request path and re-asserted every reconcile_every. Needs CAP_NET_ADMIN (root). 'mailgate firewall show' prints the ruleset mailgate wants and how the kernel's differs."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
 	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
@@ -129,6 +130,22 @@ type Relay struct {
 	MaxPermits      int           `toml:"max_permits" doc:"Memory bound: the most permits kept, 1 to 10000000; when full, the permit closest to expiry makes room."`
 	HookSocket      string        `toml:"hook_socket" doc:"Unix socket, an absolute path, where 'mailgate hook postlogin' (run from Dovecot's post-login script, docs/relay.md) reports logins. It accepts login reports only, nothing else of the admin API. \"\" = off; Dovecot's auth policy reports still grant permits."`
 	HookSocketGroup string        `toml:"hook_socket_group" doc:"Group given the hook socket, so that the user Dovecot's post-login service runs as can connect (user = $default_internal_user, i.e. dovecot). A group name or number; \"\" = the daemon's own group."`
+}
+
+// Firewall configures the nftables firewall modes.
+type Firewall struct {
+	Enabled         bool          `toml:"enabled" doc:"Manage table inet mailgate. Off (the default): mailgate touches no firewall at all, not even to remove its table."`
+	Mode            string        `toml:"mode" doc:"public (no filtering beyond mailgate's bans), autoban (new connections to the mail ports rate-limited; offenders banned by the kernel for autoban_for; plus every ban mailgate makes), protected (as autoban, and the submission ports open only to trusted networks and to addresses that logged in over IMAP or POP3 within trusted_for), private (every mail port only for trusted networks and such addresses)."`
+	RetrievalPorts  []int         `toml:"retrieval_ports" doc:"Ports for reading mail and filters: IMAP 143, 993, POP3 110, 995, ManageSieve 4190."`
+	SubmissionPorts []int         `toml:"submission_ports" doc:"Submission ports: 587, 465."`
+	SMTPPorts       []int         `toml:"smtp_ports" doc:"SMTP ports that get mailgate's bans only, e.g. [25]; never rate-limited or closed by a mode (port 25 must stay open to the world for incoming mail). Empty = port 25 is not touched."`
+	Rate            int           `toml:"rate" doc:"autoban and protected: new connections per address per rate_per to the retrieval and submission ports above which the address is banned by the kernel (the seed's 10/minute). Trusted networks and addresses are exempt."`
+	RatePer         time.Duration `toml:"rate_per" doc:"The unit of rate: 1s, 1m or 1h."`
+	AutobanFor      time.Duration `toml:"autoban_for" doc:"How long the kernel bans a rate offender, 1s to 720h."`
+	Bans            bool          `toml:"bans" doc:"Put mailgate's bans (brute force, 'mailgate ban add') into the kernel, so a banned address cannot even connect to a mail port."`
+	TrustedFor      time.Duration `toml:"trusted_for" doc:"How long an address that logged in successfully over IMAP or POP3 is trusted (the seed's 1 day): exempt from the rate limit, and in protected and private modes let through to the ports it would otherwise not reach. 1s to 720h."`
+	ReconcileEvery  time.Duration `toml:"reconcile_every" doc:"How often the kernel sets are re-asserted from mailgate's state (an element deleted by hand comes back; nothing is ever flushed). 1s to 24h."`
+	Priority        int           `toml:"priority" doc:"Priority of mailgate's input chain; below 0 runs it before a distribution's own filter table (priority 0), -300 to 300."`
 }
 
 // Limits configures the sending limits.
@@ -282,6 +299,19 @@ func Default() Config {
 			SharedWindow:  10 * time.Minute,
 			MaxPermits:    100_000,
 			HookSocket:    "/run/mailgate/hook.sock",
+		},
+		Firewall: Firewall{
+			Mode:            "autoban",
+			RetrievalPorts:  []int{143, 993, 110, 995, 4190},
+			SubmissionPorts: []int{587, 465},
+			SMTPPorts:       []int{},
+			Rate:            10,
+			RatePer:         time.Minute,
+			AutobanFor:      time.Hour,
+			Bans:            true,
+			TrustedFor:      24 * time.Hour,
+			ReconcileEvery:  time.Minute,
+			Priority:        -10,
 		},
 		Limits: Limits{
 			MaxAccounts: 100_000,

@@ -95,6 +95,7 @@ func (c *Config) Validate() error {
 		bad("dovecot.api_key", "empty, but relay permits are on: any local process could report a made-up login to the Dovecot door and open relaying for any address; set a key (and auth_policy_server_api_header in Dovecot, docs/dovecot.md), or set [relay] enabled = false")
 	}
 	c.Limits.validate(bad)
+	c.Firewall.validate(bad)
 	c.checkListeners(bad)
 
 	_, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)
@@ -835,4 +836,53 @@ func sameListenAddr(a, b string) bool {
 		return err == nil && ia.Unmap() == ib.Unmap()
 	}
 	return strings.EqualFold(strings.TrimSuffix(ha, "."), strings.TrimSuffix(hb, "."))
+}
+
+// Firewall modes.
+var firewallModes = []string{"public", "autoban", "protected", "private"}
+
+func (f *Firewall) validate(bad func(key, format string, args ...any)) {
+	if !slices.Contains(firewallModes, f.Mode) {
+		bad("firewall.mode", "%q is not a mode (want %s)", f.Mode, strings.Join(firewallModes, ", "))
+	}
+	seen := map[int]string{}
+	ports := func(key string, ps []int) {
+		for i, p := range ps {
+			k := key + "[" + strconv.Itoa(i) + "]"
+			switch {
+			case p < 1 || p > 65535:
+				bad(k, "%d is not a port (want 1 to 65535)", p)
+			case seen[p] != "":
+				bad(k, "%d is already %s", p, seen[p])
+			default:
+				seen[p] = k
+			}
+		}
+	}
+	ports("firewall.retrieval_ports", f.RetrievalPorts)
+	ports("firewall.submission_ports", f.SubmissionPorts)
+	ports("firewall.smtp_ports", f.SMTPPorts)
+	if len(f.RetrievalPorts)+len(f.SubmissionPorts)+len(f.SMTPPorts) == 0 {
+		bad("firewall.retrieval_ports", "no mail port at all (retrieval_ports, submission_ports and smtp_ports are empty)")
+	}
+	if f.Rate < 1 || f.Rate > 100000 {
+		bad("firewall.rate", "%d is out of range (want 1 to 100000)", f.Rate)
+	}
+	switch f.RatePer {
+	case time.Second, time.Minute, time.Hour:
+	default:
+		bad("firewall.rate_per", "%v is not a unit nftables knows (want 1s, 1m or 1h)", f.RatePer)
+	}
+	if f.AutobanFor < time.Second || f.AutobanFor > 720*time.Hour {
+		bad("firewall.autoban_for", "%v is out of range (want 1s to 720h)", f.AutobanFor)
+	}
+	if f.TrustedFor < time.Second || f.TrustedFor > 720*time.Hour {
+		bad("firewall.trusted_for", "%v is out of range (want 1s to 720h)", f.TrustedFor)
+	}
+	if f.ReconcileEvery < time.Second || f.ReconcileEvery > 24*time.Hour {
+		bad("firewall.reconcile_every", "%v is out of range (want 1s to 24h)", f.ReconcileEvery)
+	}
+	if f.Priority < -300 || f.Priority > 300 {
+		bad("firewall.priority", "%d is out of range (want -300 to 300)", f.Priority)
+	}
 }

@@ -126,6 +126,14 @@ var migrations = []string{
 		prefix  TEXT NOT NULL,
 		detail  TEXT NOT NULL
 	);`,
+	// 5: addresses the firewall trusts after a login (protected and
+	// private modes), re-asserted into the kernel after a restart.
+	`CREATE TABLE fw_trusted (
+		addr    TEXT PRIMARY KEY,                     -- an IP address, unmapped
+		login   TEXT NOT NULL,                        -- the login that earned it
+		expires INTEGER NOT NULL                      -- unix seconds
+	) WITHOUT ROWID;
+	CREATE INDEX fw_trusted_expires ON fw_trusted (expires);`,
 }
 
 // SQLite is the embedded store: one SQLite file in WAL mode. It is safe

@@ -129,6 +129,7 @@ type MG struct {
 	ConfigPath  string
 	AdminSocket string // [admin] socket
 	DovecotAddr string // [dovecot] listen, host:port
+	NetNS       string // the network namespace it runs in; "" = the test's
 
 	stdoutPath string
 	stderrPath string
@@ -174,6 +175,20 @@ func isolate(configTOML string, cfg *mgConfig) string {
 // the test ends; its stderr is logged if the test failed.
 func StartMailgate(t testing.TB, configTOML string) *MG {
 	t.Helper()
+	return startMailgate(t, configTOML, "")
+}
+
+// StartMailgateIn is StartMailgate with the daemon inside the network
+// namespace netns (`ip netns exec`), e.g. a Net's server for the firewall
+// tests. Its admin socket is a file, reachable from the test; its TCP
+// listeners are the namespace's (dial them with NS.DialContext).
+func StartMailgateIn(t testing.TB, netns, configTOML string) *MG {
+	t.Helper()
+	return startMailgate(t, configTOML, netns)
+}
+
+func startMailgate(t testing.TB, configTOML, netns string) *MG {
+	t.Helper()
 	var cfg mgConfig
 	if _, err := toml.Decode(configTOML, &cfg); err != nil {
 		t.Fatalf("harness: mailgate config does not parse: %v\n%s", err, configTOML)
@@ -190,6 +205,7 @@ func StartMailgate(t testing.TB, configTOML string) *MG {
 		Bin:         Mailgate(t),
 		Dir:         TempDir(t, "mg-"),
 		AdminSocket: cfg.Admin.Socket,
+		NetNS:       netns,
 	}
 	if cfg.Dovecot.Enabled == nil || *cfg.Dovecot.Enabled {
 		m.DovecotAddr = cfg.Dovecot.Listen
@@ -238,6 +254,10 @@ func (m *MG) start() {
 	defer stdout.Close()
 	defer stderr.Close()
 	cmd := exec.Command(m.Bin, "serve", "--config", m.ConfigPath)
+	if m.NetNS != "" {
+		// ip netns exec execs the daemon in place: the PID is mailgate's.
+		cmd = exec.Command("ip", "netns", "exec", m.NetNS, m.Bin, "serve", "--config", m.ConfigPath)
+	}
 	cmd.Dir = m.Dir
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
@@ -251,7 +271,7 @@ func (m *MG) start() {
 		if err := m.healthz(); err != nil {
 			return fmt.Errorf("admin socket %s: %w", m.AdminSocket, err)
 		}
-		if m.DovecotAddr != "" {
+		if m.DovecotAddr != "" && m.NetNS == "" {
 			if err := dialTCP(m.DovecotAddr); err != nil {
 				return fmt.Errorf("dovecot listener: %w", err)
 			}

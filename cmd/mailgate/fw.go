@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+
+	"mailgate/internal/abuse"
+	"mailgate/internal/config"
+	"mailgate/internal/nft"
+	"mailgate/internal/rules"
+	"mailgate/internal/store"
+)
+
+// firewall keeps table inet mailgate a cache of mailgate's state: the
+// address bans of the brute-force tracker (automatic and manual) and the
+// addresses that logged in over IMAP or POP3 (trusted for
+// firewall.trusted_for). Changes are queued by the doors and written in
+// batches by run, off the request path; every reconcile_every the sets
+// are re-asserted from that state, which repairs what was changed by hand.
+// A netlink error is logged and retried at the next tick: it never
+// flushes a set.
+type firewall struct {
+	fw         *nft.Firewall
+	nc         nft.Config
+	tracker    *abuse.Tracker
+	st         *store.SQLite
+	log        *slog.Logger
+	trustedFor time.Duration
+	reconcile  time.Duration
+
+	// apply serializes whole applies (start, reconcile, 'firewall apply')
+	// with batches of changes.
+	apply sync.Mutex
+
+	mu       sync.Mutex
+	trusted  map[netip.Addr]store.TrustedAddr
+	addBans  []nft.Ban
+	delBans  []nft.Ban
+	addTrust []nft.Trusted
+	persist  map[netip.Addr]store.TrustedAddr // trusted addresses to write to the store
+}
+
+// fwFlush is how often queued changes go to the kernel.
+const fwFlush = 200 * time.Millisecond
+
+// maxTrusted bounds the trusted addresses kept; past it a new address is
+// not trusted (it can still log in; it just does not get the firewall's
+// favours) until older ones expire.
+const maxTrusted = 1_000_000
+
+func newFirewall(cfg config.Firewall, trustedNets []netip.Prefix, tracker *abuse.Tracker, st *store.SQLite, log *slog.Logger) (*firewall, error) {
+	nc := nftConfig(cfg, trustedNets)
+	if err := nc.Validate(); err != nil {
+		return nil, fmt.Errorf("firewall: %w", err)
+	}
+	conn, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("firewall: netlink: %w", err)
+	}
+	fw, err := nft.New(nc, conn, log)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: %w", err)
+	}
+	return &firewall{
+		fw: fw, nc: nc, tracker: tracker, st: st, log: log,
+		trustedFor: cfg.TrustedFor, reconcile: cfg.ReconcileEvery,
+		trusted: map[netip.Addr]store.TrustedAddr{}, persist: map[netip.Addr]store.TrustedAddr{},
+	}, nil
+}
+
+// nftConfig turns the [firewall] section into the nft package's config.
+func nftConfig(cfg config.Firewall, trustedNets []netip.Prefix) nft.Config {
+	nc := nft.DefaultConfig()
+	nc.Mode = nft.Mode(cfg.Mode)
+	nc.RetrievalPorts = ports(cfg.RetrievalPorts)
+	nc.SubmissionPorts = ports(cfg.SubmissionPorts)
+	nc.SMTPPorts = ports(cfg.SMTPPorts)
+	nc.Rate = uint32(cfg.Rate)
+	nc.RatePer = cfg.RatePer
+	nc.AutobanFor = cfg.AutobanFor
+	nc.Bans = cfg.Bans
+	nc.TrustedNets = trustedNets
+	nc.Priority = int32(cfg.Priority)
+	return nc
+}
+
+func ports(ps []int) []uint16 {
+	out := make([]uint16, len(ps))
+	for i, p := range ps {
+		out[i] = uint16(p)
+	}
+	return out
+}
+
+// load reads the trusted addresses back from the store.
+func (f *firewall) load(ctx context.Context, now time.Time) error {
+	ts, err := f.st.Trusted(ctx, now)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range ts {
+		f.trusted[t.Addr] = t
+	}
+	return nil
+}
+
+// state is what the kernel sets should hold at now.
+func (f *firewall) state(now time.Time) nft.State {
+	var st nft.State
+	for _, b := range f.tracker.Bans(now) {
+		if b.Kind == abuse.BanAddr {
+			st.Bans = append(st.Bans, nft.Ban{Prefix: b.Prefix, Expires: b.Expires})
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for a, t := range f.trusted {
+		if t.Expires.After(now) {
+			st.Trusted = append(st.Trusted, nft.Trusted{Addr: a, Expires: t.Expires})
+		}
+	}
+	return st
+}
+
+// Apply writes the whole ruleset and re-asserts the sets (at start, and
+// for 'mailgate firewall apply').
+func (f *firewall) Apply(now time.Time) (added, removed int, err error) {
+	f.apply.Lock()
+	defer f.apply.Unlock()
+	r, err := f.fw.Apply(now, f.state(now))
+	return r.Added, r.Removed, err
+}
+
+// Show returns the ruleset wanted and the kernel's.
+func (f *firewall) Show(now time.Time) (want, have string, err error) {
+	want = nft.Render(f.nc, f.state(now), now)
+	have, err = f.fw.Kernel()
+	return want, have, err
+}
+
+// bans queues bans made or lifted.
+func (f *firewall) bans(added, removed []abuse.Ban) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range added {
+		if b.Kind == abuse.BanAddr {
+			f.addBans = append(f.addBans, nft.Ban{Prefix: b.Prefix, Expires: b.Expires})
+		}
+	}
+	for _, b := range removed {
+		if b.Kind == abuse.BanAddr {
+			f.delBans = append(f.delBans, nft.Ban{Prefix: b.Prefix, Expires: b.Expires})
+		}
+	}
+}
+
+// login trusts the address of a successful IMAP or POP3 login.
+func (f *firewall) login(login string, svc rules.Service, addr netip.Addr, now time.Time) {
+	if svc != rules.IMAP && svc != rules.POP3 || !addr.IsValid() {
+		return
+	}
+	addr = addr.Unmap().WithZone("")
+	t := store.TrustedAddr{Addr: addr, Login: login, Expires: now.Add(f.trustedFor)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	prev, had := f.trusted[addr]
+	if !had && len(f.trusted) >= maxTrusted {
+		return
+	}
+	f.trusted[addr] = t
+	f.persist[addr] = t
+	// The kernel's element has a timeout: refresh it only when a good part
+	// of it has run out, not at every login.
+	if !had || prev.Expires.Sub(now) < f.trustedFor*3/4 {
+		f.addTrust = append(f.addTrust, nft.Trusted{Addr: addr, Expires: t.Expires})
+	}
+}
+
+// run writes queued changes every fwFlush and re-asserts everything every
+// reconcile period, until ctx ends.
+func (f *firewall) run(ctx context.Context) {
+	flush := time.NewTicker(fwFlush)
+	defer flush.Stop()
+	rec := time.NewTicker(f.reconcile)
+	defer rec.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			f.flush(context.Background(), time.Now())
+			return
+		case now := <-flush.C:
+			f.flush(ctx, now)
+		case now := <-rec.C:
+			f.apply.Lock()
+			r, err := f.fw.Sync(now, f.state(now))
+			f.apply.Unlock()
+			if err != nil {
+				f.log.Error("firewall: re-asserting the sets failed; they stay as they are", "err", err)
+			} else if r.Added+r.Removed > 0 {
+				f.log.Info("firewall: sets repaired", "added", r.Added, "removed", r.Removed)
+			}
+			f.forget(ctx, now)
+		}
+	}
+}
+
+func (f *firewall) flush(ctx context.Context, now time.Time) {
+	f.mu.Lock()
+	add, del, trust, persist := f.addBans, f.delBans, f.addTrust, f.persist
+	f.addBans, f.delBans, f.addTrust = nil, nil, nil
+	if len(persist) > 0 {
+		f.persist = map[netip.Addr]store.TrustedAddr{}
+	}
+	f.mu.Unlock()
+	f.apply.Lock()
+	if len(del) > 0 {
+		if err := f.fw.RemoveBans(now, del); err != nil {
+			f.log.Error("firewall: lifting bans failed; the next reconcile retries", "bans", len(del), "err", err)
+		}
+	}
+	if len(add) > 0 {
+		if err := f.fw.AddBans(now, add); err != nil {
+			f.log.Error("firewall: adding bans failed; the next reconcile retries", "bans", len(add), "err", err)
+		}
+	}
+	if len(trust) > 0 {
+		if err := f.fw.AddTrusted(now, trust); err != nil {
+			f.log.Error("firewall: adding trusted addresses failed; the next reconcile retries", "addresses", len(trust), "err", err)
+		}
+	}
+	f.apply.Unlock()
+	if len(persist) > 0 {
+		ts := make([]store.TrustedAddr, 0, len(persist))
+		for _, t := range persist {
+			ts = append(ts, t)
+		}
+		if err := f.st.SaveTrusted(ctx, ts); err != nil {
+			f.log.Error("firewall: persisting trusted addresses", "count", len(ts), "err", err)
+		}
+	}
+}
+
+// forget drops expired trusted addresses from memory and the store.
+func (f *firewall) forget(ctx context.Context, now time.Time) {
+	f.mu.Lock()
+	for a, t := range f.trusted {
+		if !t.Expires.After(now) {
+			delete(f.trusted, a)
+		}
+	}
+	f.mu.Unlock()
+	if _, err := f.st.DeleteExpiredTrusted(ctx, now); err != nil {
+		f.log.Error("firewall: deleting expired trusted addresses", "err", err)
+	}
+}

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// TrustedAddr is an address the firewall trusts until Expires because
+// Login logged in from it (firewall.trusted_for).
+type TrustedAddr struct {
+	Addr    netip.Addr
+	Login   string
+	Expires time.Time
+}
+
+// SaveTrusted upserts trusted addresses in one transaction.
+func (s *SQLite) SaveTrusted(ctx context.Context, ts []TrustedAddr) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save trusted addresses: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO fw_trusted (addr, login, expires) VALUES (?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("save trusted addresses: %w", err)
+	}
+	defer st.Close()
+	for _, t := range ts {
+		a := t.Addr.Unmap()
+		if !a.IsValid() || a.Zone() != "" {
+			return fmt.Errorf("save trusted addresses: %q is not an address", t.Addr)
+		}
+		if len(t.Login) > MaxTrustedLoginLen {
+			return fmt.Errorf("save trusted address %s: login longer than %d bytes", a, MaxTrustedLoginLen)
+		}
+		if _, err := st.ExecContext(ctx, a.String(), t.Login, seconds(t.Expires)); err != nil {
+			return fmt.Errorf("save trusted address %s: %w", a, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save trusted addresses: commit: %w", err)
+	}
+	return nil
+}
+
+// MaxTrustedLoginLen bounds a trusted address's login.
+const MaxTrustedLoginLen = 512
+
+// Trusted returns the trusted addresses not expired at now, by address.
+func (s *SQLite) Trusted(ctx context.Context, now time.Time) ([]TrustedAddr, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT addr, login, expires FROM fw_trusted WHERE expires > ? ORDER BY addr`, seconds(now))
+	if err != nil {
+		return nil, fmt.Errorf("list trusted addresses: %w", err)
+	}
+	defer rows.Close()
+	var out []TrustedAddr
+	for rows.Next() {
+		var addr string
+		var t TrustedAddr
+		var exp int64
+		if err := rows.Scan(&addr, &t.Login, &exp); err != nil {
+			return nil, fmt.Errorf("list trusted addresses: %w", err)
+		}
+		if t.Addr, err = netip.ParseAddr(addr); err != nil {
+			return nil, fmt.Errorf("list trusted addresses: bad address %q: %w", addr, err)
+		}
+		t.Expires = fromSeconds(exp)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list trusted addresses: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteExpiredTrusted removes the trusted addresses expired at now.
+func (s *SQLite) DeleteExpiredTrusted(ctx context.Context, now time.Time) (int, error) {
+	r, err := s.db.ExecContext(ctx, `DELETE FROM fw_trusted WHERE expires <= ?`, seconds(now))
+	if err != nil {
+		return 0, fmt.Errorf("delete expired trusted addresses: %w", err)
+	}
+	n, _ := r.RowsAffected()
+	return int(n), nil
+}

@@ -1,0 +1,176 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailgate/test/harness"
+)
+
+const fwAPIKey = "fw-e2e-policy-key-4242"
+
+// fwConfig is mailgate's config for the firewall test: the Dovecot door
+// inside the server namespace, a short trusted time and reconcile period,
+// a small rate, and the third client's address as a trusted network.
+func fwConfig(dir, mode string, trustedNet netip.Addr) string {
+	return fmt.Sprintf(`
+[store]
+path = %q
+
+[admin]
+socket = %q
+
+[dovecot]
+listen = "127.0.0.1:4001"
+api_key = %q
+
+[postfix]
+enabled = false
+
+[policy]
+trusted_networks = [%q]
+
+[firewall]
+enabled = true
+mode = %q
+retrieval_ports = [143]
+submission_ports = [587]
+rate = 3
+rate_per = "1m"
+autoban_for = "1h"
+trusted_for = "3s"
+reconcile_every = "1s"
+`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), fwAPIKey, trustedNet.String(), mode)
+}
+
+// TestFirewallModes runs `mailgate serve` with [firewall] enabled inside
+// a server namespace, with a listener on the mail ports and on a port
+// that is not a mail port, and connects from client namespaces: each
+// mode's behaviour, bans, the trusted time of a login, a hand-deleted
+// element repaired by the reconcile, and a restart (in another mode)
+// re-asserting the sets from mailgate's state.
+func TestFirewallModes(t *testing.T) {
+	net := harness.NewNet(t, 4)
+	srv := net.Server
+	nobody, banned, rate, office := net.Clients[0], net.Clients[1], net.Clients[2], net.Clients[3]
+	srv.ListenTCP(t, 143, 587, 2222)
+	imap := netip.AddrPortFrom(srv.Addr4, 143)
+	subm := netip.AddrPortFrom(srv.Addr4, 587)
+	other := netip.AddrPortFrom(srv.Addr4, 2222)
+	const wait = 700 * time.Millisecond
+	expect := func(c *harness.NS, to netip.AddrPort, want harness.DialResult, why string) {
+		t.Helper()
+		if got := c.Dial(t, to, wait); got != want {
+			t.Errorf("%s: %s to %s: %s, want %s", why, c.Addr4, to, got, want)
+		}
+	}
+	eventually := func(c *harness.NS, to netip.AddrPort, want harness.DialResult, within time.Duration, why string) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			got := c.Dial(t, to, wait)
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: %s to %s: still %s after %v, want %s", why, c.Addr4, to, got, within, want)
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	dir := harness.TempDir(t, "fw-")
+	mg := harness.StartMailgateIn(t, srv.Name, fwConfig(dir, "protected", office.Addr4))
+
+	// protected: retrieval open, submission closed to an unknown address.
+	expect(nobody, imap, harness.Connected, "protected, imap")
+	expect(nobody, subm, harness.TimedOut, "protected, submission before a login")
+	expect(office, subm, harness.Connected, "protected, submission from a trusted network")
+
+	// A successful IMAP login, reported by Dovecot's auth policy, opens
+	// submission to the address for trusted_for (3 s).
+	reportLogin(t, srv, nobody.Addr4)
+	eventually(nobody, subm, harness.Connected, 2*time.Second, "protected, submission after an IMAP login")
+	eventually(nobody, subm, harness.TimedOut, 6*time.Second, "protected, submission after trusted_for ran out")
+
+	// A ban: no mail port, but other ports still answer.
+	mg.MustCLI(t, "ban", "add", "--ip", banned.Addr4.String(), "--for", "1h", "--comment", "fw e2e")
+	eventually(banned, imap, harness.TimedOut, 2*time.Second, "banned, imap")
+	expect(banned, other, harness.Connected, "banned, a port that is not a mail port")
+
+	// An element deleted by hand is back at the next reconcile (1 s).
+	srv.Run(t, "nft", "delete", "element", "inet", "mailgate", "banned_v4", "{ "+banned.Addr4.String()+" }")
+	out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "banned_v4")
+	if strings.Contains(out, banned.Addr4.String()) {
+		t.Fatalf("the element was not deleted:\n%s", out)
+	}
+	eventually(banned, imap, harness.TimedOut, 3*time.Second, "banned, after the element was deleted by hand")
+	if out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "banned_v4"); !strings.Contains(out, banned.Addr4.String()) {
+		t.Errorf("the reconcile did not put the ban back:\n%s", out)
+	}
+	if show := mg.MustCLI(t, "firewall", "show"); !strings.Contains(show, "the kernel has exactly this") {
+		t.Errorf("firewall show after the repair:\n%s", show)
+	}
+
+	// A restart in autoban mode: the ban is re-asserted from the store
+	// and the rate limit bans a client opening too many connections.
+	if err := os.WriteFile(mg.ConfigPath, []byte(fwConfig(dir, "autoban", office.Addr4)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Run(t, "nft", "delete", "element", "inet", "mailgate", "banned_v4", "{ "+banned.Addr4.String()+" }")
+	mg.Restart()
+	expect(banned, imap, harness.TimedOut, "autoban, a ban after the restart")
+	expect(nobody, subm, harness.Connected, "autoban, submission open")
+	results := []harness.DialResult{}
+	for range 8 {
+		results = append(results, rate.Dial(t, imap, wait))
+	}
+	if results[0] != harness.Connected || results[len(results)-1] != harness.TimedOut {
+		t.Errorf("autoban, 8 connections in a row from %s: %v, want the first connected and the last dropped", rate.Addr4, results)
+	}
+	if out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "autoban_v4"); !strings.Contains(out, rate.Addr4.String()) {
+		t.Errorf("the rate offender is not in autoban_v4:\n%s", out)
+	}
+	expect(office, imap, harness.Connected, "autoban, a trusted network is never rate-banned")
+
+	// private: only trusted networks and trusted addresses.
+	if err := os.WriteFile(mg.ConfigPath, []byte(fwConfig(dir, "private", office.Addr4)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mg.Restart()
+	expect(nobody, imap, harness.TimedOut, "private, imap from an unknown address")
+	expect(office, imap, harness.Connected, "private, imap from a trusted network")
+	expect(nobody, other, harness.Connected, "private, a port that is not a mail port")
+	reportLogin(t, srv, nobody.Addr4)
+	eventually(nobody, imap, harness.Connected, 2*time.Second, "private, after a login (a recorded IMAP login)")
+}
+
+// reportLogin posts a successful IMAP login from addr to the Dovecot door
+// inside the server namespace, as Dovecot's auth policy does.
+func reportLogin(t *testing.T, srv *harness.NS, addr netip.Addr) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: srv.DialContext}, Timeout: 5 * time.Second}
+	body := fmt.Sprintf(`{"device_id":"","login":"alice@example.test","protocol":"imap","pwhash":"06ca","remote":%q,"session_id":"fwE2E","success":true,"policy_reject":false,"tls":false}`, addr)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://127.0.0.1:4001/?command=report", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-Key", fwAPIKey)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("report: HTTP %d", resp.StatusCode)
+	}
+}
