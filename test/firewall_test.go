@@ -149,6 +149,8 @@ func TestFirewallModes(t *testing.T) {
 	expect(nobody, imap, harness.TimedOut, "private, imap from an unknown address")
 	expect(office, imap, harness.Connected, "private, imap from a trusted network")
 	expect(nobody, other, harness.Connected, "private, a port that is not a mail port")
+	// A webmail on the server itself reaches IMAP over loopback in every mode.
+	expect(srv, netip.MustParseAddrPort("127.0.0.1:143"), harness.Connected, "private, imap over loopback")
 	reportLogin(t, srv, nobody.Addr4)
 	eventually(nobody, imap, harness.Connected, 2*time.Second, "private, after a login (a recorded IMAP login)")
 }

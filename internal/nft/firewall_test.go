@@ -58,6 +58,8 @@ func TestApplyFreshAutoban(t *testing.T) {
 		"newset autoban_v4", "newset autoban_v6",
 		// nft add chain inet mailgate input { type filter hook input priority -10; policy accept; }
 		"newchain input",
+		// nft add rule inet mailgate input iif "lo" accept
+		"newrule input",
 	}
 	// nft add rule inet mailgate input tcp dport { 25, ... } ip saddr @trusted_nets_v4 accept (and _v6)
 	want = append(want, anonRule...)
@@ -526,8 +528,8 @@ func TestKernelNoTableAndForeignRule(t *testing.T) {
 	// A rule of someone else's at the end of the chain: shown as a
 	// comment, and Diff shows it.
 	c := k.st.chains["input"]
-	c.rules = append(c.rules, c.rules[2]) // the trusted_v4 rule once more
-	c.rules = slices.Delete(c.rules, 0, 1)
+	c.rules = append(c.rules, c.rules[3]) // the trusted_v4 rule once more
+	c.rules = slices.Delete(c.rules, 1, 2) // the trusted_nets_v4 rule (after iif "lo")
 	got, err = fw.Kernel()
 	if err != nil {
 		t.Fatal(err)

@@ -99,6 +99,20 @@ func dportText(ports []uint16) string {
 	return "tcp dport " + portSetText(ports)
 }
 
+// loopbackRule: iif "lo" accept (lo is interface 1 in every namespace).
+func loopbackRule() rule {
+	return rule{
+		text: `iif "lo" accept`,
+		build: func(func(string) *nftables.Set, *nftables.Set) []expr.Any {
+			return []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIF, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(1)},
+				verdict(false),
+			}
+		},
+	}
+}
+
 func portSetText(ports []uint16) string {
 	s := make([]string, len(ports))
 	for i, p := range ports {
@@ -250,8 +264,11 @@ func (c Config) rules() []rule {
 	}
 	v4, v6 := addrMatch{}, addrMatch{v6: true}
 	v6net := addrMatch{v6: true, mask64: true}
-	var rs []rule
-	// Trusted networks and addresses first: they are exempt from
+	// Loopback first: a webmail or a proxy on the server itself opens
+	// many IMAP and submission connections from 127.0.0.1 or ::1, and
+	// must never be rate-limited or closed by a mode.
+	rs := []rule{loopbackRule()}
+	// Trusted networks and addresses next: they are exempt from
 	// everything below, bans included.
 	rs = append(rs,
 		portsRule(all, v4, "trusted_nets_v4", false),
