@@ -528,7 +528,7 @@ func TestKernelNoTableAndForeignRule(t *testing.T) {
 	// A rule of someone else's at the end of the chain: shown as a
 	// comment, and Diff shows it.
 	c := k.st.chains["input"]
-	c.rules = append(c.rules, c.rules[3]) // the trusted_v4 rule once more
+	c.rules = append(c.rules, c.rules[3])  // the trusted_v4 rule once more
 	c.rules = slices.Delete(c.rules, 1, 2) // the trusted_nets_v4 rule (after iif "lo")
 	got, err = fw.Kernel()
 	if err != nil {
