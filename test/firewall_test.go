@@ -19,7 +19,7 @@ const fwAPIKey = "fw-e2e-policy-key-4242"
 // fwConfig is mailgate's config for the firewall test: the Dovecot door
 // inside the server namespace, a short trusted time and reconcile period,
 // a small rate, and the third client's address as a trusted network.
-func fwConfig(dir, mode string, trustedNet netip.Addr) string {
+func fwConfig(dir, mode, trustedFor string, trustedNet netip.Addr) string {
 	return fmt.Sprintf(`
 [store]
 path = %q
@@ -45,9 +45,9 @@ submission_ports = [587]
 rate = 3
 rate_per = "1m"
 autoban_for = "1h"
-trusted_for = "3s"
+trusted_for = %q
 reconcile_every = "1s"
-`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), fwAPIKey, trustedNet.String(), mode)
+`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), fwAPIKey, trustedNet.String(), mode, trustedFor)
 }
 
 // TestFirewallModes runs `mailgate serve` with [firewall] enabled inside
@@ -88,7 +88,7 @@ func TestFirewallModes(t *testing.T) {
 	}
 
 	dir := harness.TempDir(t, "fw-")
-	mg := harness.StartMailgateIn(t, srv.Name, fwConfig(dir, "protected", office.Addr4))
+	mg := harness.StartMailgateIn(t, srv.Name, fwConfig(dir, "protected", "3s", office.Addr4))
 
 	// protected: retrieval open, submission closed to an unknown address.
 	expect(nobody, imap, harness.Connected, "protected, imap")
@@ -122,7 +122,7 @@ func TestFirewallModes(t *testing.T) {
 
 	// A restart in autoban mode: the ban is re-asserted from the store
 	// and the rate limit bans a client opening too many connections.
-	if err := os.WriteFile(mg.ConfigPath, []byte(fwConfig(dir, "autoban", office.Addr4)), 0o600); err != nil {
+	if err := os.WriteFile(mg.ConfigPath, []byte(fwConfig(dir, "autoban", "3s", office.Addr4)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv.Run(t, "nft", "delete", "element", "inet", "mailgate", "banned_v4", "{ "+banned.Addr4.String()+" }")
@@ -142,7 +142,7 @@ func TestFirewallModes(t *testing.T) {
 	expect(office, imap, harness.Connected, "autoban, a trusted network is never rate-banned")
 
 	// private: only trusted networks and trusted addresses.
-	if err := os.WriteFile(mg.ConfigPath, []byte(fwConfig(dir, "private", office.Addr4)), 0o600); err != nil {
+	if err := os.WriteFile(mg.ConfigPath, []byte(fwConfig(dir, "private", "1h", office.Addr4)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mg.Restart()
@@ -153,6 +153,13 @@ func TestFirewallModes(t *testing.T) {
 	expect(srv, netip.MustParseAddrPort("127.0.0.1:143"), harness.Connected, "private, imap over loopback")
 	reportLogin(t, srv, nobody.Addr4)
 	eventually(nobody, imap, harness.Connected, 2*time.Second, "private, after a login (a recorded IMAP login)")
+	// A ban takes the trust of the address back at once: a trusted
+	// address is let through before any ban is looked at.
+	mg.MustCLI(t, "ban", "add", "--ip", nobody.Addr4.String(), "--for", "1h", "--comment", "stolen account")
+	eventually(nobody, imap, harness.TimedOut, time.Second, "private, a trusted address banned by hand")
+	if out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "trusted_v4"); strings.Contains(out, nobody.Addr4.String()) {
+		t.Errorf("the banned address is still trusted:\n%s", out)
+	}
 }
 
 // reportLogin posts a successful IMAP login from addr to the Dovecot door

@@ -40,10 +40,10 @@ type firewall struct {
 
 	mu       sync.Mutex
 	trusted  map[netip.Addr]store.TrustedAddr
-	addBans  []nft.Ban
-	delBans  []nft.Ban
+	touched  map[netip.Prefix]bool // banned or unbanned since the last flush
 	addTrust []nft.Trusted
 	persist  map[netip.Addr]store.TrustedAddr // trusted addresses to write to the store
+	untrust  []netip.Addr                     // trusted addresses a ban took back
 }
 
 // fwFlush is how often queued changes go to the kernel.
@@ -71,6 +71,7 @@ func newFirewall(cfg config.Firewall, trustedNets []netip.Prefix, tracker *abuse
 		fw: fw, nc: nc, tracker: tracker, st: st, log: log,
 		trustedFor: cfg.TrustedFor, reconcile: cfg.ReconcileEvery,
 		trusted: map[netip.Addr]store.TrustedAddr{}, persist: map[netip.Addr]store.TrustedAddr{},
+		touched: map[netip.Prefix]bool{},
 	}, nil
 }
 
@@ -146,18 +147,30 @@ func (f *firewall) Show(now time.Time) (want, have string, err error) {
 	return want, have, err
 }
 
-// bans queues bans made or lifted.
+// bans queues the prefixes of bans made or lifted. What goes to the kernel
+// is decided at the flush from the tracker, whatever order the events came
+// in: the latest expiry of the bans still on a prefix, or none. A ban also
+// takes back the trust of the addresses it covers (a trusted address is
+// let through before any ban is looked at).
 func (f *firewall) bans(added, removed []abuse.Ban) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, b := range added {
-		if b.Kind == abuse.BanAddr {
-			f.addBans = append(f.addBans, nft.Ban{Prefix: b.Prefix, Expires: b.Expires})
+		if b.Kind != abuse.BanAddr {
+			continue
+		}
+		f.touched[b.Prefix] = true
+		for a := range f.trusted {
+			if b.Prefix.Contains(a) {
+				delete(f.trusted, a)
+				delete(f.persist, a)
+				f.untrust = append(f.untrust, a)
+			}
 		}
 	}
 	for _, b := range removed {
 		if b.Kind == abuse.BanAddr {
-			f.delBans = append(f.delBans, nft.Ban{Prefix: b.Prefix, Expires: b.Expires})
+			f.touched[b.Prefix] = true
 		}
 	}
 }
@@ -214,12 +227,34 @@ func (f *firewall) run(ctx context.Context) {
 
 func (f *firewall) flush(ctx context.Context, now time.Time) {
 	f.mu.Lock()
-	add, del, trust, persist := f.addBans, f.delBans, f.addTrust, f.persist
-	f.addBans, f.delBans, f.addTrust = nil, nil, nil
+	touched, trust, persist, untrust := f.touched, f.addTrust, f.persist, f.untrust
+	if len(touched) > 0 {
+		f.touched = map[netip.Prefix]bool{}
+	}
 	if len(persist) > 0 {
 		f.persist = map[netip.Addr]store.TrustedAddr{}
 	}
+	f.addTrust, f.untrust = nil, nil
 	f.mu.Unlock()
+	var add, del []nft.Ban
+	if len(touched) > 0 {
+		latest := map[netip.Prefix]time.Time{}
+		for _, b := range f.tracker.Bans(now) {
+			if b.Kind != abuse.BanAddr || !touched[b.Prefix] {
+				continue
+			}
+			if e, ok := latest[b.Prefix]; !ok || laterExpiry(b.Expires, e) {
+				latest[b.Prefix] = b.Expires
+			}
+		}
+		for p := range touched {
+			if e, ok := latest[p]; ok {
+				add = append(add, nft.Ban{Prefix: p, Expires: e})
+			} else {
+				del = append(del, nft.Ban{Prefix: p})
+			}
+		}
+	}
 	f.apply.Lock()
 	if len(del) > 0 {
 		if err := f.fw.RemoveBans(now, del); err != nil {
@@ -236,6 +271,12 @@ func (f *firewall) flush(ctx context.Context, now time.Time) {
 			f.log.Error("firewall: adding trusted addresses failed; the next reconcile retries", "addresses", len(trust), "err", err)
 		}
 	}
+	if len(untrust) > 0 {
+		// Taking elements out of the trusted sets is a re-assertion.
+		if _, err := f.fw.Sync(now, f.state(now)); err != nil {
+			f.log.Error("firewall: untrusting banned addresses failed; the next reconcile retries", "err", err)
+		}
+	}
 	f.apply.Unlock()
 	if len(persist) > 0 {
 		ts := make([]store.TrustedAddr, 0, len(persist))
@@ -246,6 +287,19 @@ func (f *firewall) flush(ctx context.Context, now time.Time) {
 			f.log.Error("firewall: persisting trusted addresses", "count", len(ts), "err", err)
 		}
 	}
+	if len(untrust) > 0 {
+		if err := f.st.DeleteTrusted(ctx, untrust); err != nil {
+			f.log.Error("firewall: deleting untrusted addresses", "count", len(untrust), "err", err)
+		}
+	}
+}
+
+// laterExpiry reports whether a lasts longer than b (zero: until lifted).
+func laterExpiry(a, b time.Time) bool {
+	if a.IsZero() || b.IsZero() {
+		return a.IsZero() && !b.IsZero()
+	}
+	return a.After(b)
 }
 
 // forget drops expired trusted addresses from memory and the store.
@@ -259,5 +313,20 @@ func (f *firewall) forget(ctx context.Context, now time.Time) {
 	f.mu.Unlock()
 	if _, err := f.st.DeleteExpiredTrusted(ctx, now); err != nil {
 		f.log.Error("firewall: deleting expired trusted addresses", "err", err)
+	}
+}
+
+// warnLeftoverTable warns when the firewall is off but table inet mailgate
+// is in the kernel: its last mode keeps filtering with nobody keeping its
+// sets (trusted addresses run out and are not renewed). It only reads, and
+// says nothing when it cannot (not root, no nf_tables).
+func warnLeftoverTable(log *slog.Logger) {
+	conn, err := nftables.New()
+	if err != nil {
+		return
+	}
+	defer conn.CloseLasting() //nolint:errcheck // nothing to do about it
+	if t, err := conn.ListTableOfFamily(nft.TableName, nftables.TableFamilyINet); err == nil && t != nil {
+		log.Warn("firewall is off ([firewall] enabled = false), but table inet mailgate is in the kernel and keeps filtering with nobody maintaining it; remove it with: nft delete table inet mailgate")
 	}
 }

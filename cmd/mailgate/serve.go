@@ -142,11 +142,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		if err := fwall.load(ctx, now); err != nil {
 			return fmt.Errorf("loading trusted addresses: %w", err)
 		}
-		added, removed, err := fwall.Apply(now)
-		if err != nil {
-			return fmt.Errorf("firewall: applying table inet mailgate: %w", err)
+		// A firewall that cannot be applied must not take the doors down
+		// with it (Postfix fails closed: mail would stop): the error is
+		// logged, and every reconcile tries again.
+		if added, removed, err := fwall.Apply(now); err != nil {
+			log.Error("firewall: applying table inet mailgate failed; the doors run without it, and every reconcile tries again", "err", err)
+		} else {
+			log.Info("firewall applied", "mode", cfg.Firewall.Mode, "added", added, "removed", removed)
 		}
-		log.Info("firewall applied", "mode", cfg.Firewall.Mode, "added", added, "removed", removed)
+	} else {
+		warnLeftoverTable(log)
 	}
 
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {

@@ -134,7 +134,7 @@ type Relay struct {
 
 // Firewall configures the nftables firewall modes.
 type Firewall struct {
-	Enabled         bool          `toml:"enabled" doc:"Manage table inet mailgate. Off (the default): mailgate touches no firewall at all, not even to remove its table."`
+	Enabled         bool          `toml:"enabled" doc:"Manage table inet mailgate. Off (the default): mailgate touches no firewall at all, not even to remove its table (it warns at start when one is left: remove it with 'nft delete table inet mailgate'). When the table cannot be applied, the doors run all the same and every reconcile tries again."`
 	Mode            string        `toml:"mode" doc:"public (no filtering beyond mailgate's bans), autoban (new connections to the mail ports rate-limited; offenders banned by the kernel for autoban_for; plus every ban mailgate makes), protected (as autoban, and the submission ports open only to trusted networks and to addresses that logged in over IMAP or POP3 within trusted_for), private (every mail port only for trusted networks and such addresses)."`
 	RetrievalPorts  []int         `toml:"retrieval_ports" doc:"Ports for reading mail and filters: IMAP 143, 993, POP3 110, 995, ManageSieve 4190."`
 	SubmissionPorts []int         `toml:"submission_ports" doc:"Submission ports: 587, 465."`
@@ -145,7 +145,7 @@ type Firewall struct {
 	Bans            bool          `toml:"bans" doc:"Put mailgate's bans (brute force, 'mailgate ban add') into the kernel, so a banned address cannot even connect to a mail port."`
 	TrustedFor      time.Duration `toml:"trusted_for" doc:"How long an address that logged in successfully over IMAP or POP3 is trusted (the seed's 1 day): exempt from the rate limit, and in protected and private modes let through to the ports it would otherwise not reach. 1s to 720h."`
 	ReconcileEvery  time.Duration `toml:"reconcile_every" doc:"How often the kernel sets are re-asserted from mailgate's state (an element deleted by hand comes back; nothing is ever flushed). 1s to 24h."`
-	Priority        int           `toml:"priority" doc:"Priority of mailgate's input chain; below 0 runs it before a distribution's own filter table (priority 0), -300 to 300."`
+	Priority        int           `toml:"priority" doc:"Priority of mailgate's input chain; below 0 runs it before a distribution's own filter table (priority 0), -199 to 300."`
 }
 
 // Limits configures the sending limits.

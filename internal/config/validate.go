@@ -838,10 +838,8 @@ func sameListenAddr(a, b string) bool {
 	return strings.EqualFold(strings.TrimSuffix(ha, "."), strings.TrimSuffix(hb, "."))
 }
 
-// Firewall modes.
-var firewallModes = []string{"public", "autoban", "protected", "private"}
-
 func (f *Firewall) validate(bad func(key, format string, args ...any)) {
+	firewallModes := []string{"public", "autoban", "protected", "private"}
 	if !slices.Contains(firewallModes, f.Mode) {
 		bad("firewall.mode", "%q is not a mode (want %s)", f.Mode, strings.Join(firewallModes, ", "))
 	}
@@ -882,7 +880,9 @@ func (f *Firewall) validate(bad func(key, format string, args ...any)) {
 	if f.ReconcileEvery < time.Second || f.ReconcileEvery > 24*time.Hour {
 		bad("firewall.reconcile_every", "%v is out of range (want 1s to 24h)", f.ReconcileEvery)
 	}
-	if f.Priority < -300 || f.Priority > 300 {
-		bad("firewall.priority", "%d is out of range (want -300 to 300)", f.Priority)
+	// Below -199 the chain would run before conntrack, and "ct state
+	// new" would never match.
+	if f.Priority < -199 || f.Priority > 300 {
+		bad("firewall.priority", "%d is out of range (want -199 to 300: below -199 the chain runs before connection tracking)", f.Priority)
 	}
 }

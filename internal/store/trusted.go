@@ -84,3 +84,21 @@ func (s *SQLite) DeleteExpiredTrusted(ctx context.Context, now time.Time) (int, 
 	n, _ := r.RowsAffected()
 	return int(n), nil
 }
+
+// DeleteTrusted removes trusted addresses (a ban took their trust back).
+func (s *SQLite) DeleteTrusted(ctx context.Context, addrs []netip.Addr) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("delete trusted addresses: %w", err)
+	}
+	defer tx.Rollback()
+	for _, a := range addrs {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM fw_trusted WHERE addr = ?`, a.Unmap().String()); err != nil {
+			return fmt.Errorf("delete trusted address %s: %w", a, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("delete trusted addresses: commit: %w", err)
+	}
+	return nil
+}

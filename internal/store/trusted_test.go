@@ -36,7 +36,13 @@ func TestTrustedRoundTrip(t *testing.T) {
 		got[1].Login != "dave@example.com" || !got[1].Expires.Equal(now.Add(2*time.Hour)) {
 		t.Fatalf("got %+v", got)
 	}
-	if n, err := s.DeleteExpiredTrusted(ctx, now.Add(90*time.Minute)); err != nil || n != 2 {
+	if err := s.DeleteTrusted(ctx, []netip.Addr{netip.MustParseAddr("::ffff:192.0.2.7")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Trusted(ctx, now); len(got) != 1 || got[0].Login != "dave@example.com" {
+		t.Fatalf("after DeleteTrusted: %+v", got)
+	}
+	if n, err := s.DeleteExpiredTrusted(ctx, now.Add(90*time.Minute)); err != nil || n != 1 {
 		t.Fatalf("deleted %d: %v", n, err)
 	}
 	if err := s.SaveTrusted(ctx, []TrustedAddr{{Addr: netip.Addr{}, Expires: now}}); err == nil {
