@@ -149,6 +149,12 @@ func TestFirewallModes(t *testing.T) {
 	expect(nobody, imap, harness.TimedOut, "private, imap from an unknown address")
 	expect(office, imap, harness.Connected, "private, imap from a trusted network")
 	expect(nobody, other, harness.Connected, "private, a port that is not a mail port")
+	// A network trusted with 'rule add --global --allow' joins the trusted
+	// networks at the next reconcile (1 s), before any ban: the client the
+	// kernel autobanned above gets in.
+	expect(rate, imap, harness.TimedOut, "private, the autobanned client before its network is trusted")
+	mg.MustCLI(t, "rule", "add", "--global", "--allow", "--ip", rate.Addr4.String(), "--comment", "fw e2e")
+	eventually(rate, imap, harness.Connected, 3*time.Second, "private, a network trusted by a global allow rule")
 	// A webmail on the server itself reaches IMAP over loopback in every mode.
 	expect(srv, netip.MustParseAddrPort("127.0.0.1:143"), harness.Connected, "private, imap over loopback")
 	reportLogin(t, srv, nobody.Addr4)

@@ -44,6 +44,7 @@ type firewall struct {
 	addTrust []nft.Trusted
 	persist  map[netip.Addr]store.TrustedAddr // trusted addresses to write to the store
 	untrust  []netip.Addr                     // trusted addresses a ban took back
+	nets     []netip.Prefix                   // global allow rules, as of the last refreshNets
 }
 
 // fwFlush is how often queued changes go to the kernel.
@@ -113,6 +114,26 @@ func (f *firewall) load(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// refreshNets reads the global allow rules ('rule add --global --allow'):
+// trusted networks like [policy] trusted_networks. At start, at every
+// reconcile and for 'firewall apply'.
+func (f *firewall) refreshNets(ctx context.Context, now time.Time) {
+	rs, err := f.st.GlobalAllowRules(ctx)
+	if err != nil {
+		f.log.Error("firewall: reading the global allow rules; the trusted networks stay as they were", "err", err)
+		return
+	}
+	var nets []netip.Prefix
+	for _, r := range rs {
+		if r.Match.IsValid() && (r.Expires.IsZero() || r.Expires.After(now)) && len(nets) < nft.MaxTrustedNets {
+			nets = append(nets, r.Match)
+		}
+	}
+	f.mu.Lock()
+	f.nets = nets
+	f.mu.Unlock()
+}
+
 // state is what the kernel sets should hold at now.
 func (f *firewall) state(now time.Time) nft.State {
 	var st nft.State
@@ -123,6 +144,7 @@ func (f *firewall) state(now time.Time) nft.State {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	st.TrustedNets = f.nets
 	for a, t := range f.trusted {
 		if t.Expires.After(now) {
 			st.Trusted = append(st.Trusted, nft.Trusted{Addr: a, Expires: t.Expires})
@@ -134,6 +156,7 @@ func (f *firewall) state(now time.Time) nft.State {
 // Apply writes the whole ruleset and re-asserts the sets (at start, and
 // for 'mailgate firewall apply').
 func (f *firewall) Apply(now time.Time) (added, removed int, err error) {
+	f.refreshNets(context.Background(), now)
 	f.apply.Lock()
 	defer f.apply.Unlock()
 	r, err := f.fw.Apply(now, f.state(now))
@@ -212,6 +235,7 @@ func (f *firewall) run(ctx context.Context) {
 		case now := <-flush.C:
 			f.flush(ctx, now)
 		case now := <-rec.C:
+			f.refreshNets(ctx, now)
 			f.apply.Lock()
 			r, err := f.fw.Sync(now, f.state(now))
 			f.apply.Unlock()

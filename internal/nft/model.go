@@ -303,6 +303,7 @@ func sortedPorts(lists ...[]uint16) []uint16 {
 type desired struct {
 	bans    map[netip.Prefix]time.Time // masked, IPv4-mapped as IPv4
 	trusted map[netip.Addr]time.Time
+	nets    []netip.Prefix // State.TrustedNets, joining Config.TrustedNets
 }
 
 func newDesired() *desired {
@@ -314,6 +315,19 @@ func newDesired() *desired {
 func (w *desired) load(st State, now time.Time) (invalid int) {
 	clear(w.bans)
 	clear(w.trusted)
+	w.nets = w.nets[:0]
+	for _, p := range st.TrustedNets {
+		if len(w.nets) >= MaxTrustedNets {
+			invalid++
+			continue
+		}
+		p, ok := normPrefix(p)
+		if !ok {
+			invalid++
+			continue
+		}
+		w.nets = append(w.nets, p)
+	}
 	for _, b := range st.Bans {
 		p, ok := normPrefix(b.Prefix)
 		if !ok {
@@ -349,7 +363,7 @@ func (w *desired) elements(cfg Config, d setDef, now time.Time) []element {
 	switch d.name {
 	case "trusted_nets_v4", "trusted_nets_v6":
 		var nets []prefixExp
-		for _, p := range cfg.TrustedNets {
+		for _, p := range append(slices.Clip(cfg.TrustedNets), w.nets...) {
 			if p, ok := normPrefix(p); ok && p.Addr().Is6() == d.v6 {
 				nets = append(nets, prefixExp{p: p})
 			}

@@ -209,6 +209,9 @@ type Trusted struct {
 type State struct {
 	Bans    []Ban
 	Trusted []Trusted
+	// TrustedNets join Config.TrustedNets: networks trusted at run time
+	// (mailgate's global allow rules). At most MaxTrustedNets.
+	TrustedNets []netip.Prefix
 }
 
 // SyncResult counts the elements a Sync changed. An element whose timeout

@@ -416,6 +416,21 @@ func (s *SQLite) DeleteRule(ctx context.Context, now time.Time, actor string, id
 
 // Rules returns every stored rule, ordered by ID, expired ones included
 // (DeleteExpired removes those).
+// GlobalAllowRules returns the stored global allow rules (the trusted
+// networks added with 'rule add --global --allow'), ordered by id. It is
+// cheap next to Rules: the firewall asks at every reconcile.
+func (s *SQLite) GlobalAllowRules(ctx context.Context) ([]rules.Rule, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules WHERE scope = 'global' AND action = 'allow' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list global allow rules: %w", err)
+	}
+	rs, err := scanRules(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list global allow rules: %w", err)
+	}
+	return rs, nil
+}
+
 func (s *SQLite) Rules(ctx context.Context) ([]rules.Rule, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+ruleColumns+` FROM rules ORDER BY id`)
 	if err != nil {
