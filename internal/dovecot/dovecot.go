@@ -37,6 +37,7 @@ import (
 
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
+	"mailgate/internal/throttle"
 )
 
 // Decider decides attempts; *policy.Engine is one.
@@ -95,39 +96,7 @@ type Handler struct {
 
 	sessions *sessions
 	bufs     sync.Pool // *bytes.Buffer
-	limit    logLimit
-}
-
-// logLimit keeps a flood of bad requests (a wrong API key, a scanner)
-// from flooding the diagnostic log: at most logBurst lines per
-// logInterval, and the next line says how many were left out.
-type logLimit struct {
-	mu         sync.Mutex
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-const (
-	logBurst    = 10
-	logInterval = 10 * time.Second
-)
-
-// allow reports whether a line may be logged at now, and how many were
-// suppressed before it.
-func (l *logLimit) allow(now time.Time) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.start) >= logInterval {
-		l.start, l.n = now, 0
-	}
-	if l.n >= logBurst {
-		l.suppressed++
-		return false, 0
-	}
-	l.n++
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
+	limit    throttle.Log
 }
 
 // NewHandler returns a handler asking d. dlog receives the decision lines
@@ -322,7 +291,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, code int, text st
 		if len(msg) > maxLogErr {
 			msg = msg[:maxLogErr]
 		}
-		if ok, skipped := h.limit.allow(h.now()); ok {
+		if ok, skipped := h.limit.Allow(h.now()); ok {
 			if skipped > 0 {
 				h.log.Warn("dovecot: "+text, "status", code, "remote", r.RemoteAddr, "err", msg, "similar_lines_suppressed", skipped)
 			} else {

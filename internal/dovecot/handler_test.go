@@ -17,6 +17,7 @@ import (
 
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
+	"mailgate/internal/throttle"
 )
 
 // fakeDecider returns verdict and records every attempt it saw.
@@ -487,7 +488,7 @@ func TestAppendJSONString(t *testing.T) {
 	}
 }
 
-// A flood of bad requests logs at most logBurst lines per interval, and
+// A flood of bad requests logs at most throttle.Burst lines per interval, and
 // the next line after a quiet spell says how many were left out.
 func TestBadRequestLogIsRateLimited(t *testing.T) {
 	var logBuf bytes.Buffer
@@ -503,10 +504,10 @@ func TestBadRequestLogIsRateLimited(t *testing.T) {
 			t.Fatalf("status %d", rec.Code)
 		}
 	}
-	if n := strings.Count(logBuf.String(), "\n"); n != logBurst {
-		t.Fatalf("%d log lines for 100 bad requests, want %d", n, logBurst)
+	if n := strings.Count(logBuf.String(), "\n"); n != throttle.Burst {
+		t.Fatalf("%d log lines for 100 bad requests, want %d", n, throttle.Burst)
 	}
-	now = now.Add(logInterval)
+	now = now.Add(throttle.Interval)
 	req := httptest.NewRequest(http.MethodPost, "/?command=allow", strings.NewReader("{}"))
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if !strings.Contains(logBuf.String(), "similar_lines_suppressed=90") {

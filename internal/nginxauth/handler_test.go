@@ -15,6 +15,7 @@ import (
 	"mailgate/internal/abuse"
 	"mailgate/internal/passcheck"
 	"mailgate/internal/policy"
+	"mailgate/internal/throttle"
 )
 
 func TestCorrectPasswordIMAP(t *testing.T) {
@@ -427,7 +428,7 @@ func TestDiagnosticsRateLimited(t *testing.T) {
 	if n := strings.Count(ev.diags.String(), "\n"); n != 10 {
 		t.Fatalf("%d lines, want 10:\n%s", n, ev.diags.String())
 	}
-	now = now.Add(logInterval)
+	now = now.Add(throttle.Interval)
 	ev.serve(t, "GET / HTTP/1.0\r\n\r\n")
 	if !strings.Contains(ev.diags.String(), "similar_lines_suppressed=15") {
 		t.Fatalf("no count of suppressed lines:\n%s", ev.diags.String())
@@ -466,7 +467,7 @@ func TestMalformedRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev.diags.Reset()
-			ev.h.limit = logLimit{}
+			ev.h.limit = throttle.Log{}
 			w := ev.serve(t, withSecret(tt.raw))
 			if w.Code != http.StatusBadRequest {
 				t.Errorf("HTTP %d, want 400", w.Code)

@@ -42,12 +42,12 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"mailgate/internal/passcheck"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
+	"mailgate/internal/throttle"
 )
 
 // Decider decides attempts; *policy.Engine is one. Decide also fills in
@@ -168,7 +168,7 @@ type Handler struct {
 	tempMsg   []string
 	maxTarpit time.Duration
 
-	limit logLimit
+	limit throttle.Log
 }
 
 // backend is a protocol's Auth-Server and Auth-Port, rendered once.
@@ -494,11 +494,11 @@ func limitErr(s string) string {
 	return s
 }
 
-// diag logs a diagnostic line, at most logBurst per logInterval, so that a
+// diag logs a diagnostic line, at most throttle.Burst per throttle.Interval, so that a
 // flood of bad requests (a wrong secret, a scanner, Dovecot down under
 // load) cannot flood the log; the next line says how many were left out.
 func (h *Handler) diag(now time.Time, msg string, args ...any) {
-	ok, skipped := h.limit.allow(now)
+	ok, skipped := h.limit.Allow(now)
 	if !ok {
 		return
 	}
@@ -506,34 +506,4 @@ func (h *Handler) diag(now time.Time, msg string, args ...any) {
 		args = append(args, "similar_lines_suppressed", skipped)
 	}
 	h.log.Warn(msg, args...)
-}
-
-// logLimit is the state of diag's rate limit.
-type logLimit struct {
-	mu         sync.Mutex
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-const (
-	logBurst    = 10
-	logInterval = 10 * time.Second
-)
-
-// allow reports whether a line may be logged at now, and how many were
-// suppressed before it.
-func (l *logLimit) allow(now time.Time) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.start) >= logInterval || now.Before(l.start) {
-		l.start, l.n = now, 0
-	}
-	if l.n >= logBurst {
-		l.suppressed++
-		return false, 0
-	}
-	l.n++
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
 }

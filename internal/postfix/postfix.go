@@ -36,13 +36,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"mailgate/internal/policy"
 	"mailgate/internal/relay"
 	"mailgate/internal/rules"
 	"mailgate/internal/sendlimit"
+	"mailgate/internal/throttle"
 )
 
 // Engine decides attempts; *policy.Engine is one.
@@ -161,7 +161,7 @@ type Handler struct {
 	maxConns int
 	now      func() time.Time
 
-	limit logLimit
+	limit throttle.Log
 }
 
 // NewHandler returns a handler asking e. permits or limits may be nil
@@ -392,11 +392,11 @@ func clip(s string) string {
 	return s
 }
 
-// diag logs a warning, at most logBurst per logInterval, so that a flood
+// diag logs a warning, at most throttle.Burst per throttle.Interval, so that a flood
 // of bad requests cannot flood the log; the next line says how many were
 // left out.
 func (h *Handler) diag(now time.Time, msg string, args ...any) {
-	ok, skipped := h.limit.allow(now)
+	ok, skipped := h.limit.Allow(now)
 	if !ok {
 		return
 	}
@@ -404,32 +404,4 @@ func (h *Handler) diag(now time.Time, msg string, args ...any) {
 		args = append(args, "similar_lines_suppressed", skipped)
 	}
 	h.log.Warn(msg, args...)
-}
-
-// logLimit is the state of diag's rate limit.
-type logLimit struct {
-	mu         sync.Mutex
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-const (
-	logBurst    = 10
-	logInterval = 10 * time.Second
-)
-
-func (l *logLimit) allow(now time.Time) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.start) >= logInterval || now.Before(l.start) {
-		l.start, l.n = now, 0
-	}
-	if l.n >= logBurst {
-		l.suppressed++
-		return false, 0
-	}
-	l.n++
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
 }
