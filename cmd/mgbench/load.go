@@ -112,21 +112,9 @@ func runLoad(ctx context.Context, cfg *loadConfig) (*result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	measureFrom := start.Add(cfg.warmup)
-	stopAt := measureFrom.Add(cfg.duration)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := make([]*worker, cfg.concurrency)
-	var wg sync.WaitGroup
-	for i := range workers {
-		w := &worker{cfg: cfg, id: i}
-		workers[i] = w
-		wg.Go(func() { w.run(ctx, measureFrom, stopAt) })
-	}
-	wg.Wait()
-	end := time.Now()
+	workers, measured := runWorkers(ctx, cfg.concurrency, cfg.warmup, cfg.duration, func(id int) *worker {
+		return &worker{cfg: cfg, id: id}
+	})
 
 	total := &result{Concurrency: cfg.concurrency}
 	for _, w := range workers {
@@ -142,7 +130,7 @@ func runLoad(ctx context.Context, cfg *loadConfig) (*result, error) {
 		}
 		total.Hist.merge(&w.res.Hist)
 	}
-	total.Duration = max(end.Sub(measureFrom), 0)
+	total.Duration = measured
 	return total, nil
 }
 
@@ -381,4 +369,25 @@ func truncate(b []byte, n int) []byte {
 		return append(bytes.Clone(b[:n]), "..."...)
 	}
 	return b
+}
+
+// runWorkers starts n workers made by newWorker, each running from now
+// through warmup (unmeasured) plus duration, or until ctx is done, and
+// waits for them. measured is the time the measured part really took.
+func runWorkers[W interface {
+	run(ctx context.Context, measureFrom, stopAt time.Time)
+}](ctx context.Context, n int, warmup, duration time.Duration, newWorker func(id int) W) (workers []W, measured time.Duration) {
+	measureFrom := time.Now().Add(warmup)
+	stopAt := measureFrom.Add(duration)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers = make([]W, n)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := newWorker(i)
+		workers[i] = w
+		wg.Go(func() { w.run(ctx, measureFrom, stopAt) })
+	}
+	wg.Wait()
+	return workers, max(time.Since(measureFrom), 0)
 }

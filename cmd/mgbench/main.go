@@ -208,6 +208,30 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
+// timingJSON is what every --json output says about time: the measured
+// duration, the rate and the latencies, in microseconds.
+type timingJSON struct {
+	DurationS float64 `json:"duration_s"`
+	WarmupS   float64 `json:"warmup_s"`
+	RPS       float64 `json:"requests_per_s"`
+	P50us     float64 `json:"p50_us"`
+	P90us     float64 `json:"p90_us"`
+	P99us     float64 `json:"p99_us"`
+	P999us    float64 `json:"p99_9_us"`
+	MaxUs     float64 `json:"max_us"`
+	MeanUs    float64 `json:"mean_us"`
+	MinUs     float64 `json:"min_us"`
+}
+
+func timing(h *histogram, duration, warmup time.Duration, rps float64) timingJSON {
+	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+	return timingJSON{
+		DurationS: duration.Seconds(), WarmupS: warmup.Seconds(), RPS: rps,
+		P50us: us(h.percentile(0.50)), P90us: us(h.percentile(0.90)), P99us: us(h.percentile(0.99)),
+		P999us: us(h.percentile(0.999)), MaxUs: us(time.Duration(h.max)), MeanUs: us(h.mean()), MinUs: us(time.Duration(h.min)),
+	}
+}
+
 // jsonResult is the --json output; latencies are in microseconds.
 type jsonResult struct {
 	URL         string            `json:"url"`
@@ -220,21 +244,10 @@ type jsonResult struct {
 	Errors      uint64            `json:"errors"`
 	ErrorsBy    map[string]uint64 `json:"errors_by_kind"`
 	FirstError  string            `json:"first_error,omitempty"`
-	DurationS   float64           `json:"duration_s"`
-	WarmupS     float64           `json:"warmup_s"`
-	RPS         float64           `json:"requests_per_s"`
-	P50us       float64           `json:"p50_us"`
-	P90us       float64           `json:"p90_us"`
-	P99us       float64           `json:"p99_us"`
-	P999us      float64           `json:"p99_9_us"`
-	MaxUs       float64           `json:"max_us"`
-	MeanUs      float64           `json:"mean_us"`
-	MinUs       float64           `json:"min_us"`
+	timingJSON
 }
 
 func writeJSON(w io.Writer, rawURL string, cfg *loadConfig, r *result) error {
-	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
-	h := &r.Hist
 	out := jsonResult{
 		URL:         rawURL,
 		Report:      cfg.report,
@@ -246,16 +259,7 @@ func writeJSON(w io.Writer, rawURL string, cfg *loadConfig, r *result) error {
 		Errors:      r.Errors,
 		ErrorsBy:    map[string]uint64{},
 		FirstError:  r.FirstError,
-		DurationS:   r.Duration.Seconds(),
-		WarmupS:     cfg.warmup.Seconds(),
-		RPS:         r.rps(),
-		P50us:       us(h.percentile(0.50)),
-		P90us:       us(h.percentile(0.90)),
-		P99us:       us(h.percentile(0.99)),
-		P999us:      us(h.percentile(0.999)),
-		MaxUs:       us(time.Duration(h.max)),
-		MeanUs:      us(h.mean()),
-		MinUs:       us(time.Duration(h.min)),
+		timingJSON:  timing(&r.Hist, r.Duration, cfg.warmup, r.rps()),
 	}
 	for k, name := range errKindNames {
 		out.ErrorsBy[name] = r.ErrorsBy[k]

@@ -185,20 +185,9 @@ func runNginxLoad(ctx context.Context, cfg *nginxConfig) (*nginxResult, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	measureFrom := start.Add(cfg.warmup)
-	stopAt := measureFrom.Add(cfg.duration)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := make([]*nginxWorker, cfg.concurrency)
-	var wg sync.WaitGroup
-	for i := range workers {
-		w := &nginxWorker{cfg: cfg, id: i}
-		workers[i] = w
-		wg.Go(func() { w.run(ctx, measureFrom, stopAt) })
-	}
-	wg.Wait()
-	end := time.Now()
+	workers, measured := runWorkers(ctx, cfg.concurrency, cfg.warmup, cfg.duration, func(id int) *nginxWorker {
+		return &nginxWorker{cfg: cfg, id: id}
+	})
 	total := &nginxResult{}
 	for _, w := range workers {
 		total.Requests += w.res.Requests
@@ -214,7 +203,7 @@ func runNginxLoad(ctx context.Context, cfg *nginxConfig) (*nginxResult, error) {
 		}
 		total.Hist.merge(&w.res.Hist)
 	}
-	total.Duration = max(end.Sub(measureFrom), 0)
+	total.Duration = measured
 	return total, nil
 }
 
@@ -490,30 +479,17 @@ type nginxJSON struct {
 	Errors      uint64            `json:"errors"`
 	ErrorsBy    map[string]uint64 `json:"errors_by_kind"`
 	FirstError  string            `json:"first_error,omitempty"`
-	DurationS   float64           `json:"duration_s"`
-	WarmupS     float64           `json:"warmup_s"`
-	RPS         float64           `json:"requests_per_s"`
-	P50us       float64           `json:"p50_us"`
-	P90us       float64           `json:"p90_us"`
-	P99us       float64           `json:"p99_us"`
-	P999us      float64           `json:"p99_9_us"`
-	MaxUs       float64           `json:"max_us"`
-	MeanUs      float64           `json:"mean_us"`
-	MinUs       float64           `json:"min_us"`
+	timingJSON
 }
 
 func writeNginxJSON(w io.Writer, rawURL string, cfg *nginxConfig, r *nginxResult) error {
-	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
-	h := &r.Hist
 	out := nginxJSON{
 		URL: rawURL, Protocol: cfg.protocol, Concurrency: cfg.concurrency, CPUs: runtime.NumCPU(),
 		Requests: r.Requests, OK: r.OK, Refused: r.Refused, Waits: r.Waits,
 		Errors: r.Errors, ErrorsBy: map[string]uint64{
 			"connect": r.ErrorsBy[errConnect], "io": r.ErrorsBy[errIO], "reply": r.ErrorsBy[errBody],
 		},
-		FirstError: r.FirstError, DurationS: r.Duration.Seconds(), WarmupS: cfg.warmup.Seconds(), RPS: r.rps(),
-		P50us: us(h.percentile(0.50)), P90us: us(h.percentile(0.90)), P99us: us(h.percentile(0.99)),
-		P999us: us(h.percentile(0.999)), MaxUs: us(time.Duration(h.max)), MeanUs: us(h.mean()), MinUs: us(time.Duration(h.min)),
+		FirstError: r.FirstError, timingJSON: timing(&r.Hist, r.Duration, cfg.warmup, r.rps()),
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -129,20 +129,9 @@ func runPostfixLoad(ctx context.Context, cfg *postfixConfig) (*postfixResult, er
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	measureFrom := start.Add(cfg.warmup)
-	stopAt := measureFrom.Add(cfg.duration)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := make([]*postfixWorker, cfg.concurrency)
-	var wg sync.WaitGroup
-	for i := range workers {
-		w := &postfixWorker{cfg: cfg, id: i}
-		workers[i] = w
-		wg.Go(func() { w.run(ctx, measureFrom, stopAt) })
-	}
-	wg.Wait()
-	end := time.Now()
+	workers, measured := runWorkers(ctx, cfg.concurrency, cfg.warmup, cfg.duration, func(id int) *postfixWorker {
+		return &postfixWorker{cfg: cfg, id: id}
+	})
 	total := &postfixResult{}
 	for _, w := range workers {
 		total.Requests += w.res.Requests
@@ -158,7 +147,7 @@ func runPostfixLoad(ctx context.Context, cfg *postfixConfig) (*postfixResult, er
 		}
 		total.Hist.merge(&w.res.Hist)
 	}
-	total.Duration = max(end.Sub(measureFrom), 0)
+	total.Duration = measured
 	return total, nil
 }
 
@@ -448,29 +437,16 @@ type postfixJSON struct {
 	Errors      uint64            `json:"errors"`
 	ErrorsBy    map[string]uint64 `json:"errors_by_kind"`
 	FirstError  string            `json:"first_error,omitempty"`
-	DurationS   float64           `json:"duration_s"`
-	WarmupS     float64           `json:"warmup_s"`
-	RPS         float64           `json:"requests_per_s"`
-	P50us       float64           `json:"p50_us"`
-	P90us       float64           `json:"p90_us"`
-	P99us       float64           `json:"p99_us"`
-	P999us      float64           `json:"p99_9_us"`
-	MaxUs       float64           `json:"max_us"`
-	MeanUs      float64           `json:"mean_us"`
-	MinUs       float64           `json:"min_us"`
+	timingJSON
 }
 
 func writePostfixJSON(w io.Writer, addr string, cfg *postfixConfig, r *postfixResult) error {
-	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
-	h := &r.Hist
 	out := postfixJSON{
 		Addr: addr, Kind: cfg.kind(), Concurrency: cfg.concurrency, CPUs: runtime.NumCPU(),
 		Requests: r.Requests, Answers: map[string]uint64{}, Errors: r.Errors, ErrorsBy: map[string]uint64{
 			"connect": r.ErrorsBy[errConnect], "io": r.ErrorsBy[errIO], "answer": r.ErrorsBy[errBody],
 		},
-		FirstError: r.FirstError, DurationS: r.Duration.Seconds(), WarmupS: cfg.warmup.Seconds(), RPS: r.rps(),
-		P50us: us(h.percentile(0.50)), P90us: us(h.percentile(0.90)), P99us: us(h.percentile(0.99)),
-		P999us: us(h.percentile(0.999)), MaxUs: us(time.Duration(h.max)), MeanUs: us(h.mean()), MinUs: us(time.Duration(h.min)),
+		FirstError: r.FirstError, timingJSON: timing(&r.Hist, r.Duration, cfg.warmup, r.rps()),
 	}
 	for k, n := range r.Answers {
 		out.Answers[answerNames[k]] = n
