@@ -183,11 +183,17 @@ func (f *firewall) bans(added, removed []abuse.Ban) {
 			continue
 		}
 		f.touched[b.Prefix] = true
+		if b.Prefix.IsSingleIP() {
+			// The common case, on the request path: no walk over every
+			// trusted address.
+			if _, ok := f.trusted[b.Prefix.Addr()]; ok {
+				f.untrustLocked(b.Prefix.Addr())
+			}
+			continue
+		}
 		for a := range f.trusted {
 			if b.Prefix.Contains(a) {
-				delete(f.trusted, a)
-				delete(f.persist, a)
-				f.untrust = append(f.untrust, a)
+				f.untrustLocked(a)
 			}
 		}
 	}
@@ -196,6 +202,13 @@ func (f *firewall) bans(added, removed []abuse.Ban) {
 			f.touched[b.Prefix] = true
 		}
 	}
+}
+
+// untrustLocked takes the trust of a back.
+func (f *firewall) untrustLocked(a netip.Addr) {
+	delete(f.trusted, a)
+	delete(f.persist, a)
+	f.untrust = append(f.untrust, a)
 }
 
 // login trusts the address of a successful IMAP or POP3 login.
