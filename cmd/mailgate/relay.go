@@ -166,30 +166,19 @@ func (p *permits) write(ctx context.Context, now time.Time) {
 	}
 }
 
-// The permits are the admin API's permit store: a manual change first
-// cancels what the queue still holds for the network, so a refresh queued
-// before a 'permit rm' cannot write the permit back.
-
-func (p *permits) cancel(pfx netip.Prefix) {
-	p.mu.Lock()
-	delete(p.save, pfx)
-	delete(p.drop, pfx)
-	p.mu.Unlock()
-}
+// The permits are the admin API's permit store. A manual change and a
+// flush never interleave (wmu), and a flush writes the table's state, so a
+// refresh queued before a 'permit rm' or 'permit add' cannot undo it.
 
 func (p *permits) AddPermit(ctx context.Context, now time.Time, actor string, pm relay.Permit) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	p.cancel(pm.Prefix)
 	return p.st.AddPermit(ctx, now, actor, pm)
 }
 
 func (p *permits) DeletePermits(ctx context.Context, now time.Time, actor string, ps []relay.Permit, audit bool) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	for i := range ps {
-		p.cancel(ps[i].Prefix)
-	}
 	return p.st.DeletePermits(ctx, now, actor, ps, audit)
 }
 
