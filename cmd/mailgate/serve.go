@@ -323,7 +323,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			}
 		}
 		if grants == nil {
-			log.Warn("relay permits are off ([relay] enabled = false): relay checks are answered DUNNO")
+			log.Info("relay permits are off ([relay] enabled = false): relay checks are answered DUNNO")
 		}
 	}
 
