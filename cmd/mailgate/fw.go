@@ -12,6 +12,7 @@ import (
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/config"
+	"mailgate/internal/journal"
 	"mailgate/internal/nft"
 	"mailgate/internal/rules"
 	"mailgate/internal/store"
@@ -38,13 +39,17 @@ type firewall struct {
 	// with batches of changes.
 	apply sync.Mutex
 
+	// persist writes the trusted addresses behind to the store (see
+	// internal/journal): what is written is f.trusted at the time of
+	// writing; an address no longer trusted is deleted.
+	persist *journal.Journal[netip.Addr, store.TrustedAddr]
+
 	mu       sync.Mutex
 	trusted  map[netip.Addr]store.TrustedAddr
 	touched  map[netip.Prefix]bool // banned or unbanned since the last flush
 	addTrust []nft.Trusted
-	persist  map[netip.Addr]store.TrustedAddr // trusted addresses to write to the store
-	untrust  []netip.Addr                     // trusted addresses a ban took back
-	nets     []netip.Prefix                   // global allow rules, as of the last refreshNets
+	untrust  []netip.Addr   // trusted addresses a ban took back
+	nets     []netip.Prefix // global allow rules, as of the last refreshNets
 }
 
 // fwFlush is how often queued changes go to the kernel.
@@ -68,12 +73,35 @@ func newFirewall(cfg config.Firewall, trustedNets []netip.Prefix, tracker *abuse
 	if err != nil {
 		return nil, fmt.Errorf("firewall: %w", err)
 	}
-	return &firewall{
+	return newFirewallState(fw, nc, cfg, tracker, st, log), nil
+}
+
+// newFirewallState is the firewall's state over fw, without the netlink
+// connection (tests).
+func newFirewallState(fw *nft.Firewall, nc nft.Config, cfg config.Firewall, tracker *abuse.Tracker, st *store.SQLite, log *slog.Logger) *firewall {
+	f := &firewall{
 		fw: fw, nc: nc, tracker: tracker, st: st, log: log,
 		trustedFor: cfg.TrustedFor, reconcile: cfg.ReconcileEvery,
-		trusted: map[netip.Addr]store.TrustedAddr{}, persist: map[netip.Addr]store.TrustedAddr{},
+		trusted: map[netip.Addr]store.TrustedAddr{},
 		touched: map[netip.Prefix]bool{},
-	}, nil
+	}
+	f.persist = journal.New(journal.Config[netip.Addr, store.TrustedAddr]{
+		Name: "firewall: trusted addresses",
+		Current: func(a netip.Addr, _ store.TrustedAddr, _ bool, now time.Time) (store.TrustedAddr, bool) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			t, ok := f.trusted[a]
+			return t, ok && t.Expires.After(now)
+		},
+		Check: store.CheckTrusted,
+		Put: func(ctx context.Context, _ time.Time, ts []store.TrustedAddr) error {
+			return st.SaveTrusted(ctx, ts)
+		},
+		Delete: func(ctx context.Context, _ time.Time, as []netip.Addr) error {
+			return st.DeleteTrusted(ctx, as)
+		},
+	}, log)
+	return f
 }
 
 // nftConfig turns the [firewall] section into the nft package's config.
@@ -100,10 +128,11 @@ func ports(ps []int) []uint16 {
 	return out
 }
 
-// load reads the trusted addresses back from the store.
+// load reads the trusted addresses back from the store. A stored row
+// that cannot be read back is logged and skipped.
 func (f *firewall) load(ctx context.Context, now time.Time) error {
 	ts, err := f.st.Trusted(ctx, now)
-	if err != nil {
+	if err := skipBadRows(f.log, err); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -207,7 +236,7 @@ func (f *firewall) bans(added, removed []abuse.Ban) {
 // untrustLocked takes the trust of a back.
 func (f *firewall) untrustLocked(a netip.Addr) {
 	delete(f.trusted, a)
-	delete(f.persist, a)
+	f.persist.Remove(a)
 	f.untrust = append(f.untrust, a)
 }
 
@@ -225,7 +254,7 @@ func (f *firewall) login(login string, svc rules.Service, addr netip.Addr, now t
 		return
 	}
 	f.trusted[addr] = t
-	f.persist[addr] = t
+	f.persist.Set(addr, t)
 	// The kernel's element has a timeout: refresh it only when a good part
 	// of it has run out, not at every login.
 	if !had || prev.Expires.Sub(now) < f.trustedFor*3/4 {
@@ -233,9 +262,16 @@ func (f *firewall) login(login string, svc rules.Service, addr netip.Addr, now t
 	}
 }
 
-// run writes queued changes every fwFlush and re-asserts everything every
-// reconcile period, until ctx ends.
+// run writes queued changes to the kernel every fwFlush and re-asserts
+// everything every reconcile period, and the trusted addresses to the
+// store every persistEvery, until ctx ends.
 func (f *firewall) run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		f.persist.Run(ctx, persistEvery)
+		close(done)
+	}()
+	defer func() { <-done }()
 	flush := time.NewTicker(fwFlush)
 	defer flush.Stop()
 	rec := time.NewTicker(f.reconcile)
@@ -264,12 +300,9 @@ func (f *firewall) run(ctx context.Context) {
 
 func (f *firewall) flush(ctx context.Context, now time.Time) {
 	f.mu.Lock()
-	touched, trust, persist, untrust := f.touched, f.addTrust, f.persist, f.untrust
+	touched, trust, untrust := f.touched, f.addTrust, f.untrust
 	if len(touched) > 0 {
 		f.touched = map[netip.Prefix]bool{}
-	}
-	if len(persist) > 0 {
-		f.persist = map[netip.Addr]store.TrustedAddr{}
 	}
 	f.addTrust, f.untrust = nil, nil
 	f.mu.Unlock()
@@ -315,20 +348,6 @@ func (f *firewall) flush(ctx context.Context, now time.Time) {
 		}
 	}
 	f.apply.Unlock()
-	if len(persist) > 0 {
-		ts := make([]store.TrustedAddr, 0, len(persist))
-		for _, t := range persist {
-			ts = append(ts, t)
-		}
-		if err := f.st.SaveTrusted(ctx, ts); err != nil {
-			f.log.Error("firewall: persisting trusted addresses", "count", len(ts), "err", err)
-		}
-	}
-	if len(untrust) > 0 {
-		if err := f.st.DeleteTrusted(ctx, untrust); err != nil {
-			f.log.Error("firewall: deleting untrusted addresses", "count", len(untrust), "err", err)
-		}
-	}
 }
 
 // laterExpiry reports whether a lasts longer than b (zero: until lifted).

@@ -4,10 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 	"unicode/utf8"
 
+	"mailgate/internal/journal"
 	"mailgate/internal/policy"
 	"mailgate/internal/relay"
 	"mailgate/internal/rules"
@@ -16,35 +16,54 @@ import (
 
 // permits ties the relay permit table to the store and the decision log:
 // a login grants or refreshes a permit in memory at once; the store is
-// written in batches off the request path, latest state per network.
+// written behind through a journal (internal/journal): what is written is
+// the table's state at the time of writing, per network.
 type permits struct {
-	t     *relay.Table
-	st    *store.SQLite
-	dlog  *policy.DecisionLog
-	log   *slog.Logger
-	flush time.Duration
-
-	wmu sync.Mutex // held while writing to the store; see write
-
-	mu   sync.Mutex
-	save map[netip.Prefix]relay.Permit // written at the next flush
-	drop map[netip.Prefix]relay.Permit // deleted at the next flush
+	t    *relay.Table
+	st   *store.SQLite
+	dlog *policy.DecisionLog
+	log  *slog.Logger
+	j    *journal.Journal[netip.Prefix, relay.Permit]
 }
 
-// maxPending bounds the permits waiting to be written; beyond it a
-// refresh is dropped (the permit holds in memory; the next login writes it).
-const maxPending = 100_000
-
 func newPermits(t *relay.Table, st *store.SQLite, dlog *policy.DecisionLog, log *slog.Logger) *permits {
-	return &permits{t: t, st: st, dlog: dlog, log: log, flush: 2 * time.Second,
-		save: map[netip.Prefix]relay.Permit{}, drop: map[netip.Prefix]relay.Permit{}}
+	p := &permits{t: t, st: st, dlog: dlog, log: log}
+	p.j = journal.New(journal.Config[netip.Prefix, relay.Permit]{
+		Name: "relay permits",
+		// A permit removed by hand (or expired) since a login queued it
+		// is deleted, not written back, and a manual permit is not
+		// overwritten by an older automatic one.
+		Current: func(pfx netip.Prefix, _ relay.Permit, _ bool, now time.Time) (relay.Permit, bool) {
+			if cur, ok := t.Check(pfx.Addr(), now); ok && cur.Prefix == pfx {
+				return cur, true
+			}
+			return relay.Permit{}, false
+		},
+		Check: store.CheckPermit,
+		Put: func(ctx context.Context, _ time.Time, ps []relay.Permit) error {
+			return st.SavePermits(ctx, ps)
+		},
+		Delete: func(ctx context.Context, now time.Time, pfxs []netip.Prefix) error {
+			ps := make([]relay.Permit, len(pfxs))
+			for i, pfx := range pfxs {
+				ps[i].Prefix = pfx
+			}
+			return st.DeletePermits(ctx, now, "mailgate", ps, false)
+		},
+		Tidy: func(ctx context.Context, now time.Time) error {
+			_, err := st.DeleteExpiredPermits(ctx, now)
+			return err
+		},
+	}, log)
+	return p
 }
 
 // load puts the stored permits back: they survive a restart with their
-// remaining time.
+// remaining time. A stored row that cannot be read back is logged and
+// skipped.
 func (p *permits) load(ctx context.Context, now time.Time) (int, error) {
 	ps, err := p.st.Permits(ctx, now)
-	if err != nil {
+	if err := skipBadRows(p.log, err); err != nil {
 		return 0, err
 	}
 	return p.t.Restore(ps, now), nil
@@ -90,18 +109,10 @@ func printableLogin(s string) bool {
 }
 
 func (p *permits) queue(pm relay.Permit, remove bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.save, pm.Prefix)
-	delete(p.drop, pm.Prefix)
-	if len(p.save)+len(p.drop) >= maxPending {
-		p.log.Warn("relay permit not persisted: queue full (it holds in memory)", "ip", pm.Prefix.String())
-		return
-	}
 	if remove {
-		p.drop[pm.Prefix] = pm
+		p.j.Remove(pm.Prefix)
 	} else {
-		p.save[pm.Prefix] = pm
+		p.j.Set(pm.Prefix, pm)
 	}
 }
 
@@ -113,73 +124,19 @@ func (p *permits) expire(now time.Time) {
 	}
 }
 
-func (p *permits) run(ctx context.Context) {
-	tick := time.NewTicker(p.flush)
-	defer tick.Stop()
-	for {
-		select {
-		case now := <-tick.C:
-			p.write(ctx, now)
-		case <-ctx.Done():
-			p.write(context.Background(), time.Now())
-			return
-		}
-	}
-}
-
-// write flushes the queue. What it writes is the table's state at the
-// time of writing, not what was queued: a permit removed by hand (or
-// expired) since a login queued it is not written back, and a manual
-// permit is not overwritten by an older automatic one. wmu makes the
-// check and the write one step against manual changes (AddPermit,
-// DeletePermits).
-func (p *permits) write(ctx context.Context, now time.Time) {
-	p.mu.Lock()
-	save, drop := p.save, p.drop
-	p.save, p.drop = map[netip.Prefix]relay.Permit{}, map[netip.Prefix]relay.Permit{}
-	p.mu.Unlock()
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	var ps, gone []relay.Permit
-	for pfx := range save {
-		if cur, ok := p.t.Check(pfx.Addr(), now); ok && cur.Prefix == pfx {
-			ps = append(ps, cur)
-		}
-	}
-	for pfx, pm := range drop {
-		if _, ok := p.t.Check(pfx.Addr(), now); !ok {
-			gone = append(gone, pm)
-		}
-	}
-	if len(ps) > 0 {
-		if err := p.st.SavePermits(ctx, ps); err != nil {
-			p.log.Error("persisting relay permits", "count", len(ps), "err", err)
-		}
-	}
-	if len(gone) > 0 {
-		if err := p.st.DeletePermits(ctx, now, "mailgate", gone, false); err != nil {
-			p.log.Error("deleting relay permits", "count", len(gone), "err", err)
-		}
-	}
-	if _, err := p.st.DeleteExpiredPermits(ctx, now); err != nil {
-		p.log.Error("deleting expired relay permits", "err", err)
-	}
-}
+func (p *permits) run(ctx context.Context) { p.j.Run(ctx, persistEvery) }
 
 // The permits are the admin API's permit store. A manual change and a
-// flush never interleave (wmu), and a flush writes the table's state, so a
-// refresh queued before a 'permit rm' or 'permit add' cannot undo it.
+// flush never interleave, and a flush writes the table's state, so a
+// refresh queued before a 'permit rm' or 'permit add' cannot undo it
+// (journal.Do).
 
 func (p *permits) AddPermit(ctx context.Context, now time.Time, actor string, pm relay.Permit) error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	return p.st.AddPermit(ctx, now, actor, pm)
+	return p.j.Do(func() error { return p.st.AddPermit(ctx, now, actor, pm) })
 }
 
 func (p *permits) DeletePermits(ctx context.Context, now time.Time, actor string, ps []relay.Permit, audit bool) error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	return p.st.DeletePermits(ctx, now, actor, ps, audit)
+	return p.j.Do(func() error { return p.st.DeletePermits(ctx, now, actor, ps, audit) })
 }
 
 func (p *permits) PermitAudit(ctx context.Context, limit int) ([]store.AuditEntry, error) {

@@ -55,7 +55,7 @@ func TestPermitsWriteTableState(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.queue(pm2, false) // a stale copy, queued again
-	p.write(ctx, now)
+	p.j.Flush(ctx, now)
 
 	later := now.Add(time.Second)
 	p2 := newTestPermits(t, st)

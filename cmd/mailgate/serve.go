@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	bf := cfg.BruteForce
 	tracker := abuse.New(bf.Abuse())
-	if err := loadAbuseState(ctx, st, tracker, bf, time.Now()); err != nil {
+	if err := loadAbuseState(ctx, st, tracker, bf, time.Now(), log.With("component", "bruteforce")); err != nil {
 		return err
 	}
 	engine := policy.New(idx, policy.Messages(cfg.Messages)).
@@ -327,7 +327,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 
-	banbook := api.NewBanbook(st, tracker)
+	banbook := api.NewBanbook(persist, tracker)
 	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithGeoIP(geo != nil)
 	if fwall != nil {
@@ -456,10 +456,20 @@ loop:
 		}
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// The doors stop taking requests, and the requests in flight finish
+	// (an nginx request may hold a tarpit and then a password check; its
+	// result may make a ban), bounded by drainTimeout; only then does the
+	// background work stop, with a last bounded write of the live state.
+	drain := drainTimeout(&cfg)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	var sw sync.WaitGroup
 	for _, srv := range servers {
-		srv.Shutdown(sctx) //nolint:errcheck // best effort at exit
+		sw.Go(func() {
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("requests still in flight at shutdown were cut off", "waited", drain, "err", err)
+			}
+		})
 	}
 	if pfx != nil {
 		pfx.Close()
@@ -467,10 +477,22 @@ loop:
 			os.Remove(cfg.Postfix.Socket)
 		}
 	}
+	sw.Wait()
 	stopBG()
 	wg.Wait()
 	os.Remove(cfg.Admin.Socket)
 	return runErr
+}
+
+// drainTimeout bounds how long shutdown waits for the requests in flight:
+// the longest a door holds one (a tarpit, then the nginx door's password
+// check), and a margin.
+func drainTimeout(cfg *config.Config) time.Duration {
+	d := max(cfg.BruteForce.LoginTarpit, cfg.BruteForce.StaleTarpit)
+	if cfg.Nginx.Enabled {
+		d += cfg.Nginx.VerifyTimeout
+	}
+	return d + 5*time.Second
 }
 
 // coversLoopback reports whether never holds both loopback addresses.

@@ -52,6 +52,9 @@ func (s *SQLite) AddBans(ctx context.Context, now time.Time, actor string, bs []
 	defer tx.Rollback()
 	for i := range bs {
 		b := &bs[i]
+		if err := CheckBan(b); err != nil {
+			return fmt.Errorf("add bans: %w", err)
+		}
 		var prefix string
 		if b.Kind == abuse.BanAddr {
 			prefix = b.Prefix.String()
@@ -101,8 +104,30 @@ func (s *SQLite) DeleteBans(ctx context.Context, now time.Time, actor string, bs
 	return nil
 }
 
+// ForgetBans removes bans by ID without an audit row: automatic bans the
+// tracker no longer holds (lifted, widened or ended). An ID not stored is
+// not an error.
+func (s *SQLite) ForgetBans(ctx context.Context, ids []int64) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("forget bans: %w", err)
+	}
+	defer tx.Rollback()
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM bans WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("forget ban %d: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("forget bans: commit: %w", err)
+	}
+	return nil
+}
+
 // Bans returns the stored bans not expired at now, ordered by ID, and the
-// highest ban ID ever stored (to seed the tracker's IDs).
+// highest ban ID ever stored (to seed the tracker's IDs). A row that does
+// not read back as a ban the tracker would hold is skipped and reported
+// in a *BadRows error returned with the good ones.
 func (s *SQLite) Bans(ctx context.Context, now time.Time) ([]abuse.Ban, int64, error) {
 	var maxID int64
 	if err := s.db.QueryRowContext(ctx, `SELECT max_id FROM ban_ids`).Scan(&maxID); err != nil {
@@ -115,37 +140,45 @@ func (s *SQLite) Bans(ctx context.Context, now time.Time) ([]abuse.Ban, int64, e
 	}
 	defer rows.Close()
 	var out []abuse.Ban
+	var bad []error
 	for rows.Next() {
 		var b abuse.Ban
 		var kind, prefix string
 		var created int64
 		var expires sql.NullInt64
 		if err := rows.Scan(&b.ID, &kind, &prefix, &b.Login, &b.Reason, &created, &expires, &b.Comment, &b.CreatedBy); err != nil {
-			return nil, 0, fmt.Errorf("list bans: %w", err)
+			bad = addBad(bad, fmt.Errorf("ban %d: %w", b.ID, err))
+			continue
 		}
 		switch kind {
 		case "address":
 			b.Kind = abuse.BanAddr
 			p, err := netip.ParsePrefix(prefix)
 			if err != nil {
-				return nil, 0, fmt.Errorf("list bans: ban %d: bad prefix %q: %w", b.ID, prefix, err)
+				bad = addBad(bad, fmt.Errorf("ban %d: bad prefix %.64q: %w", b.ID, prefix, err))
+				continue
 			}
 			b.Prefix = p
 		case "login":
 			b.Kind = abuse.BanLogin
 		default:
-			return nil, 0, fmt.Errorf("list bans: ban %d: unknown kind %q", b.ID, kind)
+			bad = addBad(bad, fmt.Errorf("ban %d: unknown kind %.32q", b.ID, kind))
+			continue
 		}
 		b.Created = fromSeconds(created)
 		if expires.Valid {
 			b.Expires = fromSeconds(expires.Int64)
+		}
+		if err := CheckBan(&b); err != nil {
+			bad = addBad(bad, err)
+			continue
 		}
 		out = append(out, b)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("list bans: %w", err)
 	}
-	return out, maxID, nil
+	return out, maxID, badRows("bans", bad)
 }
 
 // DeleteExpiredBans removes the bans expired at now.
@@ -188,6 +221,9 @@ func (s *SQLite) SaveKnownGood(ctx context.Context, kg []abuse.KnownGood, forget
 	}
 	defer stmt.Close()
 	for _, k := range kg {
+		if err := CheckKnownGood(&k); err != nil {
+			return fmt.Errorf("save known-good addresses: %w", err)
+		}
 		if _, err := stmt.ExecContext(ctx, k.Login, k.Prefix.String(), seconds(k.Last)); err != nil {
 			return fmt.Errorf("save known-good address %s for %q: %w", k.Prefix, k.Login, err)
 		}
@@ -201,7 +237,8 @@ func (s *SQLite) SaveKnownGood(ctx context.Context, kg []abuse.KnownGood, forget
 	return nil
 }
 
-// KnownGood returns the known-good pairs last seen at or after since.
+// KnownGood returns the known-good pairs last seen at or after since. Bad
+// rows are skipped and reported in a *BadRows error, as by Bans.
 func (s *SQLite) KnownGood(ctx context.Context, since time.Time) ([]abuse.KnownGood, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT login, prefix, last FROM known_good WHERE last >= ?`, seconds(since))
 	if err != nil {
@@ -209,21 +246,31 @@ func (s *SQLite) KnownGood(ctx context.Context, since time.Time) ([]abuse.KnownG
 	}
 	defer rows.Close()
 	var out []abuse.KnownGood
+	var bad []error
 	for rows.Next() {
 		var k abuse.KnownGood
 		var prefix string
 		var last int64
 		if err := rows.Scan(&k.Login, &prefix, &last); err != nil {
-			return nil, fmt.Errorf("read known-good addresses: %w", err)
+			bad = addBad(bad, fmt.Errorf("known-good address: %w", err))
+			continue
 		}
 		p, err := netip.ParsePrefix(prefix)
 		if err != nil {
-			return nil, fmt.Errorf("read known-good addresses: bad prefix %q: %w", prefix, err)
+			bad = addBad(bad, fmt.Errorf("known-good address: bad prefix %.64q: %w", prefix, err))
+			continue
 		}
 		k.Prefix, k.Last = p, fromSeconds(last)
+		if err := CheckKnownGood(&k); err != nil {
+			bad = addBad(bad, err)
+			continue
+		}
 		out = append(out, k)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read known-good addresses: %w", err)
+	}
+	return out, badRows("known_good", bad)
 }
 
 func nullSeconds(t time.Time) any {

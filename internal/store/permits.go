@@ -259,8 +259,10 @@ func (s *SQLite) DeletePermits(ctx context.Context, now time.Time, actor string,
 
 // Permits returns the stored permits not expired at now (Expires after
 // now), ordered by prefix: by address, then by prefix length, IPv4 first.
-// A row that does not parse is an error naming its prefix: a permit
-// silently dropped would refuse mail a user was promised.
+// A row that does not read back is skipped and reported in a *BadRows
+// error naming its prefix, returned with the good permits: the caller logs
+// it (a permit silently dropped would refuse mail a user was promised),
+// and one bad row never stops mailgate from starting.
 func (s *SQLite) Permits(ctx context.Context, now time.Time) ([]relay.Permit, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+permitColumns+` FROM permits WHERE expires > ?`, seconds(now))
 	if err != nil {
@@ -268,6 +270,7 @@ func (s *SQLite) Permits(ctx context.Context, now time.Time) ([]relay.Permit, er
 	}
 	defer rows.Close()
 	var out []relay.Permit
+	var bad []error
 	for rows.Next() {
 		var (
 			p                relay.Permit
@@ -275,22 +278,29 @@ func (s *SQLite) Permits(ctx context.Context, now time.Time) ([]relay.Permit, er
 			granted, expires int64
 		)
 		if err := rows.Scan(&prefix, &p.Login, &service, &p.Door, &granted, &expires, &p.Logins, &p.Comment, &p.By); err != nil {
-			return nil, fmt.Errorf("list permits: %w", err)
+			bad = addBad(bad, fmt.Errorf("permit %.64q: %w", prefix, err))
+			continue
 		}
 		if p.Prefix, err = netip.ParsePrefix(prefix); err != nil {
-			return nil, fmt.Errorf("list permits: permit %q: bad prefix: %w", prefix, err)
+			bad = addBad(bad, fmt.Errorf("permit %.64q: bad prefix: %w", prefix, err))
+			continue
 		}
 		if p.Service, err = rules.ParseService(service); err != nil {
-			return nil, fmt.Errorf("list permits: permit %s: %w", prefix, err)
+			bad = addBad(bad, fmt.Errorf("permit %s: %w", prefix, err))
+			continue
 		}
 		p.Granted, p.Expires = fromSeconds(granted), fromSeconds(expires)
+		if err := checkPermit(&p); err != nil {
+			bad = addBad(bad, fmt.Errorf("permit %s: %w", prefix, err))
+			continue
+		}
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list permits: %w", err)
 	}
 	slices.SortFunc(out, func(a, b relay.Permit) int { return comparePrefix(a.Prefix, b.Prefix) })
-	return out, nil
+	return out, badRows("permits", bad)
 }
 
 // comparePrefix orders prefixes by address, then by length.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -66,8 +67,8 @@ func TestMigrateToV4(t *testing.T) {
 	}
 }
 
-// A stored permit that no longer parses is an error naming it, not a
-// permit silently dropped.
+// A stored permit that no longer parses is skipped and reported (a
+// *BadRows naming it), not silently dropped, and not fatal.
 func TestPermitCorruptRow(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "c.db")
@@ -89,9 +90,13 @@ func TestPermitCorruptRow(t *testing.T) {
 		if _, err := s.db.Exec(c.update); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.Permits(ctx, now)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("after %s: Permits error %v, want one containing %q", c.update, err, c.want)
+		ps, err := s.Permits(ctx, now)
+		var bad *BadRows
+		if !errors.As(err, &bad) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("after %s: Permits error %v, want a *BadRows containing %q", c.update, err, c.want)
+		}
+		if len(ps) != 0 {
+			t.Errorf("after %s: the bad row was returned: %+v", c.update, ps)
 		}
 	}
 }

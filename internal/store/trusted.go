@@ -28,13 +28,10 @@ func (s *SQLite) SaveTrusted(ctx context.Context, ts []TrustedAddr) error {
 	}
 	defer st.Close()
 	for _, t := range ts {
+		if err := CheckTrusted(&t); err != nil {
+			return fmt.Errorf("save trusted addresses: %w", err)
+		}
 		a := t.Addr.Unmap()
-		if !a.IsValid() || a.Zone() != "" {
-			return fmt.Errorf("save trusted addresses: %q is not an address", t.Addr)
-		}
-		if len(t.Login) > MaxTrustedLoginLen {
-			return fmt.Errorf("save trusted address %s: login longer than %d bytes", a, MaxTrustedLoginLen)
-		}
 		if _, err := st.ExecContext(ctx, a.String(), t.Login, seconds(t.Expires)); err != nil {
 			return fmt.Errorf("save trusted address %s: %w", a, err)
 		}
@@ -49,6 +46,7 @@ func (s *SQLite) SaveTrusted(ctx context.Context, ts []TrustedAddr) error {
 const MaxTrustedLoginLen = 512
 
 // Trusted returns the trusted addresses not expired at now, by address.
+// Bad rows are skipped and reported in a *BadRows error, as by Bans.
 func (s *SQLite) Trusted(ctx context.Context, now time.Time) ([]TrustedAddr, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT addr, login, expires FROM fw_trusted WHERE expires > ? ORDER BY addr`, seconds(now))
 	if err != nil {
@@ -56,23 +54,30 @@ func (s *SQLite) Trusted(ctx context.Context, now time.Time) ([]TrustedAddr, err
 	}
 	defer rows.Close()
 	var out []TrustedAddr
+	var bad []error
 	for rows.Next() {
 		var addr string
 		var t TrustedAddr
 		var exp int64
 		if err := rows.Scan(&addr, &t.Login, &exp); err != nil {
-			return nil, fmt.Errorf("list trusted addresses: %w", err)
+			bad = addBad(bad, fmt.Errorf("trusted address: %w", err))
+			continue
 		}
 		if t.Addr, err = netip.ParseAddr(addr); err != nil {
-			return nil, fmt.Errorf("list trusted addresses: bad address %q: %w", addr, err)
+			bad = addBad(bad, fmt.Errorf("trusted address: bad address %.64q: %w", addr, err))
+			continue
 		}
 		t.Expires = fromSeconds(exp)
+		if err := CheckTrusted(&t); err != nil {
+			bad = addBad(bad, err)
+			continue
+		}
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list trusted addresses: %w", err)
 	}
-	return out, nil
+	return out, badRows("fw_trusted", bad)
 }
 
 // DeleteExpiredTrusted removes the trusted addresses expired at now.
