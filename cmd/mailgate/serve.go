@@ -155,6 +155,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {
+		if policy.BadLogin(a.Login) {
+			return // the doors refuse it; it must never be counted or stored
+		}
 		bans := engine.Report(a, success, now)
 		for _, b := range bans {
 			dlog.Ban(now, &b, false)

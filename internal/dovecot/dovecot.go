@@ -190,6 +190,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Session: req.SessionID,
 		Door:    "dovecot",
 	}
+	if policy.BadLogin(a.Login) {
+		h.serveBadLogin(w, cmd, &a, &req, now)
+		return
+	}
 	if cmd == cmdReport {
 		h.serveReport(w, r, &a, &req, now)
 		return
@@ -233,6 +237,25 @@ func (h *Handler) serveAllow(w http.ResponseWriter, a *policy.Attempt, now time.
 	default:
 		writeJSON(w, replyOK)
 	}
+}
+
+// serveBadLogin answers for a login that cannot be an account
+// (policy.BadLogin): allow refuses it (status -1, with the text a wrong
+// password gets) with a bad_login decision line; report is answered and
+// ignored. Such a login is never counted, banned or stored.
+func (h *Handler) serveBadLogin(w http.ResponseWriter, cmd cmdKind, a *policy.Attempt, req *Request, now time.Time) {
+	if cmd == cmdReport {
+		h.sessions.forget(req.SessionID, now)
+		writeJSON(w, replyOK)
+		return
+	}
+	v := policy.BadLoginVerdict()
+	h.dlog.Verdict(now, a, &v)
+	var b [128]byte
+	out := append(b[:0], `{"status":-1,"msg":`...)
+	out = appendJSONString(out, policy.ReplyText(h.d.Message(a, &v), maxMessage))
+	out = append(out, '}')
+	writeJSON(w, out)
 }
 
 // serveReport answers command=report: the login's outcome. Dovecot

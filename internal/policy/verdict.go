@@ -75,6 +75,7 @@ const (
 	ReasonCountryBlocked               // the global country list refuses the client's country
 	ReasonRelayPermit                  // the address has a relay permit from a recent login (Postfix door)
 	ReasonSendLimit                    // the authenticated sender is over a sending limit (Postfix door)
+	ReasonBadLogin                     // the login cannot be an account (BadLogin): refused before it is counted
 	numReasons
 )
 
@@ -93,6 +94,7 @@ var reasonCodes = [numReasons]string{
 	ReasonCountryBlocked: "country_blocked",
 	ReasonRelayPermit:    "relay_permit",
 	ReasonSendLimit:      "send_limit",
+	ReasonBadLogin:       "bad_login",
 }
 
 func (r Reason) String() string {
@@ -265,6 +267,8 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("rules of %s close %s (allow none)%s", v.LevelName(), a.Service, rule)
 	case ReasonBadAddress:
 		return "the client address is missing or invalid"
+	case ReasonBadLogin:
+		return fmt.Sprintf("the login is longer than %d bytes or not valid UTF-8: it cannot be an account", MaxLoginLen)
 	case ReasonBannedAddress:
 		return fmt.Sprintf("%s is banned as %s (ban %d)", a.Client, m, v.BanID)
 	case ReasonBannedLogin:

@@ -105,8 +105,8 @@ func TestPolicyTexts(t *testing.T) {
 	if got, want := ev.h.Policy(sasl("alice@example.test", "192.0.2.7", "RCPT"), false, testNow), "DEFER_IF_PERMIT limit for alice@example.test (recipients_per_day)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	// A login as long as a line may be: the text is cut, the limit kept.
-	long := strings.Repeat("a", 4000) + "@example.test"
+	// A login as long as a login may be: the text is cut, the limit kept.
+	long := strings.Repeat("a", 300) + "@example.test"
 	ev.limits.set(long, 0, "messages_per_hour")
 	got := ev.h.Policy(sasl(long, "192.0.2.7", "RCPT"), false, testNow)
 	if !strings.HasPrefix(got, "DEFER_IF_PERMIT limit for aaa") || !strings.HasSuffix(got, " (messages_per_hour)") || len(got) > len("DEFER_IF_PERMIT ")+maxText {
@@ -220,5 +220,22 @@ func TestHexQuote(t *testing.T) {
 		if _, ok := hexUnquote([]byte(bad)); ok {
 			t.Errorf("hexUnquote(%q) accepted", bad)
 		}
+	}
+}
+
+// A sasl_username no account can have (over 320 bytes) is refused with a
+// bad_login decision line before the engine or the sending limits see it.
+func TestPolicyBadLogin(t *testing.T) {
+	e := &fixedEngine{}
+	ev := newEnv(t, DefaultConfig(), e)
+	long := strings.Repeat("a", 390) + "@example.test"
+	if got := ev.h.Policy(sasl(long, "192.0.2.7", "RCPT"), false, testNow); got != "REJECT "+DefaultRejectText {
+		t.Errorf("got %q", got)
+	}
+	if len(e.attempts) != 0 || ev.limits.log() != "" {
+		t.Errorf("the engine saw %d attempts; limiter: %q", len(e.attempts), ev.limits.log())
+	}
+	if d := ev.decisions.String(); strings.Count(d, "\n") != 1 || !strings.Contains(d, "decision=deny reason=bad_login") {
+		t.Errorf("decisions:\n%s", d)
 	}
 }

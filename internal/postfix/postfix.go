@@ -215,7 +215,8 @@ const (
 //     REJECT otherwise, as for an authenticated sender); DUNNO otherwise,
 //     never a REJECT of its own: the relay restrictions also see mail to
 //     local domains.
-//   - An authenticated sender (sasl_username): the engine's verdict for
+//   - An authenticated sender (sasl_username): REJECT for a login no
+//     account can have (policy.BadLogin, reason bad_login); else the engine's verdict for
 //     the login over SMTP from client_address; REJECT <text> for a
 //     denial, and at protocol_state RCPT the sending limit, answered with
 //     DEFER_IF_PERMIT or REJECT (Config.LimitAction); DUNNO otherwise. A
@@ -245,6 +246,13 @@ func (h *Handler) Policy(r *Request, relayOnly bool, now time.Time) string {
 	}
 	addr, _ := rules.ParseAddr(r.ClientAddress) // invalid: the engine refuses (bad_address)
 	a := policy.Attempt{Login: login, Service: rules.SMTP, Client: addr, Door: "postfix", TLS: r.EncryptionProtocol != ""}
+	if policy.BadLogin(login) {
+		// No account has such a login: refused before the engine or the
+		// sending limits see it (nothing is counted or kept for it).
+		v := policy.BadLoginVerdict()
+		h.dlog.Verdict(now, &a, &v)
+		return "REJECT " + replyText(h.e.Message(&a, &v), DefaultRejectText, maxText)
+	}
 	v := h.e.Decide(&a, now, nil)
 	switch v.Action {
 	case policy.Deny:

@@ -1,0 +1,22 @@
+package nginxauth
+
+import (
+	"strings"
+	"testing"
+)
+
+// A login no account can have (over 256 bytes here) is never checked,
+// counted, banned or stored: the request is refused as malformed.
+func TestBadLoginRefused(t *testing.T) {
+	ev := newEnv(t, newEngine(t), nil, nil)
+	long := strings.Repeat("a", 390) + "@example.test"
+	w := ev.login(t, "imap", long, "alicepw", "192.0.2.7", 1)
+	check(t, w, want{status: BadRequestMessage})
+	if ev.v.n() != 0 || len(ev.reports) != 0 {
+		t.Errorf("password checks %d, reports %d; want none", ev.v.n(), len(ev.reports))
+	}
+	ev.login(t, "imap", "alice@example.test", "wrong", "192.0.2.7", 1)
+	if ev.v.n() != 1 || len(ev.reports) != 1 {
+		t.Errorf("an ordinary login: password checks %d, reports %d; want 1, 1", ev.v.n(), len(ev.reports))
+	}
+}
