@@ -125,12 +125,13 @@ func (s *SQLite) ForgetBans(ctx context.Context, ids []int64) error {
 }
 
 // Bans returns the stored bans not expired at now, ordered by ID, and the
-// highest ban ID ever stored (to seed the tracker's IDs). A row that does
+// highest ban ID ever stored or held (to seed the tracker's IDs: a skipped
+// row's ID is not given again). A row that does
 // not read back as a ban the tracker would hold is skipped and reported
 // in a *BadRows error returned with the good ones.
 func (s *SQLite) Bans(ctx context.Context, now time.Time) ([]abuse.Ban, int64, error) {
 	var maxID int64
-	if err := s.db.QueryRowContext(ctx, `SELECT max_id FROM ban_ids`).Scan(&maxID); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT max(max_id, coalesce((SELECT max(id) FROM bans), 0)) FROM ban_ids`).Scan(&maxID); err != nil {
 		return nil, 0, fmt.Errorf("list bans: %w", err)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT `+banColumns+` FROM bans
