@@ -350,6 +350,23 @@ func (m *MG) Restart() {
 	m.start()
 }
 
+// Kill ends the daemon hard (SIGKILL to its PID: no shutdown, no last
+// write of its state, as in a crash or the OOM killer) and waits until it
+// has exited. Restart starts it again.
+func (m *MG) Kill() {
+	m.t.Helper()
+	if m.proc == nil {
+		return
+	}
+	pid := m.proc.cmd.Process.Pid
+	if err := m.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		m.t.Fatalf("harness: SIGKILL mailgate pid %d: %v", pid, err)
+	}
+	<-m.proc.done
+	m.proc = nil
+	m.t.Logf("harness: mailgate pid %d killed (SIGKILL)", pid)
+}
+
 // PID is the daemon's process id, 0 when it is not running.
 func (m *MG) PID() int {
 	if m.proc == nil {
