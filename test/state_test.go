@@ -1,8 +1,10 @@
 package test
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,5 +124,63 @@ hook_socket = ""
 		if id == 1000 || id == 1001 {
 			t.Errorf("a new ban took the id %d of a skipped row", id)
 		}
+	}
+}
+
+// TestShutdownWaitsForInflight is finding 9 of the hardening issue: on
+// SIGTERM the last write of the live state ran 5 s after the doors were
+// told to stop, while an nginx request could still be in its password
+// check (up to a tarpit plus verify_timeout), so the ban its failure made
+// was lost. Now shutdown waits for the requests in flight (bounded), then
+// writes. Real nginx asks the door; real Dovecot checks the password,
+// answering a wrong one after auth_failure_delay = 8 s.
+func TestShutdownWaitsForInflight(t *testing.T) {
+	harness.Require(t, harness.DovecotPackages)
+	dc := harness.StartDovecot(t, harness.DovecotOptions{
+		Users:        map[string]string{alice: alicePW},
+		AuthListener: true,
+		Extra:        "auth_failure_delay = 8 secs\n",
+	})
+	const secretHdr, secret = "X-Mailgate-Secret", "shutdown-e2e-secret-5521"
+	dir := harness.TempDir(t, "drain-")
+	doorAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, "", fmt.Sprintf(`
+[bruteforce]
+addr_failures = 1
+
+[nginx]
+enabled = true
+listen = %q
+secret_header = %q
+secret = %q
+verify_with = "dovecot"
+dovecot_auth = %q
+imap_backend = %q
+`, doorAddr, secretHdr, secret, dc.AuthAddr, dc.IMAPAddr)))
+	waitListening(t, doorAddr)
+	ng := harness.StartNginx(t, harness.NginxOptions{AuthURL: doorAddr + "/auth", AuthHeader: secretHdr, AuthSecret: secret})
+
+	const src = "127.0.0.170"
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		done <- harness.IMAPLogin(ctx, netip.MustParseAddr(src), ng.IMAPAddr, alice, wrongPW)
+	}()
+	// The door has decided and is in the password check.
+	mg.WaitLogLine(t, map[string]string{"decision": "allow", "door": "nginx", "ip": src})
+	took := mg.Terminate(30 * time.Second)
+	t.Logf("mailgate exited %v after SIGTERM", took.Round(time.Millisecond))
+	<-done
+	if strings.Contains(mg.Stderr(), "cut off") {
+		t.Errorf("the request in flight was cut off:\n%s", mg.Stderr())
+	}
+	mg.Restart()
+	var found bool
+	for _, b := range bfBansByID(t, mg) {
+		found = found || b.Kind == "address" && b.IP == src
+	}
+	if !found {
+		t.Errorf("the ban made by the request in flight at shutdown is lost: ban list %+v\ndecision log:\n%s", bfBansByID(t, mg), mg.DecisionLog())
 	}
 }

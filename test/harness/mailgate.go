@@ -350,6 +350,29 @@ func (m *MG) Restart() {
 	m.start()
 }
 
+// Terminate stops the daemon as systemd does (SIGTERM to its PID) and
+// waits up to grace for it to exit; a daemon that does not exit cleanly
+// in time is a test error (and is killed). It returns how long the exit
+// took. Restart starts it again.
+func (m *MG) Terminate(grace time.Duration) time.Duration {
+	m.t.Helper()
+	if m.proc == nil {
+		return 0
+	}
+	pid := m.proc.cmd.Process.Pid
+	start := time.Now()
+	err, killed := m.proc.stop(grace)
+	took := time.Since(start)
+	m.proc = nil
+	switch {
+	case killed:
+		m.t.Errorf("harness: mailgate pid %d did not exit within %v of SIGTERM and was killed", pid, grace)
+	case err != nil:
+		m.t.Errorf("harness: mailgate pid %d did not exit cleanly on SIGTERM: %v", pid, err)
+	}
+	return took
+}
+
 // Kill ends the daemon hard (SIGKILL to its PID: no shutdown, no last
 // write of its state, as in a crash or the OOM killer) and waits until it
 // has exited. Restart starts it again.
