@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -252,6 +253,19 @@ func TestRunFinalFlush(t *testing.T) {
 		keys := slices.Sorted(maps.Keys(st.snapshot()))
 		if !slices.Equal(keys, []string{"a", "b"}) {
 			t.Fatalf("after the final flush: keys %v", keys)
+		}
+	})
+}
+
+// BenchmarkSet is the request path's cost: a door noting a key (known-good
+// pairs: one per successful login), from many goroutines.
+func BenchmarkSet(b *testing.B) {
+	j := New(Config[int, int]{Name: "bench", Put: func(context.Context, time.Time, []int) error { return nil }, Max: 1 << 20}, nil)
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := int(n.Add(1) & (1<<16 - 1))
+			j.Set(k, k)
 		}
 	})
 }
