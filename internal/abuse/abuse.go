@@ -70,13 +70,19 @@ type Config struct {
 	SprayWindow time.Duration
 	SprayBan    time.Duration
 
-	// Progressive bans, off when RepeatFactor <= 1: an address or login
-	// banned again within RepeatMemory of the end of its last automatic
-	// ban gets the previous length × RepeatFactor, capped at RepeatMax
-	// (and never less than the rule's own length).
+	// Progressive bans of addresses, off when RepeatFactor <= 1: an
+	// address banned again within RepeatMemory of the end of its last
+	// automatic ban gets the previous length × RepeatFactor, capped at
+	// RepeatMax (and never less than the rule's own length).
 	RepeatFactor float64
-	RepeatMemory time.Duration
-	RepeatMax    time.Duration
+	// Progressive bans of logins, off when LoginRepeatFactor <= 1: the
+	// same for logins, and a login on probation (its last automatic ban
+	// ended within RepeatMemory) is banned again by a single fresh
+	// failure from an address that is not known good for it: an attack
+	// that waited out the ban gets one guess, not LoginFailures.
+	LoginRepeatFactor float64
+	RepeatMemory      time.Duration
+	RepeatMax         time.Duration
 
 	// IPv6 widening, off when WidenAfter == 0: when WidenAfter distinct
 	// /IPv6Prefix networks inside one /56 are banned at once, the /56 is
@@ -104,8 +110,9 @@ type Config struct {
 	MaxKnownGood int
 }
 
-// DefaultConfig returns the seed's two rules, with spraying, progressive
-// bans and widening off.
+// DefaultConfig returns the seed's two rules, progressive bans of
+// addresses (a first ban keeps the rule's length), and spraying,
+// progressive bans of logins and widening off.
 func DefaultConfig() Config {
 	return Config{
 		IPv6Prefix:    64,
@@ -120,7 +127,7 @@ func DefaultConfig() Config {
 		SprayLogins:   0,
 		SprayWindow:   10 * time.Minute,
 		SprayBan:      time.Hour,
-		RepeatFactor:  0,
+		RepeatFactor:  2,
 		RepeatMemory:  24 * time.Hour,
 		RepeatMax:     24 * time.Hour,
 		WidenAfter:    0,
@@ -176,6 +183,9 @@ func (c Config) Validate() error {
 	if c.RepeatFactor != 0 && (c.RepeatFactor < 1 || c.RepeatFactor > 100) {
 		bad("repeat_factor", "%v is not 0 (off) or a factor from 1 to 100", c.RepeatFactor)
 	}
+	if c.LoginRepeatFactor != 0 && (c.LoginRepeatFactor < 1 || c.LoginRepeatFactor > 100) {
+		bad("login_repeat_factor", "%v is not 0 (off) or a factor from 1 to 100", c.LoginRepeatFactor)
+	}
 	positive("login_window", c.LoginWindow)
 	positive("login_ban", c.LoginBan)
 	notNegative("login_tarpit", c.LoginTarpit)
@@ -197,8 +207,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) spray() bool       { return c.SprayLogins > 0 }
-func (c *Config) progressive() bool { return c.RepeatFactor > 1 }
+func (c *Config) spray() bool { return c.SprayLogins > 0 }
+
+// factor is the progressive factor for bans of kind k; <= 1 means off.
+func (c *Config) factor(k Kind) float64 {
+	if k == BanLogin {
+		return c.LoginRepeatFactor
+	}
+	return c.RepeatFactor
+}
+
+func (c *Config) progressive(k Kind) bool { return c.factor(k) > 1 }
 
 // Kind says what a ban blocks.
 type Kind uint8

@@ -56,10 +56,10 @@ func (t *Tracker) loginBanLocked(login string, n int64) *ban {
 func (t *Tracker) autoBanLocked(hk histKey, b Ban, base time.Duration, now time.Time, n int64) Ban {
 	c := &t.cfg
 	length := base
-	if c.progressive() {
+	if c.progressive(hk.kind) {
 		if h, ok := t.hist[hk]; ok && n-h.end <= int64(c.RepeatMemory) {
 			l := c.RepeatMax
-			if f := float64(h.len) * c.RepeatFactor; f < float64(c.RepeatMax) {
+			if f := float64(h.len) * c.factor(hk.kind); f < float64(c.RepeatMax) {
 				l = time.Duration(f)
 			}
 			length = max(length, l)
@@ -180,7 +180,7 @@ func (t *Tracker) AddBan(b Ban, now time.Time) (Ban, error) {
 	case ReasonLoginAttack, ReasonAddrFailures, ReasonSpray:
 		// A stored automatic ban, reloaded at start: remember it, so that a
 		// restart does not reset progressive lengths.
-		if t.cfg.progressive() {
+		if t.cfg.progressive(b.Kind) {
 			t.hist[t.histKeyOf(&b)] = hist{len: b.Expires.Sub(b.Created), end: b.Expires.UnixNano()}
 		}
 	}

@@ -403,8 +403,8 @@ func TestScenarios(t *testing.T) {
 			},
 		},
 		{
-			name: "progressive on: each repeat doubles, up to repeat_max; forgotten after repeat_memory",
-			cfg:  func(c *Config) { c.RepeatFactor, c.RepeatMax = 2, 30*time.Minute },
+			name: "progressive addresses (the default): each repeat doubles, up to repeat_max; forgotten after repeat_memory",
+			cfg:  func(c *Config) { c.RepeatMax = 30 * time.Minute },
 			steps: cat(
 				burst(0, "192.0.2.50", 5),                           // 5m, ends 5m4s
 				burst(6*time.Minute, "192.0.2.50", 5),               // 10m, ends 16m4s
@@ -425,19 +425,39 @@ func TestScenarios(t *testing.T) {
 			},
 		},
 		{
-			name: "progressive on: logins too",
-			cfg:  func(c *Config) { c.RepeatFactor = 3 },
+			name: "progressive logins: each repeat triples, and one stranger's failure on probation bans again",
+			cfg:  func(c *Config) { c.LoginRepeatFactor = 3 },
 			steps: cat(
 				attack(0, 3),              // 10m, ends 10m4s
-				attack(11*time.Minute, 3), // 30m
+				attack(11*time.Minute, 3), // on probation: the first failure bans for 30m
+				attack(42*time.Minute, 1), // ends 41m; again: 90m
 			),
 			bans: []string{
 				"login_attack login alice@example.com for 10m0s at 4s",
-				"login_attack login alice@example.com for 30m0s at 11m4s",
+				"login_attack login alice@example.com for 30m0s at 11m0s",
+				"login_attack login alice@example.com for 1h30m0s at 42m0s",
 			},
 		},
 		{
-			name: "progressive off (the default): every ban has the rule's length",
+			name: "progressive logins: the owner's typo from a known-good address is no probation failure",
+			cfg:  func(c *Config) { c.LoginRepeatFactor = 2 },
+			steps: cat(
+				[]step{success(0, alice, home)},
+				attack(time.Minute, 3), // 10m, ends 11m4s
+				[]step{
+					fail(12*time.Minute, alice, home, "typo"),
+					check(12*time.Minute+time.Second, alice, home, "", want{known: true}),
+				},
+				attack(13*time.Minute, 1), // a stranger: banned again for 20m
+			),
+			bans: []string{
+				"login_attack login alice@example.com for 10m0s at 1m4s",
+				"login_attack login alice@example.com for 20m0s at 13m0s",
+			},
+		},
+		{
+			name: "progressive off: every ban has the rule's length",
+			cfg:  func(c *Config) { c.RepeatFactor = 0 },
 			steps: cat(
 				burst(0, "192.0.2.50", 5),
 				burst(6*time.Minute, "192.0.2.50", 5),

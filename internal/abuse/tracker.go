@@ -313,7 +313,8 @@ func (t *Tracker) countLocked(login string, lh uint64, ak addrKey, now time.Time
 		ringAdd(lw[:c.LoginFailures], n)
 		setAdd3(lw[t.loginAddrs:], ak, n)
 		since := n - int64(c.LoginWindow)
-		if ringCount(lw[:c.LoginFailures], since) >= c.LoginFailures && setCount3(lw[t.loginAddrs:], since) >= c.LoginMinAddrs {
+		if (ringCount(lw[:c.LoginFailures], since) >= c.LoginFailures && setCount3(lw[t.loginAddrs:], since) >= c.LoginMinAddrs) ||
+			t.probationLocked(login, lh, ak, n) {
 			clear(lw)
 			b := t.autoBanLocked(histKey{login: lh, kind: BanLogin}, Ban{Kind: BanLogin, Login: strings.Clone(login), Reason: ReasonLoginAttack}, c.LoginBan, now, n)
 			out = append(out, b)
@@ -337,6 +338,32 @@ func (t *Tracker) countLocked(login string, lh uint64, ak addrKey, now time.Time
 		out = t.widenLocked(pfx, now, n, out)
 	}
 	return out
+}
+
+// probationLocked reports whether a fresh failure of login from ak bans
+// the login again at once: progressive login bans are on, the login's
+// last automatic ban ended within RepeatMemory, and ak is not known good
+// for the login (its owner's typo does not count).
+func (t *Tracker) probationLocked(login string, lh uint64, ak addrKey, n int64) bool {
+	c := &t.cfg
+	if !c.progressive(BanLogin) {
+		return false
+	}
+	h, ok := t.hist[histKey{login: lh, kind: BanLogin}]
+	if !ok || n < h.end || n-h.end > int64(c.RepeatMemory) {
+		return false
+	}
+	return !t.knownGoodLocked(login, ak, n)
+}
+
+// knownGoodLocked reports whether login succeeded from ak within
+// KnownGoodFor.
+func (t *Tracker) knownGoodLocked(login string, ak addrKey, n int64) bool {
+	if t.cfg.KnownGoodFor <= 0 {
+		return false
+	}
+	i, ok := t.known.get(kgKey{login, ak})
+	return ok && t.known.last(i) > n-int64(t.cfg.KnownGoodFor)
 }
 
 // ringAdd records a failure at n in the slot of the oldest one.
@@ -448,11 +475,7 @@ func (t *Tracker) Check(login string, addr netip.Addr, pwhash string, now time.T
 	if !addr.IsValid() {
 		return st
 	}
-	if t.cfg.KnownGoodFor > 0 {
-		if i, ok := t.known.get(kgKey{login, ak}); ok && t.known.last(i) > n-int64(t.cfg.KnownGoodFor) {
-			st.KnownGood = true
-		}
-	}
+	st.KnownGood = t.knownGoodLocked(login, ak, n)
 	if ph != 0 {
 		// The stale set is small (stale clients, not every pair), so
 		// this lookup stays in cache.

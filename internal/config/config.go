@@ -179,7 +179,7 @@ type BruteForce struct {
 	LoginWindow   time.Duration `toml:"login_window" doc:"Rule (a): the sliding window."`
 	LoginMinAddrs int           `toml:"login_min_addrs" doc:"Rule (a): the failures must come from at least this many addresses (one address failing is rule (b)'s business)."`
 	LoginBan      time.Duration `toml:"login_ban" doc:"Rule (a): how long the login stays banned. Attempts during the ban do not extend it."`
-	LoginTarpit   time.Duration `toml:"login_tarpit" doc:"Rule (a): attempts on a banned login wait this long, then are refused (addresses known good for the login are let through)."`
+	LoginTarpit   time.Duration `toml:"login_tarpit" doc:"Rule (a): through nginx, attempts on a banned login wait this long (Auth-Wait), then are refused; through Dovecot they are refused at once, before the password is checked (Dovecot adds its own failure delay). Addresses known good for the login are let through."`
 
 	AddrFailures int           `toml:"addr_failures" doc:"Rule (b): this many failures from one address within addr_window ban the address."`
 	AddrWindow   time.Duration `toml:"addr_window" doc:"Rule (b): the sliding window."`
@@ -189,9 +189,10 @@ type BruteForce struct {
 	SprayWindow time.Duration `toml:"spray_window" doc:"Password spraying: the sliding window."`
 	SprayBan    time.Duration `toml:"spray_ban" doc:"Password spraying: how long the address stays banned."`
 
-	RepeatFactor float64       `toml:"repeat_factor" doc:"Progressive bans: a repeat offender's ban is the previous one times this factor. 0 = off; 2 doubles each time."`
-	RepeatMemory time.Duration `toml:"repeat_memory" doc:"Progressive bans: how long an earlier ban is remembered."`
-	RepeatMax    time.Duration `toml:"repeat_max" doc:"Progressive bans: the longest automatic ban."`
+	RepeatFactor      float64       `toml:"repeat_factor" doc:"Progressive bans of addresses: an address banned again within repeat_memory of the end of its last ban gets the previous length times this factor (the first ban keeps the rule's length). 0 = off; 2 doubles each time."`
+	LoginRepeatFactor float64       `toml:"login_repeat_factor" doc:"Progressive bans of logins: the same for logins, and a login whose last ban ended within repeat_memory is banned again by one failure from an address that never logged in to it (its owner's addresses keep working). 0 = off; 2 is a good start."`
+	RepeatMemory      time.Duration `toml:"repeat_memory" doc:"Progressive bans: how long an earlier ban is remembered."`
+	RepeatMax         time.Duration `toml:"repeat_max" doc:"Progressive bans: the longest automatic ban."`
 
 	WidenAfter int `toml:"widen_after" doc:"IPv6 widening: when this many /64s inside one /56 are banned, ban the /56 (and likewise /56s inside a /48). 0 = off; 3 is a good start."`
 
@@ -208,28 +209,29 @@ type BruteForce struct {
 // Abuse is the brute-force tracker's configuration.
 func (b BruteForce) Abuse() abuse.Config {
 	return abuse.Config{
-		IPv6Prefix:    b.IPv6Prefix,
-		LoginFailures: b.LoginFailures,
-		LoginWindow:   b.LoginWindow,
-		LoginMinAddrs: b.LoginMinAddrs,
-		LoginBan:      b.LoginBan,
-		LoginTarpit:   b.LoginTarpit,
-		AddrFailures:  b.AddrFailures,
-		AddrWindow:    b.AddrWindow,
-		AddrBan:       b.AddrBan,
-		SprayLogins:   b.SprayLogins,
-		SprayWindow:   b.SprayWindow,
-		SprayBan:      b.SprayBan,
-		RepeatFactor:  b.RepeatFactor,
-		RepeatMemory:  b.RepeatMemory,
-		RepeatMax:     b.RepeatMax,
-		WidenAfter:    b.WidenAfter,
-		StaleRepeats:  b.StaleRepeats,
-		StaleWindow:   b.StaleWindow,
-		StaleTarpit:   b.StaleTarpit,
-		KnownGoodFor:  b.KnownGoodFor,
-		MaxKeys:       b.MaxKeys,
-		MaxKnownGood:  b.MaxKnownGood,
+		IPv6Prefix:        b.IPv6Prefix,
+		LoginFailures:     b.LoginFailures,
+		LoginWindow:       b.LoginWindow,
+		LoginMinAddrs:     b.LoginMinAddrs,
+		LoginBan:          b.LoginBan,
+		LoginTarpit:       b.LoginTarpit,
+		AddrFailures:      b.AddrFailures,
+		AddrWindow:        b.AddrWindow,
+		AddrBan:           b.AddrBan,
+		SprayLogins:       b.SprayLogins,
+		SprayWindow:       b.SprayWindow,
+		SprayBan:          b.SprayBan,
+		RepeatFactor:      b.RepeatFactor,
+		LoginRepeatFactor: b.LoginRepeatFactor,
+		RepeatMemory:      b.RepeatMemory,
+		RepeatMax:         b.RepeatMax,
+		WidenAfter:        b.WidenAfter,
+		StaleRepeats:      b.StaleRepeats,
+		StaleWindow:       b.StaleWindow,
+		StaleTarpit:       b.StaleTarpit,
+		KnownGoodFor:      b.KnownGoodFor,
+		MaxKeys:           b.MaxKeys,
+		MaxKnownGood:      b.MaxKnownGood,
 	}
 }
 
@@ -330,6 +332,7 @@ func Default() Config {
 			AddrBan:       5 * time.Minute,
 			SprayWindow:   10 * time.Minute,
 			SprayBan:      time.Hour,
+			RepeatFactor:  2,
 			RepeatMemory:  24 * time.Hour,
 			RepeatMax:     24 * time.Hour,
 			StaleRepeats:  2,
