@@ -243,7 +243,9 @@ func guesses(tag string) func(int) string {
 
 func always(pw string) func(int) string { return func(int) string { return pw } }
 
-func ip(format string, args ...any) netip.Addr { return netip.MustParseAddr(fmt.Sprintf(format, args...)) }
+func ip(format string, args ...any) netip.Addr {
+	return netip.MustParseAddr(fmt.Sprintf(format, args...))
+}
 
 const (
 	victim   = "ceo@example.com"
