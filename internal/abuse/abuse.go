@@ -63,6 +63,23 @@ type Config struct {
 	AddrWindow   time.Duration
 	AddrBan      time.Duration
 
+	// Slow windows, each off when its count is 0: AddrHourFailures fresh
+	// failures from one address within an hour ban it for AddrHourBan,
+	// AddrDayFailures within a day for AddrDayBan; likewise for a login,
+	// counting only failures from addresses that are not known good for
+	// it. Failures of a known-good (login, address) count toward no slow
+	// window. The hour is counted in quarter-hour buckets (the window is
+	// 45 to 60 minutes long), the day in four-hour buckets (20 to 24
+	// hours); see window.
+	AddrHourFailures  int
+	AddrHourBan       time.Duration
+	AddrDayFailures   int
+	AddrDayBan        time.Duration
+	LoginHourFailures int
+	LoginHourBan      time.Duration
+	LoginDayFailures  int
+	LoginDayBan       time.Duration
+
 	// Password spraying, off when SprayLogins == 0: SprayLogins distinct
 	// logins failing from one address within SprayWindow ban the address
 	// for SprayBan.
@@ -115,34 +132,46 @@ type Config struct {
 // progressive bans of logins and widening off.
 func DefaultConfig() Config {
 	return Config{
-		IPv6Prefix:    64,
-		LoginFailures: 3,
-		LoginWindow:   time.Minute,
-		LoginMinAddrs: 2,
-		LoginBan:      10 * time.Minute,
-		LoginTarpit:   60 * time.Second,
-		AddrFailures:  5,
-		AddrWindow:    time.Minute,
-		AddrBan:       5 * time.Minute,
-		SprayLogins:   0,
-		SprayWindow:   10 * time.Minute,
-		SprayBan:      time.Hour,
-		RepeatFactor:  2,
-		RepeatMemory:  24 * time.Hour,
-		RepeatMax:     24 * time.Hour,
-		WidenAfter:    0,
-		StaleRepeats:  2,
-		StaleWindow:   time.Hour,
-		StaleTarpit:   5 * time.Second,
-		KnownGoodFor:  30 * 24 * time.Hour,
-		MaxKeys:       1_000_000,
-		MaxKnownGood:  1_000_000,
+		IPv6Prefix:        64,
+		LoginFailures:     3,
+		LoginWindow:       time.Minute,
+		LoginMinAddrs:     2,
+		LoginBan:          10 * time.Minute,
+		LoginTarpit:       60 * time.Second,
+		AddrFailures:      5,
+		AddrWindow:        time.Minute,
+		AddrBan:           5 * time.Minute,
+		AddrHourFailures:  30,
+		AddrHourBan:       time.Hour,
+		AddrDayFailures:   100,
+		AddrDayBan:        24 * time.Hour,
+		LoginHourFailures: 20,
+		LoginHourBan:      time.Hour,
+		LoginDayFailures:  50,
+		LoginDayBan:       24 * time.Hour,
+		SprayLogins:       0,
+		SprayWindow:       10 * time.Minute,
+		SprayBan:          time.Hour,
+		RepeatFactor:      2,
+		RepeatMemory:      24 * time.Hour,
+		RepeatMax:         24 * time.Hour,
+		WidenAfter:        0,
+		StaleRepeats:      2,
+		StaleWindow:       time.Hour,
+		StaleTarpit:       5 * time.Second,
+		KnownGoodFor:      30 * 24 * time.Hour,
+		MaxKeys:           1_000_000,
+		MaxKnownGood:      1_000_000,
 	}
 }
 
 // MaxThreshold bounds the failure and distinct-key thresholds: each is
 // the size of a fixed ring kept per tracked key.
 const MaxThreshold = 100
+
+// MaxSlowThreshold bounds the slow windows' counts: each bucket of a
+// window counts up to 255.
+const MaxSlowThreshold = 250
 
 // maxTable bounds MaxKeys and MaxKnownGood (slots are int32).
 const maxTable = 1 << 30
@@ -176,6 +205,18 @@ func (c Config) Validate() error {
 	count("login_min_addrs", c.LoginMinAddrs, 1)
 	count("addr_failures", c.AddrFailures, 1)
 	count("spray_logins", c.SprayLogins, 0)
+	slow := func(key string, v int, ban time.Duration) {
+		if v < 0 || v > MaxSlowThreshold {
+			bad(key+"_failures", "%d is not 0 (off) or from 1 to %d", v, MaxSlowThreshold)
+		}
+		if v > 0 && ban <= 0 {
+			bad(key+"_ban", "%v is not a positive duration", ban)
+		}
+	}
+	slow("addr_hour", c.AddrHourFailures, c.AddrHourBan)
+	slow("addr_day", c.AddrDayFailures, c.AddrDayBan)
+	slow("login_hour", c.LoginHourFailures, c.LoginHourBan)
+	slow("login_day", c.LoginDayFailures, c.LoginDayBan)
 	count("stale_repeats", c.StaleRepeats, 1)
 	if c.WidenAfter != 0 && (c.WidenAfter < 2 || c.WidenAfter > 256) {
 		bad("widen_after", "%d is not 0 (off) or from 2 to 256", c.WidenAfter)
@@ -242,6 +283,10 @@ const (
 	ReasonLoginAttack  = "login_attack"  // rule (a)
 	ReasonAddrFailures = "addr_failures" // rule (b)
 	ReasonSpray        = "spray"         // password spraying
+	ReasonAddrHour     = "addr_hour"     // an address's failures within an hour
+	ReasonAddrDay      = "addr_day"      // an address's failures within a day
+	ReasonLoginHour    = "login_hour"    // a login's failures from strangers within an hour
+	ReasonLoginDay     = "login_day"     // a login's failures from strangers within a day
 	ReasonWidened      = "widened"       // IPv6 widening
 	ReasonManual       = "manual"        // mailgate ban add
 )
@@ -318,6 +363,10 @@ type Counters struct {
 	PairFailures  int `json:"pair_failures"`  // failures of (login, address) still remembered (each password up to StaleWindow after its last failure)
 	PairHashes    int `json:"pair_hashes"`    // distinct password hashes among them
 	AddrLogins    int `json:"addr_logins"`    // distinct logins failing from the address within SprayWindow; 0 when spraying is off
+	AddrHour      int `json:"addr_hour"`      // fresh failures from the address within the hour window (0 when off)
+	AddrDay       int `json:"addr_day"`       // ... within the day window
+	LoginHour     int `json:"login_hour"`     // fresh failures of the login from strangers within the hour window
+	LoginDay      int `json:"login_day"`      // ... within the day window
 }
 
 // Stats sizes the tracker's state, for metrics and listings.

@@ -177,7 +177,7 @@ func (t *Tracker) AddBan(b Ban, now time.Time) (Ban, error) {
 		}
 	}
 	switch b.Reason {
-	case ReasonLoginAttack, ReasonAddrFailures, ReasonSpray:
+	case ReasonLoginAttack, ReasonAddrFailures, ReasonSpray, ReasonAddrHour, ReasonAddrDay, ReasonLoginHour, ReasonLoginDay:
 		// A stored automatic ban, reloaded at start: remember it, so that a
 		// restart does not reset progressive lengths.
 		if t.cfg.progressive(b.Kind) {
@@ -231,7 +231,8 @@ func checkBan(b *Ban, now time.Time) error {
 	switch b.Reason {
 	case "":
 		b.Reason = ReasonManual
-	case ReasonManual, ReasonLoginAttack, ReasonAddrFailures, ReasonSpray, ReasonWidened:
+	case ReasonManual, ReasonLoginAttack, ReasonAddrFailures, ReasonSpray, ReasonWidened,
+		ReasonAddrHour, ReasonAddrDay, ReasonLoginHour, ReasonLoginDay:
 	default:
 		return fmt.Errorf("ban %s: unknown reason %q", b.Target(), b.Reason)
 	}
@@ -350,12 +351,8 @@ func (t *Tracker) Expire(now time.Time) []Ban {
 		}
 		slices.SortFunc(out, byID)
 	}
-	keep := c.AddrWindow
-	if c.spray() {
-		keep = max(keep, c.SprayWindow)
-	}
-	t.addrs.expire(n - int64(keep))
-	t.logins.expire(n - int64(c.LoginWindow))
+	t.addrs.expire(n - int64(t.addrKeep))
+	t.logins.expire(n - int64(t.loginKeep))
 	t.pairs.expire(n - int64(c.StaleWindow))
 	if c.KnownGoodFor > 0 {
 		t.known.expire(n - int64(c.KnownGoodFor))

@@ -247,16 +247,45 @@ func TestScenarios(t *testing.T) {
 			bans: []string{"login_attack login alice@example.com for 10m0s at 4s"},
 		},
 		{
-			name: "a slow scan under the thresholds: one address, one failure every 15 s for a day",
+			// Under rule (b) (5 a minute): the hour window bans it after
+			// 30, the next bans double (repeat_factor), and after 100 in a
+			// day the day window bans it for a day: 100 guesses in all.
+			name: "a slow scan: one address, one failure every 15 s for a day",
 			steps: every(0, 15*time.Second, 24*60*4, func(i int, d time.Duration) step {
 				return fail(d, fmt.Sprintf("user%d@example.com", i%1000), "192.0.2.66", fmt.Sprintf("pw%d", i))
 			}),
+			bans: []string{
+				"addr_hour address 192.0.2.66/32 for 1h0m0s at 7m15s",
+				"addr_hour address 192.0.2.66/32 for 2h0m0s at 1h14m30s",
+				"addr_hour address 192.0.2.66/32 for 4h0m0s at 3h21m45s",
+				"addr_day address 192.0.2.66/32 for 24h0m0s at 7h24m0s",
+			},
 		},
 		{
-			name: "a slow scan under the thresholds: one login, a new address every 31 s for a day",
+			name:  "slow windows off: the slow scan of one address is never banned",
+			cfg:   func(c *Config) { c.AddrHourFailures, c.AddrDayFailures = 0, 0 },
+			steps: every(0, 15*time.Second, 24*60*4, func(i int, d time.Duration) step { return fail(d, "", "192.0.2.66", fmt.Sprintf("pw%d", i)) }),
+		},
+		{
+			// Under rule (a) (3 a minute from 2 addresses): 20 in an hour ban
+			// the login for an hour, 50 in a day for a day.
+			name: "a slow scan: one login, a new address every 31 s for a day",
 			steps: every(0, 31*time.Second, 24*60*60/31, func(i int, d time.Duration) step {
 				return fail(d, alice, botnet(i), fmt.Sprintf("pw%d", i))
 			}),
+			bans: []string{
+				"login_hour login alice@example.com for 1h0m0s at 9m49s",
+				"login_hour login alice@example.com for 1h0m0s at 1h20m5s",
+				"login_day login alice@example.com for 24h0m0s at 2h25m11s",
+			},
+		},
+		{
+			name: "the owner's failures from a known-good address count toward no slow window",
+			steps: cat(
+				[]step{success(0, alice, home)},
+				every(time.Minute, 4*time.Minute, 60, func(i int, d time.Duration) step { return fail(d, alice, home, fmt.Sprintf("typo%d", i)) }),
+				check(4*time.Hour, alice, home, "", want{known: true}),
+			),
 		},
 		{
 			// One failure every 13 s puts 5 failures in 52 s: that is over rule (b).

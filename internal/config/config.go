@@ -185,6 +185,15 @@ type BruteForce struct {
 	AddrWindow   time.Duration `toml:"addr_window" doc:"Rule (b): the sliding window."`
 	AddrBan      time.Duration `toml:"addr_ban" doc:"Rule (b): how long the address stays banned."`
 
+	AddrHourFailures  int           `toml:"addr_hour_failures" doc:"Slow attackers: this many failures from one address within an hour (counted in quarter-hours: 45 to 60 minutes) ban the address for addr_hour_ban. Repeats of one password and failures of a login from an address it logged in from before do not count. 0 = off."`
+	AddrHourBan       time.Duration `toml:"addr_hour_ban" doc:"Slow attackers: how long addr_hour_failures bans the address."`
+	AddrDayFailures   int           `toml:"addr_day_failures" doc:"Slow attackers: this many failures from one address within a day (counted in 4-hour steps: 20 to 24 hours) ban the address for addr_day_ban. 0 = off."`
+	AddrDayBan        time.Duration `toml:"addr_day_ban" doc:"Slow attackers: how long addr_day_failures bans the address."`
+	LoginHourFailures int           `toml:"login_hour_failures" doc:"Slow attackers: this many failures of one login within an hour, from addresses it never logged in from, ban the login for login_hour_ban (its known-good addresses keep working). 0 = off."`
+	LoginHourBan      time.Duration `toml:"login_hour_ban" doc:"Slow attackers: how long login_hour_failures bans the login."`
+	LoginDayFailures  int           `toml:"login_day_failures" doc:"Slow attackers: this many failures of one login within a day, from addresses it never logged in from, ban the login for login_day_ban. 0 = off."`
+	LoginDayBan       time.Duration `toml:"login_day_ban" doc:"Slow attackers: how long login_day_failures bans the login."`
+
 	SprayLogins int           `toml:"spray_logins" doc:"Password spraying: this many distinct logins failing from one address within spray_window ban the address. 0 = off; 10 is a good start."`
 	SprayWindow time.Duration `toml:"spray_window" doc:"Password spraying: the sliding window."`
 	SprayBan    time.Duration `toml:"spray_ban" doc:"Password spraying: how long the address stays banned."`
@@ -218,6 +227,14 @@ func (b BruteForce) Abuse() abuse.Config {
 		AddrFailures:      b.AddrFailures,
 		AddrWindow:        b.AddrWindow,
 		AddrBan:           b.AddrBan,
+		AddrHourFailures:  b.AddrHourFailures,
+		AddrHourBan:       b.AddrHourBan,
+		AddrDayFailures:   b.AddrDayFailures,
+		AddrDayBan:        b.AddrDayBan,
+		LoginHourFailures: b.LoginHourFailures,
+		LoginHourBan:      b.LoginHourBan,
+		LoginDayFailures:  b.LoginDayFailures,
+		LoginDayBan:       b.LoginDayBan,
 		SprayLogins:       b.SprayLogins,
 		SprayWindow:       b.SprayWindow,
 		SprayBan:          b.SprayBan,
@@ -320,27 +337,35 @@ func Default() Config {
 			Accounts:    []AccountLimits{},
 		},
 		BruteForce: BruteForce{
-			Enabled:       true,
-			IPv6Prefix:    64,
-			LoginFailures: 3,
-			LoginWindow:   time.Minute,
-			LoginMinAddrs: 2,
-			LoginBan:      10 * time.Minute,
-			LoginTarpit:   time.Minute,
-			AddrFailures:  5,
-			AddrWindow:    time.Minute,
-			AddrBan:       5 * time.Minute,
-			SprayWindow:   10 * time.Minute,
-			SprayBan:      time.Hour,
-			RepeatFactor:  2,
-			RepeatMemory:  24 * time.Hour,
-			RepeatMax:     24 * time.Hour,
-			StaleRepeats:  2,
-			StaleWindow:   time.Hour,
-			StaleTarpit:   5 * time.Second,
-			KnownGoodFor:  30 * 24 * time.Hour,
-			MaxKeys:       1_000_000,
-			MaxKnownGood:  1_000_000,
+			Enabled:           true,
+			IPv6Prefix:        64,
+			LoginFailures:     3,
+			LoginWindow:       time.Minute,
+			LoginMinAddrs:     2,
+			LoginBan:          10 * time.Minute,
+			LoginTarpit:       time.Minute,
+			AddrFailures:      5,
+			AddrWindow:        time.Minute,
+			AddrBan:           5 * time.Minute,
+			AddrHourFailures:  30,
+			AddrHourBan:       time.Hour,
+			AddrDayFailures:   100,
+			AddrDayBan:        24 * time.Hour,
+			LoginHourFailures: 20,
+			LoginHourBan:      time.Hour,
+			LoginDayFailures:  50,
+			LoginDayBan:       24 * time.Hour,
+			SprayWindow:       10 * time.Minute,
+			SprayBan:          time.Hour,
+			RepeatFactor:      2,
+			RepeatMemory:      24 * time.Hour,
+			RepeatMax:         24 * time.Hour,
+			StaleRepeats:      2,
+			StaleWindow:       time.Hour,
+			StaleTarpit:       5 * time.Second,
+			KnownGoodFor:      30 * 24 * time.Hour,
+			MaxKeys:           1_000_000,
+			MaxKnownGood:      1_000_000,
 		},
 		Messages: map[string]string(policy.DefaultMessages()),
 	}
