@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"mailgate/internal/abuse"
 	"net/netip"
 	"reflect"
 	"strings"
