@@ -48,7 +48,8 @@ type actor struct {
 	name   string
 	login  string
 	addr   netip.Addr
-	pw     func(i int) string // the i-th attempt's password
+	rotate func(i int) netip.Addr // if set, the i-th attempt's address
+	pw     func(i int) string     // the i-th attempt's password
 	right  string             // the login's real password
 	next   func(done time.Duration, i int) (time.Duration, bool)
 	attack bool // an attacker's guesses are counted
@@ -127,8 +128,12 @@ func (s *sim) schedule(at time.Duration, a *actor) {
 }
 
 func (s *sim) call(cmd string, a *actor, session, pw string, extra string) int {
+	addr := a.addr
+	if a.rotate != nil {
+		addr = a.rotate(a.i)
+	}
 	body := fmt.Sprintf(`{"device_id":"","login":%q,"protocol":"imap","pwhash":%q,"remote":%q,"session_id":%q,%s"tls":false}`,
-		a.login, dovecotPwHash(a.login, pw), a.addr.String(), session, extra)
+		a.login, dovecotPwHash(a.login, pw), addr.String(), session, extra)
 	w := post(s.h, "command="+cmd, body)
 	if w.Code != 200 {
 		s.t.Fatalf("%s %s: HTTP %d %s", a.name, cmd, w.Code, w.Body)
@@ -397,4 +402,98 @@ func fail2ban(actors []*actor, end time.Duration) int {
 		}
 	}
 	return checked
+}
+
+// A day of ordinary users: 200 accounts checking mail every 10 minutes
+// from their own addresses, with a typo in 2 % of the logins; the office
+// behind one NAT address with its stale phone; and a traveller who logs
+// in from a hotel for two hours in the afternoon.
+func ordinaryDay() []*actor {
+	var out []*actor
+	for i := range 200 {
+		login := fmt.Sprintf("user%d@example.org", i)
+		right := "pw-" + login
+		out = append(out, &actor{name: login, login: login, addr: ip("198.18.%d.%d", i/200, 1+i%200), right: right,
+			pw: func(n int) string {
+				if (n*7919+i*104729)%50 == 0 {
+					return fmt.Sprintf("typo-%d", n)
+				}
+				return right
+			},
+			next: every(time.Duration(i)*3*time.Second, 10*time.Minute)})
+	}
+	out = append(out, office()...)
+	// user1's usual address is 198.18.0.2; the hotel is new to mailgate.
+	out = append(out, &actor{name: "traveller", login: "user1@example.org", addr: ip("192.0.2.201"), right: "pw-user1@example.org",
+		pw: func(n int) string {
+			if n == 0 {
+				return "typo-at-the-hotel"
+			}
+			return "pw-user1@example.org"
+		},
+		next: func(_ time.Duration, i int) (time.Duration, bool) {
+			if i < 0 {
+				return 14 * time.Hour, true
+			}
+			return 14*time.Hour + time.Duration(i)*10*time.Minute, i < 12
+		}})
+	return out
+}
+
+// slowAddress is one address trying 4 passwords a minute on many logins:
+// under rule (b)'s 5 a minute.
+func slowAddress() []*actor {
+	return []*actor{{name: "slow address", login: "", addr: ip("192.0.2.77"), right: "-", attack: true,
+		pw:   guesses("slow"),
+		next: every(0, 15*time.Second)}}
+}
+
+// rotating is one login guessed once a minute, each time from a new
+// address: under rule (a)'s 3 a minute.
+func rotating() []*actor {
+	return []*actor{{name: "rotating", login: victim, right: victimPw, attack: true,
+		rotate: func(i int) netip.Addr { return ip("203.0.%d.%d", 113+i/250%100, 1+i%250) },
+		pw:     guesses("rot"),
+		next:   every(30*time.Second, time.Minute)}}
+}
+
+func TestDayTimelines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates days of attacks")
+	}
+	noSlow := config.Default().BruteForce
+	noSlow.AddrHourFailures, noSlow.AddrDayFailures, noSlow.LoginHourFailures, noSlow.LoginDayFailures = 0, 0, 0, 0
+	tests := []struct {
+		name   string
+		bf     config.BruteForce
+		actors []*actor
+		min    int // guesses that must reach the password check (the attack runs at all)
+		max    int
+	}{
+		{"nobody attacks", config.Default().BruteForce, nil, 0, 0},
+		{"one address, 4 guesses a minute", config.Default().BruteForce, slowAddress(), 1, 200},
+		{"the same without the hour and day windows", noSlow, slowAddress(), 24 * 60 * 4, 24 * 60 * 4},
+		{"one login, once a minute, a new address each time", config.Default().BruteForce, rotating(), 1, 150},
+		{"the same without the hour and day windows", noSlow, rotating(), 24 * 60, 24 * 60},
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "| attack (one day) | attempts | reach the password check |\n|---|---|---|\n")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSim(t, tt.bf)
+			res := s.run(24*time.Hour, append(append(tt.actors, owner()), ordinaryDay()...)...)
+			if res.checked > tt.max || res.checked < tt.min {
+				t.Errorf("%d of %d guesses reached the password check, want %d to %d; bans:\n%s", res.checked, res.attempts, tt.min, tt.max, strings.Join(res.bans, "\n"))
+			}
+			if res.cracked > 0 {
+				t.Errorf("the attacker logged in %d times", res.cracked)
+			}
+			if len(res.refused) > 0 {
+				t.Errorf("ordinary users refused: %v; bans:\n%s", res.refused, strings.Join(res.bans, "\n"))
+			}
+			fmt.Fprintf(&table, "| %s | %d | %d |\n", tt.name, res.attempts, res.checked)
+			t.Logf("%d attempts, %d reached the password check; bans:\n%s", res.attempts, res.checked, strings.Join(res.bans, "\n"))
+		})
+	}
+	t.Logf("\n%s", table.String())
 }
