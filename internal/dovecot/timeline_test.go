@@ -50,7 +50,7 @@ type actor struct {
 	addr   netip.Addr
 	rotate func(i int) netip.Addr // if set, the i-th attempt's address
 	pw     func(i int) string     // the i-th attempt's password
-	right  string             // the login's real password
+	right  string                 // the login's real password
 	next   func(done time.Duration, i int) (time.Duration, bool)
 	attack bool // an attacker's guesses are counted
 
