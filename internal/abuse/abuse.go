@@ -68,9 +68,11 @@ type Config struct {
 	// AddrDayFailures within a day for AddrDayBan; likewise for a login,
 	// counting only failures from addresses that are not known good for
 	// it. Failures of a known-good (login, address) count toward no slow
-	// window. The hour is counted in quarter-hour buckets (the window is
-	// 45 to 60 minutes long), the day in four-hour buckets (20 to 24
-	// hours); see window.
+	// window. The hour (HourWindow, an hour by default) is counted in
+	// quarters (the window is 45 to 60 minutes long), the day (DayWindow)
+	// in sixths (20 to 24 hours); see window.
+	HourWindow        time.Duration
+	DayWindow         time.Duration
 	AddrHourFailures  int
 	AddrHourBan       time.Duration
 	AddrDayFailures   int
@@ -116,6 +118,15 @@ type Config struct {
 	StaleWindow  time.Duration
 	StaleTarpit  time.Duration
 
+	// Under attack (surge.go), off unless SurgeEnabled: when the last 10
+	// minutes hold at least SurgeMin fresh failures across the server and
+	// SurgeFactor times the usual 10 minutes of the day before, Check
+	// reports UnderAttack until SurgeHold after they fell below.
+	SurgeEnabled bool
+	SurgeFactor  float64
+	SurgeMin     int
+	SurgeHold    time.Duration
+
 	// Lockout-proof accounts: an address (IPv6: its /IPv6Prefix) from
 	// which a login succeeded within KnownGoodFor is known good for that
 	// login. 0 turns it off.
@@ -141,6 +152,8 @@ func DefaultConfig() Config {
 		AddrFailures:      5,
 		AddrWindow:        time.Minute,
 		AddrBan:           5 * time.Minute,
+		HourWindow:        time.Hour,
+		DayWindow:         24 * time.Hour,
 		AddrHourFailures:  30,
 		AddrHourBan:       time.Hour,
 		AddrDayFailures:   100,
@@ -159,6 +172,9 @@ func DefaultConfig() Config {
 		StaleRepeats:      2,
 		StaleWindow:       time.Hour,
 		StaleTarpit:       5 * time.Second,
+		SurgeFactor:       10,
+		SurgeMin:          30,
+		SurgeHold:         30 * time.Minute,
 		KnownGoodFor:      30 * 24 * time.Hour,
 		MaxKeys:           1_000_000,
 		MaxKnownGood:      1_000_000,
@@ -213,6 +229,12 @@ func (c Config) Validate() error {
 			bad(key+"_ban", "%v is not a positive duration", ban)
 		}
 	}
+	if c.HourWindow < 4*time.Second || c.HourWindow > 7*24*time.Hour {
+		bad("hour_window", "%v is not from 4s to 168h", c.HourWindow)
+	}
+	if c.DayWindow < c.HourWindow || c.DayWindow > 30*24*time.Hour {
+		bad("day_window", "%v is not from hour_window (%v) to 720h", c.DayWindow, c.HourWindow)
+	}
 	slow("addr_hour", c.AddrHourFailures, c.AddrHourBan)
 	slow("addr_day", c.AddrDayFailures, c.AddrDayBan)
 	slow("login_hour", c.LoginHourFailures, c.LoginHourBan)
@@ -234,6 +256,13 @@ func (c Config) Validate() error {
 	positive("addr_ban", c.AddrBan)
 	positive("spray_window", c.SprayWindow)
 	positive("spray_ban", c.SprayBan)
+	if c.SurgeFactor < 1 || c.SurgeFactor > 1000 {
+		bad("under_attack_factor", "%v is not a factor from 1 to 1000", c.SurgeFactor)
+	}
+	if c.SurgeMin < 1 || c.SurgeMin > 1_000_000 {
+		bad("under_attack_min", "%d is not from 1 to 1000000", c.SurgeMin)
+	}
+	positive("under_attack_hold", c.SurgeHold)
 	positive("repeat_memory", c.RepeatMemory)
 	positive("repeat_max", c.RepeatMax)
 	positive("stale_window", c.StaleWindow)
@@ -327,14 +356,16 @@ type Event struct {
 	Addr    netip.Addr // the client; IPv4-mapped IPv6 is taken as IPv4
 	PwHash  string     // Dovecot's truncated hex pwhash, or any short password hash a door computes; may be ""
 	Success bool
+	Country string // the client's country (ISO 3166-1 alpha-2), if known: a success makes it a usual country of the login
 }
 
 // Status is what Check knows about an attempt.
 type Status struct {
-	AddrBan   BanRef // Found=false when none
-	LoginBan  BanRef
-	KnownGood bool // (login, address) had a success within KnownGoodFor
-	Stale     bool // (login, address, pwhash) is a stale client
+	AddrBan     BanRef // Found=false when none
+	LoginBan    BanRef
+	KnownGood   bool // (login, address) had a success within KnownGoodFor
+	Stale       bool // (login, address, pwhash) is a stale client
+	UnderAttack bool // the server is under attack (Surge)
 }
 
 // BanRef names the ban behind a Status.

@@ -356,6 +356,9 @@ func (t *Tracker) Expire(now time.Time) []Ban {
 	t.pairs.expire(n - int64(c.StaleWindow))
 	if c.KnownGoodFor > 0 {
 		t.known.expire(n - int64(c.KnownGoodFor))
+		if t.countries != nil {
+			t.countries.expire(n - int64(c.KnownGoodFor))
+		}
 	}
 	if n >= t.histSweep {
 		for k, h := range t.hist {

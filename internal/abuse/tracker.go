@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -47,6 +48,8 @@ type Tracker struct {
 	// How long a key's state matters after its last failure: its
 	// longest window.
 	addrKeep, loginKeep time.Duration
+	// The slow windows (Config.HourWindow, Config.DayWindow).
+	hourWindow, dayWindow window
 
 	mu        sync.RWMutex
 	addrs     *lru[addrKey]
@@ -61,6 +64,11 @@ type Tracker struct {
 	minExp    int64 // no ban ends before this (a lower bound)
 	hist      map[histKey]hist
 	histSweep int64 // next time Expire sweeps hist
+
+	surge       surge
+	surgeMuted  int64        // EndSurge: no new surge before this
+	underAttack atomic.Bool  // surge.on, read without the lock by Check
+	countries   *lru[uint64] // a login's usual countries (by login hash); nil when surges are off
 }
 
 // addrKey is a client address as counted: the IPv4 address (in its
@@ -124,15 +132,17 @@ func New(cfg Config) *Tracker {
 		hist:      map[histKey]hist{},
 		stale:     map[staleKey]int64{},
 	}
+	t.hourWindow = newWindow(cfg.HourWindow, hourBuckets)
+	t.dayWindow = newWindow(cfg.DayWindow, dayBuckets)
 	t.addrSpray = cfg.AddrFailures
 	t.addrSlow = t.addrSpray + 2*cfg.SprayLogins
 	t.loginAddrs = cfg.LoginFailures
 	t.loginAddrCap = max(cfg.LoginMinAddrs, minLoginAddrs)
 	t.loginSlow = t.loginAddrs + 3*t.loginAddrCap
 	t.addrKeep = max(cfg.AddrWindow, keepFor(cfg.spray(), cfg.SprayWindow),
-		keepFor(cfg.AddrHourFailures > 0, hourWindow.span()), keepFor(cfg.AddrDayFailures > 0, dayWindow.span()))
+		keepFor(cfg.AddrHourFailures > 0, t.hourWindow.span()), keepFor(cfg.AddrDayFailures > 0, t.dayWindow.span()))
 	t.loginKeep = max(cfg.LoginWindow,
-		keepFor(cfg.LoginHourFailures > 0, hourWindow.span()), keepFor(cfg.LoginDayFailures > 0, dayWindow.span()))
+		keepFor(cfg.LoginHourFailures > 0, t.hourWindow.span()), keepFor(cfg.LoginDayFailures > 0, t.dayWindow.span()))
 	t.addrs = newLRU[addrKey](cfg.MaxKeys, t.addrSlow+2)
 	t.logins = newLRU[uint64](cfg.MaxKeys, t.loginSlow+2)
 	t.pairs = newLRU[pairKey](cfg.MaxKeys, pairStride)
@@ -142,6 +152,9 @@ func New(cfg Config) *Tracker {
 		}
 	}
 	t.known = newLRU[kgKey](cfg.MaxKnownGood, 0)
+	if cfg.SurgeEnabled {
+		t.countries = newLRU[uint64](cfg.MaxKnownGood, 1)
+	}
 	return t
 }
 
@@ -220,6 +233,9 @@ func (t *Tracker) Record(ev Event, now time.Time) []Ban {
 	defer t.mu.Unlock()
 	if ev.Success {
 		t.successLocked(ev.Login, lh, ak, ev.PwHash, n)
+		if ev.Login != "" {
+			t.noteCountryLocked(lh, ev.Country, n)
+		}
 		return nil
 	}
 	if t.addrBanLocked(addr, n) != nil {
@@ -334,25 +350,26 @@ func (t *Tracker) countLocked(login string, lh uint64, ak addrKey, now time.Time
 		setAdd2(aw[t.addrSpray:t.addrSlow], int64(lh), n)
 	}
 	if slow {
-		hourWindow.add(&aw[t.addrSlow], n)
-		dayWindow.add(&aw[t.addrSlow+1], n)
+		t.hourWindow.add(&aw[t.addrSlow], n)
+		t.dayWindow.add(&aw[t.addrSlow+1], n)
+		t.surge.add(n)
 	}
 	if login != "" {
 		lw := t.logins.w(t.logins.upsert(lh, n))
 		ringAdd(lw[:c.LoginFailures], n)
 		setAdd3(lw[t.loginAddrs:t.loginSlow], ak, n)
 		if slow {
-			hourWindow.add(&lw[t.loginSlow], n)
-			dayWindow.add(&lw[t.loginSlow+1], n)
+			t.hourWindow.add(&lw[t.loginSlow], n)
+			t.dayWindow.add(&lw[t.loginSlow+1], n)
 		}
 		since := n - int64(c.LoginWindow)
 		var reason string
 		var length time.Duration
 		switch {
-		case crossed(c.LoginDayFailures, dayWindow, lw[t.loginSlow+1], n):
+		case crossed(c.LoginDayFailures, t.dayWindow, lw[t.loginSlow+1], n):
 			reason, length = ReasonLoginDay, c.LoginDayBan
 			clear(lw)
-		case crossed(c.LoginHourFailures, hourWindow, lw[t.loginSlow], n):
+		case crossed(c.LoginHourFailures, t.hourWindow, lw[t.loginSlow], n):
 			reason, length = ReasonLoginHour, c.LoginHourBan
 			clear(lw[:t.loginSlow+1])
 		case (ringCount(lw[:c.LoginFailures], since) >= c.LoginFailures && setCount3(lw[t.loginAddrs:t.loginSlow], since) >= c.LoginMinAddrs) ||
@@ -368,10 +385,10 @@ func (t *Tracker) countLocked(login string, lh uint64, ak addrKey, now time.Time
 	var reason string
 	var length time.Duration
 	switch {
-	case crossed(c.AddrDayFailures, dayWindow, aw[t.addrSlow+1], n):
+	case crossed(c.AddrDayFailures, t.dayWindow, aw[t.addrSlow+1], n):
 		reason, length = ReasonAddrDay, c.AddrDayBan
 		clear(aw)
-	case crossed(c.AddrHourFailures, hourWindow, aw[t.addrSlow], n):
+	case crossed(c.AddrHourFailures, t.hourWindow, aw[t.addrSlow], n):
 		reason, length = ReasonAddrHour, c.AddrHourBan
 		clear(aw[:t.addrSlow+1])
 	case c.spray() && setCount2(aw[t.addrSpray:t.addrSlow], n-int64(c.SprayWindow)) >= c.SprayLogins:
@@ -502,7 +519,7 @@ func setCount3(s []int64, since int64) int {
 // attempt. It is on the decision path: it does not allocate and takes
 // only the read lock.
 func (t *Tracker) Check(login string, addr netip.Addr, pwhash string, now time.Time) Status {
-	var st Status
+	st := Status{UnderAttack: t.underAttack.Load()}
 	addr = addr.Unmap()
 	n := now.UnixNano()
 	var ak addrKey
@@ -566,8 +583,8 @@ func (t *Tracker) Counters(login string, addr netip.Addr, now time.Time) Counter
 		if cfg.spray() {
 			c.AddrLogins = setCount2(w[t.addrSpray:t.addrSlow], n-int64(cfg.SprayWindow))
 		}
-		c.AddrHour = hourWindow.count(w[t.addrSlow], n)
-		c.AddrDay = dayWindow.count(w[t.addrSlow+1], n)
+		c.AddrHour = t.hourWindow.count(w[t.addrSlow], n)
+		c.AddrDay = t.dayWindow.count(w[t.addrSlow+1], n)
 	}
 	if login == "" {
 		return c
@@ -577,8 +594,8 @@ func (t *Tracker) Counters(login string, addr netip.Addr, now time.Time) Counter
 		since := n - int64(cfg.LoginWindow)
 		c.LoginFailures = ringCount(w[:cfg.LoginFailures], since)
 		c.LoginAddrs = setCount3(w[t.loginAddrs:t.loginSlow], since)
-		c.LoginHour = hourWindow.count(w[t.loginSlow], n)
-		c.LoginDay = dayWindow.count(w[t.loginSlow+1], n)
+		c.LoginHour = t.hourWindow.count(w[t.loginSlow], n)
+		c.LoginDay = t.dayWindow.count(w[t.loginSlow+1], n)
 	}
 	if i, ok := t.pairs.get(pairKey{lh, ak}); ok {
 		w := t.pairs.w(i)

@@ -18,10 +18,16 @@ type window struct {
 	buckets int   // 1 to 7
 }
 
-var (
-	hourWindow = window{width: int64(15 * time.Minute), buckets: 4}
-	dayWindow  = window{width: int64(4 * time.Hour), buckets: 6}
+// The slow windows are counted in quarters (the hour) and sixths (the
+// day) of their length.
+const (
+	hourBuckets = 4
+	dayBuckets  = 6
 )
+
+func newWindow(span time.Duration, buckets int) window {
+	return window{width: max(int64(span)/int64(buckets), 1), buckets: buckets}
+}
 
 // span is the longest time the window counts.
 func (wd window) span() time.Duration { return time.Duration(wd.width * int64(wd.buckets)) }

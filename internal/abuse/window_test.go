@@ -6,6 +6,8 @@ import (
 )
 
 func TestWindow(t *testing.T) {
+	hourWindow := newWindow(time.Hour, hourBuckets)
+	dayWindow := newWindow(24*time.Hour, dayBuckets)
 	base := at(0).UnixNano()
 	q := int64(15 * time.Minute)
 	var w int64

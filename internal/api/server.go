@@ -43,14 +43,17 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	token   string // required on TCP connections when set
-	now     func() time.Time
-	geoip   bool        // country rules can match: a GeoIP database is configured
-	permits *Permitbook // nil: relay permits are off
-	onLogin OnLoginFunc // nil: relay permits are off
-	limits  LimitLister // nil: sending limits are off
-	fw      Firewall    // nil: the firewall is off
-	fwMode  string
-	fwDiff  func(want, have string) string
+
+	surge      Surger                            // nil: "under attack" is not served
+	onSurgeEnd func(now time.Time, actor string) // see WithAttack
+	now        func() time.Time
+	geoip      bool        // country rules can match: a GeoIP database is configured
+	permits    *Permitbook // nil: relay permits are off
+	onLogin    OnLoginFunc // nil: relay permits are off
+	limits     LimitLister // nil: sending limits are off
+	fw         Firewall    // nil: the firewall is off
+	fwMode     string
+	fwDiff     func(want, have string) string
 }
 
 // NewServer returns the admin API over book and engine. token, if not
@@ -117,6 +120,8 @@ func (s *Server) Handler() http.Handler {
 		serveLogin(w, r, s.onLogin, s.log, s.now(), "")
 	})
 	mux.HandleFunc("GET /v1/limits", s.listLimits)
+	mux.HandleFunc("GET /v1/attack", s.showAttack)
+	mux.HandleFunc("POST /v1/attack/end", s.endAttack)
 	return s.authenticate(mux)
 }
 

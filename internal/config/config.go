@@ -185,6 +185,8 @@ type BruteForce struct {
 	AddrWindow   time.Duration `toml:"addr_window" doc:"Rule (b): the sliding window."`
 	AddrBan      time.Duration `toml:"addr_ban" doc:"Rule (b): how long the address stays banned."`
 
+	HourWindow        time.Duration `toml:"hour_window" doc:"Slow attackers: the length of the 'hour' windows below (counted in quarters)."`
+	DayWindow         time.Duration `toml:"day_window" doc:"Slow attackers: the length of the 'day' windows below (counted in sixths)."`
 	AddrHourFailures  int           `toml:"addr_hour_failures" doc:"Slow attackers: this many failures from one address within an hour (counted in quarter-hours: 45 to 60 minutes) ban the address for addr_hour_ban. Repeats of one password and failures of a login from an address it logged in from before do not count. 0 = off."`
 	AddrHourBan       time.Duration `toml:"addr_hour_ban" doc:"Slow attackers: how long addr_hour_failures bans the address."`
 	AddrDayFailures   int           `toml:"addr_day_failures" doc:"Slow attackers: this many failures from one address within a day (counted in 4-hour steps: 20 to 24 hours) ban the address for addr_day_ban. 0 = off."`
@@ -209,6 +211,11 @@ type BruteForce struct {
 	StaleWindow  time.Duration `toml:"stale_window" doc:"Stale clients: how long a failed password is remembered."`
 	StaleTarpit  time.Duration `toml:"stale_tarpit" doc:"Stale clients: how long a stale client's attempts wait (it is never banned)."`
 
+	UnderAttack       bool          `toml:"under_attack" doc:"Under attack: when the whole server fails at least under_attack_min logins in 10 minutes and under_attack_factor times its usual 10 minutes of the last day (a password spray over many accounts), logins from addresses that never logged in to the account, and not from a country it logged in from, are refused (reason under_attack) until under_attack_hold after the wave. It refuses travellers on a new network meanwhile; 'mailgate attack end' lifts it. Off by default."`
+	UnderAttackFactor float64       `toml:"under_attack_factor" doc:"Under attack: how many times the usual failure rate."`
+	UnderAttackMin    int           `toml:"under_attack_min" doc:"Under attack: the fewest failures in 10 minutes that can mean an attack (a quiet server's usual rate is near 0)."`
+	UnderAttackHold   time.Duration `toml:"under_attack_hold" doc:"Under attack: how long it lasts after the failures fell below the threshold."`
+
 	KnownGoodFor time.Duration `toml:"known_good_for" doc:"Lockout-proof accounts: an address a login succeeded from within this time keeps working for that login while the login is banned."`
 
 	MaxKeys      int `toml:"max_keys" doc:"Memory bound: the most addresses, logins and login/address pairs tracked (each); the least recently seen are forgotten first."`
@@ -227,6 +234,8 @@ func (b BruteForce) Abuse() abuse.Config {
 		AddrFailures:      b.AddrFailures,
 		AddrWindow:        b.AddrWindow,
 		AddrBan:           b.AddrBan,
+		HourWindow:        b.HourWindow,
+		DayWindow:         b.DayWindow,
 		AddrHourFailures:  b.AddrHourFailures,
 		AddrHourBan:       b.AddrHourBan,
 		AddrDayFailures:   b.AddrDayFailures,
@@ -246,6 +255,10 @@ func (b BruteForce) Abuse() abuse.Config {
 		StaleRepeats:      b.StaleRepeats,
 		StaleWindow:       b.StaleWindow,
 		StaleTarpit:       b.StaleTarpit,
+		SurgeEnabled:      b.UnderAttack,
+		SurgeFactor:       b.UnderAttackFactor,
+		SurgeMin:          b.UnderAttackMin,
+		SurgeHold:         b.UnderAttackHold,
 		KnownGoodFor:      b.KnownGoodFor,
 		MaxKeys:           b.MaxKeys,
 		MaxKnownGood:      b.MaxKnownGood,
@@ -347,6 +360,8 @@ func Default() Config {
 			AddrFailures:      5,
 			AddrWindow:        time.Minute,
 			AddrBan:           5 * time.Minute,
+			HourWindow:        time.Hour,
+			DayWindow:         24 * time.Hour,
 			AddrHourFailures:  30,
 			AddrHourBan:       time.Hour,
 			AddrDayFailures:   100,
@@ -363,6 +378,9 @@ func Default() Config {
 			StaleRepeats:      2,
 			StaleWindow:       time.Hour,
 			StaleTarpit:       5 * time.Second,
+			UnderAttackFactor: 10,
+			UnderAttackMin:    30,
+			UnderAttackHold:   30 * time.Minute,
 			KnownGoodFor:      30 * 24 * time.Hour,
 			MaxKeys:           1_000_000,
 			MaxKnownGood:      1_000_000,

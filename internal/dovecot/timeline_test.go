@@ -49,6 +49,7 @@ type actor struct {
 	login  string
 	addr   netip.Addr
 	rotate func(i int) netip.Addr // if set, the i-th attempt's address
+	logins func(i int) string     // if set, the i-th attempt's login
 	pw     func(i int) string     // the i-th attempt's password
 	right  string                 // the login's real password
 	next   func(done time.Duration, i int) (time.Duration, bool)
@@ -88,6 +89,7 @@ type simResult struct {
 	cracked  int // attacker logins that succeeded
 	refused  map[string]int
 	bans     []string
+	surges   []string // "under attack" from–to
 }
 
 // sim runs actors against a Handler over a fresh engine with cfg until
@@ -128,12 +130,15 @@ func (s *sim) schedule(at time.Duration, a *actor) {
 }
 
 func (s *sim) call(cmd string, a *actor, session, pw string, extra string) int {
-	addr := a.addr
+	addr, login := a.addr, a.login
 	if a.rotate != nil {
 		addr = a.rotate(a.i)
 	}
+	if a.logins != nil {
+		login = a.logins(a.i)
+	}
 	body := fmt.Sprintf(`{"device_id":"","login":%q,"protocol":"imap","pwhash":%q,"remote":%q,"session_id":%q,%s"tls":false}`,
-		a.login, dovecotPwHash(a.login, pw), addr.String(), session, extra)
+		login, dovecotPwHash(login, pw), addr.String(), session, extra)
 	w := post(s.h, "command="+cmd, body)
 	if w.Code != 200 {
 		s.t.Fatalf("%s %s: HTTP %d %s", a.name, cmd, w.Code, w.Body)
@@ -196,7 +201,7 @@ func (s *sim) run(end time.Duration, actors ...*actor) simResult {
 			s.schedule(at, a)
 		}
 	}
-	lastExpire := time.Duration(-1)
+	lastExpire := time.Duration(-1 << 62)
 	for s.queue.Len() > 0 {
 		e := heap.Pop(&s.queue).(simEvent)
 		if e.at >= end {
@@ -207,6 +212,9 @@ func (s *sim) run(end time.Duration, actors ...*actor) simResult {
 		s.now = max(s.now, e.at)
 		if s.now-lastExpire >= time.Second {
 			s.trk.Expire(s.clock())
+			if st, changed := s.trk.Surge(s.clock()); changed {
+				s.res.surges = append(s.res.surges, fmt.Sprintf("%s at %v", map[bool]string{true: "on", false: "off"}[st.On], s.now.Round(time.Second)))
+			}
 			lastExpire = s.now
 		}
 		saved := s.now
@@ -457,27 +465,51 @@ func rotating() []*actor {
 		next:   every(30*time.Second, time.Minute)}}
 }
 
+// spray is one common password tried on 500 logins from 20 addresses,
+// each address one login a minute, from 13:30: no login fails twice, no
+// address more than 25 times.
+func spray() []*actor {
+	out := make([]*actor, 20)
+	for j := range out {
+		out[j] = &actor{name: fmt.Sprintf("sprayer%d", j), addr: ip("203.0.113.%d", 100+j), right: "-", attack: true,
+			logins: func(i int) string { return fmt.Sprintf("user%d@example.org", j+20*i) },
+			pw:     always("Summer2026!"),
+			next: func(_ time.Duration, i int) (time.Duration, bool) {
+				at := 13*time.Hour + 30*time.Minute + time.Duration(j)*3*time.Second + time.Duration(max(i, 0))*time.Minute
+				return at, i < 25
+			}}
+	}
+	return out
+}
+
 func TestDayTimelines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulates days of attacks")
 	}
 	noSlow := config.Default().BruteForce
 	noSlow.AddrHourFailures, noSlow.AddrDayFailures, noSlow.LoginHourFailures, noSlow.LoginDayFailures = 0, 0, 0, 0
+	underAttack := config.Default().BruteForce
+	underAttack.UnderAttack = true
 	tests := []struct {
 		name   string
 		bf     config.BruteForce
 		actors []*actor
 		min    int // guesses that must reach the password check (the attack runs at all)
 		max    int
+		// mayRefuse is the ordinary user who may be refused (under attack).
+		mayRefuse string
 	}{
-		{"nobody attacks", config.Default().BruteForce, nil, 0, 0},
-		{"one address, 4 guesses a minute", config.Default().BruteForce, slowAddress(), 1, 200},
-		{"the same without the hour and day windows", noSlow, slowAddress(), 24 * 60 * 4, 24 * 60 * 4},
-		{"one login, once a minute, a new address each time", config.Default().BruteForce, rotating(), 1, 150},
-		{"the same without the hour and day windows", noSlow, rotating(), 24 * 60, 24 * 60},
+		{"nobody attacks", config.Default().BruteForce, nil, 0, 0, ""},
+		{"one address, 4 guesses a minute", config.Default().BruteForce, slowAddress(), 1, 200, ""},
+		{"the same without the hour and day windows", noSlow, slowAddress(), 24 * 60 * 4, 24 * 60 * 4, ""},
+		{"one login, once a minute, a new address each time", config.Default().BruteForce, rotating(), 1, 150, ""},
+		{"the same without the hour and day windows", noSlow, rotating(), 24 * 60, 24 * 60, ""},
+		{"one password on 500 logins from 20 addresses", config.Default().BruteForce, spray(), 500, 500, ""},
+		{"the same with under_attack = true", underAttack, spray(), 1, 50, "traveller"},
+		{"nobody attacks, under_attack = true", underAttack, nil, 0, 0, ""},
 	}
 	var table strings.Builder
-	fmt.Fprintf(&table, "| attack (one day) | attempts | reach the password check |\n|---|---|---|\n")
+	fmt.Fprintf(&table, "| attack (one day) | attempts | reach the password check | ordinary users refused | under attack |\n|---|---|---|---|---|\n")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newSim(t, tt.bf)
@@ -488,11 +520,22 @@ func TestDayTimelines(t *testing.T) {
 			if res.cracked > 0 {
 				t.Errorf("the attacker logged in %d times", res.cracked)
 			}
-			if len(res.refused) > 0 {
-				t.Errorf("ordinary users refused: %v; bans:\n%s", res.refused, strings.Join(res.bans, "\n"))
+			for who, n := range res.refused {
+				if who != tt.mayRefuse {
+					t.Errorf("%s refused %d times; bans:\n%s", who, n, strings.Join(res.bans, "\n"))
+				}
 			}
-			fmt.Fprintf(&table, "| %s | %d | %d |\n", tt.name, res.attempts, res.checked)
-			t.Logf("%d attempts, %d reached the password check; bans:\n%s", res.attempts, res.checked, strings.Join(res.bans, "\n"))
+			refused := "nobody"
+			if n := res.refused[tt.mayRefuse]; n > 0 {
+				// The traveller logs in 12 times from 14:00; "under attack"
+				// must end while they are still there.
+				if n >= 12 || len(res.surges) == 0 || !strings.HasPrefix(res.surges[len(res.surges)-1], "off") {
+					t.Errorf("the %s was refused %d of 12 times; under attack: %v", tt.mayRefuse, n, res.surges)
+				}
+				refused = fmt.Sprintf("the %s, %d of 12 logins", tt.mayRefuse, n)
+			}
+			fmt.Fprintf(&table, "| %s | %d | %d | %s | %s |\n", tt.name, res.attempts, res.checked, refused, strings.Join(res.surges, ", "))
+			t.Logf("%d attempts, %d reached the password check; under attack: %v; bans:\n%s", res.attempts, res.checked, res.surges, strings.Join(res.bans, "\n"))
 		})
 	}
 	t.Logf("\n%s", table.String())
