@@ -365,7 +365,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if limiter != nil {
 		admin.WithLimits(limiter)
 	}
-	admin.WithAttack(tracker, func(now time.Time, actor string) {
+	admin.WithBruteForce(tracker, func(now time.Time, actor string) {
 		s := tracker.SurgeState(now)
 		dlog.Surge(now, s, actor)
 		log.Info("under attack: ended by hand", "by", actor)

@@ -7,13 +7,6 @@ import (
 	"mailgate/internal/abuse"
 )
 
-// Surger is what the API needs from the brute-force tracker for "under
-// attack".
-type Surger interface {
-	SurgeState(now time.Time) abuse.Surge
-	EndSurge(now time.Time) bool
-}
-
 // AttackJSON is the state of "under attack" on the wire.
 type AttackJSON struct {
 	Enabled bool `json:"enabled"` // bruteforce.under_attack
@@ -39,33 +32,34 @@ func fromSurge(s abuse.Surge) AttackJSON {
 	return j
 }
 
-// WithAttack serves the state of "under attack" (GET /v1/attack) and
-// lifts it (POST /v1/attack/end). onEnd, if set, is told when an admin
-// ended it (for the decision log).
-func (s *Server) WithAttack(sg Surger, onEnd func(now time.Time, actor string)) *Server {
-	s.surge, s.onSurgeEnd = sg, onEnd
+// WithBruteForce serves the tracker's part of GET /v1/status, the state
+// of "under attack" (GET /v1/attack) and lifts it (POST
+// /v1/attack/end). onEnd, if set, is told when an admin ended it (for the
+// decision log).
+func (s *Server) WithBruteForce(bf BruteForce, onEnd func(now time.Time, actor string)) *Server {
+	s.bf, s.onSurgeEnd = bf, onEnd
 	return s
 }
 
 func (s *Server) showAttack(w http.ResponseWriter, _ *http.Request) {
-	if s.surge == nil {
+	if s.bf == nil {
 		writeJSON(w, http.StatusOK, AttackJSON{})
 		return
 	}
-	writeJSON(w, http.StatusOK, fromSurge(s.surge.SurgeState(s.now())))
+	writeJSON(w, http.StatusOK, fromSurge(s.bf.SurgeState(s.now())))
 }
 
 func (s *Server) endAttack(w http.ResponseWriter, r *http.Request) {
-	if s.surge == nil {
+	if s.bf == nil {
 		writeJSON(w, http.StatusOK, AttackJSON{})
 		return
 	}
 	now := s.now()
-	was := s.surge.EndSurge(now)
+	was := s.bf.EndSurge(now)
 	if was && s.onSurgeEnd != nil {
 		s.onSurgeEnd(now, actor(r))
 	}
-	out := fromSurge(s.surge.SurgeState(now))
+	out := fromSurge(s.bf.SurgeState(now))
 	out.Ended = was
 	writeJSON(w, http.StatusOK, out)
 }

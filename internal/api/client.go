@@ -222,3 +222,9 @@ func (c *Client) EndAttack(ctx context.Context) (AttackJSON, error) {
 	var out AttackJSON
 	return out, c.do(ctx, http.MethodPost, "/v1/attack/end", nil, &out)
 }
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (StatusJSON, error) {
+	var out StatusJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
+}

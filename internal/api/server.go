@@ -44,7 +44,8 @@ type Server struct {
 	version string
 	token   string // required on TCP connections when set
 
-	surge      Surger                            // nil: "under attack" is not served
+	bf         BruteForce // nil: no brute-force state is served
+	started    time.Time
 	onSurgeEnd func(now time.Time, actor string) // see WithAttack
 	now        func() time.Time
 	geoip      bool        // country rules can match: a GeoIP database is configured
@@ -60,7 +61,7 @@ type Server struct {
 // empty, is the bearer token required on connections that are not over a
 // unix socket.
 func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, version, token string) *Server {
-	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now}
+	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now, started: time.Now()}
 }
 
 // WithGeoIP tells the server whether a GeoIP database is configured.
@@ -120,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 		serveLogin(w, r, s.onLogin, s.log, s.now(), "")
 	})
 	mux.HandleFunc("GET /v1/limits", s.listLimits)
+	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/attack", s.showAttack)
 	mux.HandleFunc("POST /v1/attack/end", s.endAttack)
 	return s.authenticate(mux)
