@@ -508,10 +508,13 @@ func TestDayTimelines(t *testing.T) {
 		{"the same with under_attack = true", underAttack, spray(), 1, 50, "traveller"},
 		{"nobody attacks, under_attack = true", underAttack, nil, 0, 0, ""},
 	}
-	var table strings.Builder
-	fmt.Fprintf(&table, "| attack (one day) | attempts | reach the password check | ordinary users refused | under attack |\n|---|---|---|---|---|\n")
-	for _, tt := range tests {
+	rows := make([]string, len(tests))
+	t.Cleanup(func() {
+		t.Logf("\n| attack (one day) | attempts | reach the password check | ordinary users refused | under attack |\n|---|---|---|---|---|\n%s", strings.Join(rows, ""))
+	})
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			s := newSim(t, tt.bf)
 			res := s.run(24*time.Hour, append(append(tt.actors, owner()), ordinaryDay()...)...)
 			if res.checked > tt.max || res.checked < tt.min {
@@ -534,9 +537,8 @@ func TestDayTimelines(t *testing.T) {
 				}
 				refused = fmt.Sprintf("the %s, %d of 12 logins", tt.mayRefuse, n)
 			}
-			fmt.Fprintf(&table, "| %s | %d | %d | %s | %s |\n", tt.name, res.attempts, res.checked, refused, strings.Join(res.surges, ", "))
+			rows[i] = fmt.Sprintf("| %s | %d | %d | %s | %s |\n", tt.name, res.attempts, res.checked, refused, strings.Join(res.surges, ", "))
 			t.Logf("%d attempts, %d reached the password check; under attack: %v; bans:\n%s", res.attempts, res.checked, res.surges, strings.Join(res.bans, "\n"))
 		})
 	}
-	t.Logf("\n%s", table.String())
 }
