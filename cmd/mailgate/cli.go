@@ -376,6 +376,9 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "brute-force counters now: %d failures from this address, %d for this login from %d addresses, "+
 			"%d for this login from this address with %d different passwords, %d logins failing from this address\n",
 			c.AddrFailures, c.LoginFailures, c.LoginAddrs, c.PairFailures, c.PairHashes, c.AddrLogins)
+		fmt.Fprintf(stdout, "slow windows: %d failures from this address in the last hour, %d in the last day; "+
+			"%d for this login from addresses it never logged in from in the last hour, %d in the last day\n",
+			c.AddrHour, c.AddrDay, c.LoginHour, c.LoginDay)
 	}
 	return nil
 }

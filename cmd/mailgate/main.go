@@ -41,6 +41,9 @@ Usage:
   mailgate hook postlogin [--socket PATH] [--timeout D] PROTOCOL CONTINUATION...
                           Dovecot post-login script: reports the login to the hook socket
                           (default /run/mailgate/hook.sock), then runs CONTINUATION
+  mailgate status [--json]                        version, uptime, bans, the brute-force rules and windows
+  mailgate attack [--json]                        is the server "under attack" (bruteforce.under_attack)?
+  mailgate attack end                             end it now (logins from new places are let in again)
   mailgate audit [--limit N] [--json]             who changed which rule
   mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
   mailgate import user-allowed --file F [--dry-run]   login|CC, login|IP lines
@@ -137,6 +140,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			// Never stdout: it is the mail client's connection.
 			return cmdHookPostlogin(ctx, rest[1:], stderr, osHookProcess())
 		}
+	case "attack":
+		return cmdAttack(ctx, rest, stdout)
+	case "status":
+		return cmdStatus(ctx, rest, stdout)
 	case "explain":
 		return cmdExplain(ctx, rest, stdout)
 	case "audit":

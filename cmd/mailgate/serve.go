@@ -368,6 +368,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if limiter != nil {
 		admin.WithLimits(limiter)
 	}
+	admin.WithBruteForce(tracker, func(now time.Time, actor string) {
+		s := tracker.SurgeState(now)
+		dlog.Surge(now, s, actor)
+		log.Info("under attack: ended by hand", "by", actor)
+	})
 	adminSrv := func() *http.Server {
 		return &http.Server{
 			Handler:           admin.Handler(),
@@ -410,6 +415,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				}
 				for _, b := range tracker.Expire(now) {
 					dlog.Ban(now, &b, true)
+				}
+				if s, changed := tracker.Surge(now); changed {
+					dlog.Surge(now, s, "")
+					if s.On {
+						log.Warn("under attack: the server fails far more logins than usual; logins from new places are refused until it is over (mailgate attack end lifts it)",
+							"failures_10m", s.Recent, "usual_10m", s.Usual, "threshold_10m", s.Threshold)
+					} else {
+						log.Info("under attack: over", "failures_10m", s.Recent, "usual_10m", s.Usual)
+					}
 				}
 				if grants != nil {
 					grants.expire(now)

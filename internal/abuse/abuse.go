@@ -63,6 +63,25 @@ type Config struct {
 	AddrWindow   time.Duration
 	AddrBan      time.Duration
 
+	// Slow windows, each off when its count is 0: AddrHourFailures fresh
+	// failures from one address within an hour ban it for AddrHourBan,
+	// AddrDayFailures within a day for AddrDayBan; likewise for a login,
+	// counting only failures from addresses that are not known good for
+	// it. Failures of a known-good (login, address) count toward no slow
+	// window. The hour (HourWindow, an hour by default) is counted in
+	// quarters (the window is 45 to 60 minutes long), the day (DayWindow)
+	// in sixths (20 to 24 hours); see window.
+	HourWindow        time.Duration
+	DayWindow         time.Duration
+	AddrHourFailures  int
+	AddrHourBan       time.Duration
+	AddrDayFailures   int
+	AddrDayBan        time.Duration
+	LoginHourFailures int
+	LoginHourBan      time.Duration
+	LoginDayFailures  int
+	LoginDayBan       time.Duration
+
 	// Password spraying, off when SprayLogins == 0: SprayLogins distinct
 	// logins failing from one address within SprayWindow ban the address
 	// for SprayBan.
@@ -70,13 +89,19 @@ type Config struct {
 	SprayWindow time.Duration
 	SprayBan    time.Duration
 
-	// Progressive bans, off when RepeatFactor <= 1: an address or login
-	// banned again within RepeatMemory of the end of its last automatic
-	// ban gets the previous length × RepeatFactor, capped at RepeatMax
-	// (and never less than the rule's own length).
+	// Progressive bans of addresses, off when RepeatFactor <= 1: an
+	// address banned again within RepeatMemory of the end of its last
+	// automatic ban gets the previous length × RepeatFactor, capped at
+	// RepeatMax (and never less than the rule's own length).
 	RepeatFactor float64
-	RepeatMemory time.Duration
-	RepeatMax    time.Duration
+	// Progressive bans of logins, off when LoginRepeatFactor <= 1: the
+	// same for logins, and a login on probation (its last automatic ban
+	// ended within RepeatMemory) is banned again by a single fresh
+	// failure from an address that is not known good for it: an attack
+	// that waited out the ban gets one guess, not LoginFailures.
+	LoginRepeatFactor float64
+	RepeatMemory      time.Duration
+	RepeatMax         time.Duration
 
 	// IPv6 widening, off when WidenAfter == 0: when WidenAfter distinct
 	// /IPv6Prefix networks inside one /56 are banned at once, the /56 is
@@ -93,6 +118,15 @@ type Config struct {
 	StaleWindow  time.Duration
 	StaleTarpit  time.Duration
 
+	// Under attack (surge.go), off unless SurgeEnabled: when the last 10
+	// minutes hold at least SurgeMin fresh failures across the server and
+	// SurgeFactor times the usual 10 minutes of the day before, Check
+	// reports UnderAttack until SurgeHold after they fell below.
+	SurgeEnabled bool
+	SurgeFactor  float64
+	SurgeMin     int
+	SurgeHold    time.Duration
+
 	// Lockout-proof accounts: an address (IPv6: its /IPv6Prefix) from
 	// which a login succeeded within KnownGoodFor is known good for that
 	// login. 0 turns it off.
@@ -104,38 +138,56 @@ type Config struct {
 	MaxKnownGood int
 }
 
-// DefaultConfig returns the seed's two rules, with spraying, progressive
-// bans and widening off.
+// DefaultConfig returns the seed's two rules, progressive bans of
+// addresses (a first ban keeps the rule's length), and spraying,
+// progressive bans of logins and widening off.
 func DefaultConfig() Config {
 	return Config{
-		IPv6Prefix:    64,
-		LoginFailures: 3,
-		LoginWindow:   time.Minute,
-		LoginMinAddrs: 2,
-		LoginBan:      10 * time.Minute,
-		LoginTarpit:   60 * time.Second,
-		AddrFailures:  5,
-		AddrWindow:    time.Minute,
-		AddrBan:       5 * time.Minute,
-		SprayLogins:   0,
-		SprayWindow:   10 * time.Minute,
-		SprayBan:      time.Hour,
-		RepeatFactor:  0,
-		RepeatMemory:  24 * time.Hour,
-		RepeatMax:     24 * time.Hour,
-		WidenAfter:    0,
-		StaleRepeats:  2,
-		StaleWindow:   time.Hour,
-		StaleTarpit:   5 * time.Second,
-		KnownGoodFor:  30 * 24 * time.Hour,
-		MaxKeys:       1_000_000,
-		MaxKnownGood:  1_000_000,
+		IPv6Prefix:        64,
+		LoginFailures:     3,
+		LoginWindow:       time.Minute,
+		LoginMinAddrs:     2,
+		LoginBan:          10 * time.Minute,
+		LoginTarpit:       60 * time.Second,
+		AddrFailures:      5,
+		AddrWindow:        time.Minute,
+		AddrBan:           5 * time.Minute,
+		HourWindow:        time.Hour,
+		DayWindow:         24 * time.Hour,
+		AddrHourFailures:  30,
+		AddrHourBan:       time.Hour,
+		AddrDayFailures:   100,
+		AddrDayBan:        24 * time.Hour,
+		LoginHourFailures: 20,
+		LoginHourBan:      time.Hour,
+		LoginDayFailures:  50,
+		LoginDayBan:       24 * time.Hour,
+		SprayLogins:       0,
+		SprayWindow:       10 * time.Minute,
+		SprayBan:          time.Hour,
+		RepeatFactor:      2,
+		RepeatMemory:      24 * time.Hour,
+		RepeatMax:         24 * time.Hour,
+		WidenAfter:        0,
+		StaleRepeats:      2,
+		StaleWindow:       time.Hour,
+		StaleTarpit:       5 * time.Second,
+		SurgeFactor:       10,
+		SurgeMin:          30,
+		SurgeHold:         30 * time.Minute,
+		KnownGoodFor:      30 * 24 * time.Hour,
+		MaxKeys:           1_000_000,
+		MaxKnownGood:      1_000_000,
 	}
 }
 
 // MaxThreshold bounds the failure and distinct-key thresholds: each is
 // the size of a fixed ring kept per tracked key.
 const MaxThreshold = 100
+
+// MaxSlowThreshold bounds the slow windows' counts: each bucket of a
+// window counts up to 255.
+const MaxSlowThreshold = 250
 
 // maxTable bounds MaxKeys and MaxKnownGood (slots are int32).
 const maxTable = 1 << 30
@@ -169,12 +221,33 @@ func (c Config) Validate() error {
 	count("login_min_addrs", c.LoginMinAddrs, 1)
 	count("addr_failures", c.AddrFailures, 1)
 	count("spray_logins", c.SprayLogins, 0)
+	slow := func(key string, v int, ban time.Duration) {
+		if v < 0 || v > MaxSlowThreshold {
+			bad(key+"_failures", "%d is not 0 (off) or from 1 to %d", v, MaxSlowThreshold)
+		}
+		if v > 0 && ban <= 0 {
+			bad(key+"_ban", "%v is not a positive duration", ban)
+		}
+	}
+	if c.HourWindow < 4*time.Second || c.HourWindow > 7*24*time.Hour {
+		bad("hour_window", "%v is not from 4s to 168h", c.HourWindow)
+	}
+	if c.DayWindow < c.HourWindow || c.DayWindow > 30*24*time.Hour {
+		bad("day_window", "%v is not from hour_window (%v) to 720h", c.DayWindow, c.HourWindow)
+	}
+	slow("addr_hour", c.AddrHourFailures, c.AddrHourBan)
+	slow("addr_day", c.AddrDayFailures, c.AddrDayBan)
+	slow("login_hour", c.LoginHourFailures, c.LoginHourBan)
+	slow("login_day", c.LoginDayFailures, c.LoginDayBan)
 	count("stale_repeats", c.StaleRepeats, 1)
 	if c.WidenAfter != 0 && (c.WidenAfter < 2 || c.WidenAfter > 256) {
 		bad("widen_after", "%d is not 0 (off) or from 2 to 256", c.WidenAfter)
 	}
 	if c.RepeatFactor != 0 && (c.RepeatFactor < 1 || c.RepeatFactor > 100) {
 		bad("repeat_factor", "%v is not 0 (off) or a factor from 1 to 100", c.RepeatFactor)
+	}
+	if c.LoginRepeatFactor != 0 && (c.LoginRepeatFactor < 1 || c.LoginRepeatFactor > 100) {
+		bad("login_repeat_factor", "%v is not 0 (off) or a factor from 1 to 100", c.LoginRepeatFactor)
 	}
 	positive("login_window", c.LoginWindow)
 	positive("login_ban", c.LoginBan)
@@ -183,6 +256,13 @@ func (c Config) Validate() error {
 	positive("addr_ban", c.AddrBan)
 	positive("spray_window", c.SprayWindow)
 	positive("spray_ban", c.SprayBan)
+	if c.SurgeFactor < 1 || c.SurgeFactor > 1000 {
+		bad("under_attack_factor", "%v is not a factor from 1 to 1000", c.SurgeFactor)
+	}
+	if c.SurgeMin < 1 || c.SurgeMin > 1_000_000 {
+		bad("under_attack_min", "%d is not from 1 to 1000000", c.SurgeMin)
+	}
+	positive("under_attack_hold", c.SurgeHold)
 	positive("repeat_memory", c.RepeatMemory)
 	positive("repeat_max", c.RepeatMax)
 	positive("stale_window", c.StaleWindow)
@@ -197,8 +277,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) spray() bool       { return c.SprayLogins > 0 }
-func (c *Config) progressive() bool { return c.RepeatFactor > 1 }
+func (c *Config) spray() bool { return c.SprayLogins > 0 }
+
+// factor is the progressive factor for bans of kind k; <= 1 means off.
+func (c *Config) factor(k Kind) float64 {
+	if k == BanLogin {
+		return c.LoginRepeatFactor
+	}
+	return c.RepeatFactor
+}
+
+func (c *Config) progressive(k Kind) bool { return c.factor(k) > 1 }
 
 // Kind says what a ban blocks.
 type Kind uint8
@@ -223,6 +312,10 @@ const (
 	ReasonLoginAttack  = "login_attack"  // rule (a)
 	ReasonAddrFailures = "addr_failures" // rule (b)
 	ReasonSpray        = "spray"         // password spraying
+	ReasonAddrHour     = "addr_hour"     // an address's failures within an hour
+	ReasonAddrDay      = "addr_day"      // an address's failures within a day
+	ReasonLoginHour    = "login_hour"    // a login's failures from strangers within an hour
+	ReasonLoginDay     = "login_day"     // a login's failures from strangers within a day
 	ReasonWidened      = "widened"       // IPv6 widening
 	ReasonManual       = "manual"        // mailgate ban add
 )
@@ -263,14 +356,16 @@ type Event struct {
 	Addr    netip.Addr // the client; IPv4-mapped IPv6 is taken as IPv4
 	PwHash  string     // Dovecot's truncated hex pwhash, or any short password hash a door computes; may be ""
 	Success bool
+	Country string // the client's country (ISO 3166-1 alpha-2), if known: a success makes it a usual country of the login
 }
 
 // Status is what Check knows about an attempt.
 type Status struct {
-	AddrBan   BanRef // Found=false when none
-	LoginBan  BanRef
-	KnownGood bool // (login, address) had a success within KnownGoodFor
-	Stale     bool // (login, address, pwhash) is a stale client
+	AddrBan     BanRef // Found=false when none
+	LoginBan    BanRef
+	KnownGood   bool // (login, address) had a success within KnownGoodFor
+	Stale       bool // (login, address, pwhash) is a stale client
+	UnderAttack bool // the server is under attack (Surge)
 }
 
 // BanRef names the ban behind a Status.
@@ -299,6 +394,10 @@ type Counters struct {
 	PairFailures  int `json:"pair_failures"`  // failures of (login, address) still remembered (each password up to StaleWindow after its last failure)
 	PairHashes    int `json:"pair_hashes"`    // distinct password hashes among them
 	AddrLogins    int `json:"addr_logins"`    // distinct logins failing from the address within SprayWindow; 0 when spraying is off
+	AddrHour      int `json:"addr_hour"`      // fresh failures from the address within the hour window (0 when off)
+	AddrDay       int `json:"addr_day"`       // ... within the day window
+	LoginHour     int `json:"login_hour"`     // fresh failures of the login from strangers within the hour window
+	LoginDay      int `json:"login_day"`      // ... within the day window
 }
 
 // Stats sizes the tracker's state, for metrics and listings.

@@ -56,10 +56,10 @@ func (t *Tracker) loginBanLocked(login string, n int64) *ban {
 func (t *Tracker) autoBanLocked(hk histKey, b Ban, base time.Duration, now time.Time, n int64) Ban {
 	c := &t.cfg
 	length := base
-	if c.progressive() {
+	if c.progressive(hk.kind) {
 		if h, ok := t.hist[hk]; ok && n-h.end <= int64(c.RepeatMemory) {
 			l := c.RepeatMax
-			if f := float64(h.len) * c.RepeatFactor; f < float64(c.RepeatMax) {
+			if f := float64(h.len) * c.factor(hk.kind); f < float64(c.RepeatMax) {
 				l = time.Duration(f)
 			}
 			length = max(length, l)
@@ -177,10 +177,10 @@ func (t *Tracker) AddBan(b Ban, now time.Time) (Ban, error) {
 		}
 	}
 	switch b.Reason {
-	case ReasonLoginAttack, ReasonAddrFailures, ReasonSpray:
+	case ReasonLoginAttack, ReasonAddrFailures, ReasonSpray, ReasonAddrHour, ReasonAddrDay, ReasonLoginHour, ReasonLoginDay:
 		// A stored automatic ban, reloaded at start: remember it, so that a
 		// restart does not reset progressive lengths.
-		if t.cfg.progressive() {
+		if t.cfg.progressive(b.Kind) {
 			t.hist[t.histKeyOf(&b)] = hist{len: b.Expires.Sub(b.Created), end: b.Expires.UnixNano()}
 		}
 	}
@@ -231,7 +231,8 @@ func checkBan(b *Ban, now time.Time) error {
 	switch b.Reason {
 	case "":
 		b.Reason = ReasonManual
-	case ReasonManual, ReasonLoginAttack, ReasonAddrFailures, ReasonSpray, ReasonWidened:
+	case ReasonManual, ReasonLoginAttack, ReasonAddrFailures, ReasonSpray, ReasonWidened,
+		ReasonAddrHour, ReasonAddrDay, ReasonLoginHour, ReasonLoginDay:
 	default:
 		return fmt.Errorf("ban %s: unknown reason %q", b.Target(), b.Reason)
 	}
@@ -350,15 +351,14 @@ func (t *Tracker) Expire(now time.Time) []Ban {
 		}
 		slices.SortFunc(out, byID)
 	}
-	keep := c.AddrWindow
-	if c.spray() {
-		keep = max(keep, c.SprayWindow)
-	}
-	t.addrs.expire(n - int64(keep))
-	t.logins.expire(n - int64(c.LoginWindow))
+	t.addrs.expire(n - int64(t.addrKeep))
+	t.logins.expire(n - int64(t.loginKeep))
 	t.pairs.expire(n - int64(c.StaleWindow))
 	if c.KnownGoodFor > 0 {
 		t.known.expire(n - int64(c.KnownGoodFor))
+		if t.countries != nil {
+			t.countries.expire(n - int64(c.KnownGoodFor))
+		}
 	}
 	if n >= t.histSweep {
 		for k, h := range t.hist {

@@ -247,16 +247,45 @@ func TestScenarios(t *testing.T) {
 			bans: []string{"login_attack login alice@example.com for 10m0s at 4s"},
 		},
 		{
-			name: "a slow scan under the thresholds: one address, one failure every 15 s for a day",
+			// Under rule (b) (5 a minute): the hour window bans it after
+			// 30, the next bans double (repeat_factor), and after 100 in a
+			// day the day window bans it for a day: 100 guesses in all.
+			name: "a slow scan: one address, one failure every 15 s for a day",
 			steps: every(0, 15*time.Second, 24*60*4, func(i int, d time.Duration) step {
 				return fail(d, fmt.Sprintf("user%d@example.com", i%1000), "192.0.2.66", fmt.Sprintf("pw%d", i))
 			}),
+			bans: []string{
+				"addr_hour address 192.0.2.66/32 for 1h0m0s at 7m15s",
+				"addr_hour address 192.0.2.66/32 for 2h0m0s at 1h14m30s",
+				"addr_hour address 192.0.2.66/32 for 4h0m0s at 3h21m45s",
+				"addr_day address 192.0.2.66/32 for 24h0m0s at 7h24m0s",
+			},
 		},
 		{
-			name: "a slow scan under the thresholds: one login, a new address every 31 s for a day",
+			name:  "slow windows off: the slow scan of one address is never banned",
+			cfg:   func(c *Config) { c.AddrHourFailures, c.AddrDayFailures = 0, 0 },
+			steps: every(0, 15*time.Second, 24*60*4, func(i int, d time.Duration) step { return fail(d, "", "192.0.2.66", fmt.Sprintf("pw%d", i)) }),
+		},
+		{
+			// Under rule (a) (3 a minute from 2 addresses): 20 in an hour ban
+			// the login for an hour, 50 in a day for a day.
+			name: "a slow scan: one login, a new address every 31 s for a day",
 			steps: every(0, 31*time.Second, 24*60*60/31, func(i int, d time.Duration) step {
 				return fail(d, alice, botnet(i), fmt.Sprintf("pw%d", i))
 			}),
+			bans: []string{
+				"login_hour login alice@example.com for 1h0m0s at 9m49s",
+				"login_hour login alice@example.com for 1h0m0s at 1h20m5s",
+				"login_day login alice@example.com for 24h0m0s at 2h25m11s",
+			},
+		},
+		{
+			name: "the owner's failures from a known-good address count toward no slow window",
+			steps: cat(
+				[]step{success(0, alice, home)},
+				every(time.Minute, 4*time.Minute, 60, func(i int, d time.Duration) step { return fail(d, alice, home, fmt.Sprintf("typo%d", i)) }),
+				check(4*time.Hour, alice, home, "", want{known: true}),
+			),
 		},
 		{
 			// One failure every 13 s puts 5 failures in 52 s: that is over rule (b).
@@ -403,8 +432,8 @@ func TestScenarios(t *testing.T) {
 			},
 		},
 		{
-			name: "progressive on: each repeat doubles, up to repeat_max; forgotten after repeat_memory",
-			cfg:  func(c *Config) { c.RepeatFactor, c.RepeatMax = 2, 30*time.Minute },
+			name: "progressive addresses (the default): each repeat doubles, up to repeat_max; forgotten after repeat_memory",
+			cfg:  func(c *Config) { c.RepeatMax = 30 * time.Minute },
 			steps: cat(
 				burst(0, "192.0.2.50", 5),                           // 5m, ends 5m4s
 				burst(6*time.Minute, "192.0.2.50", 5),               // 10m, ends 16m4s
@@ -425,19 +454,39 @@ func TestScenarios(t *testing.T) {
 			},
 		},
 		{
-			name: "progressive on: logins too",
-			cfg:  func(c *Config) { c.RepeatFactor = 3 },
+			name: "progressive logins: each repeat triples, and one stranger's failure on probation bans again",
+			cfg:  func(c *Config) { c.LoginRepeatFactor = 3 },
 			steps: cat(
 				attack(0, 3),              // 10m, ends 10m4s
-				attack(11*time.Minute, 3), // 30m
+				attack(11*time.Minute, 3), // on probation: the first failure bans for 30m
+				attack(42*time.Minute, 1), // ends 41m; again: 90m
 			),
 			bans: []string{
 				"login_attack login alice@example.com for 10m0s at 4s",
-				"login_attack login alice@example.com for 30m0s at 11m4s",
+				"login_attack login alice@example.com for 30m0s at 11m0s",
+				"login_attack login alice@example.com for 1h30m0s at 42m0s",
 			},
 		},
 		{
-			name: "progressive off (the default): every ban has the rule's length",
+			name: "progressive logins: the owner's typo from a known-good address is no probation failure",
+			cfg:  func(c *Config) { c.LoginRepeatFactor = 2 },
+			steps: cat(
+				[]step{success(0, alice, home)},
+				attack(time.Minute, 3), // 10m, ends 11m4s
+				[]step{
+					fail(12*time.Minute, alice, home, "typo"),
+					check(12*time.Minute+time.Second, alice, home, "", want{known: true}),
+				},
+				attack(13*time.Minute, 1), // a stranger: banned again for 20m
+			),
+			bans: []string{
+				"login_attack login alice@example.com for 10m0s at 1m4s",
+				"login_attack login alice@example.com for 20m0s at 13m0s",
+			},
+		},
+		{
+			name: "progressive off: every ban has the rule's length",
+			cfg:  func(c *Config) { c.RepeatFactor = 0 },
 			steps: cat(
 				burst(0, "192.0.2.50", 5),
 				burst(6*time.Minute, "192.0.2.50", 5),

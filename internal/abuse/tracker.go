@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -36,11 +37,19 @@ type Tracker struct {
 	seed maphash.Seed
 
 	// Word layout of an address's state: the rule (b) ring, then the
-	// spray set of (login hash, last failure). A login's: the rule (a)
-	// ring, then the address set of (key hi, key lo, last failure).
+	// spray set of (login hash, last failure), then the hour and the day
+	// window. A login's: the rule (a) ring, then the address set of (key
+	// hi, key lo, last failure), then the hour and the day window.
 	addrSpray    int
+	addrSlow     int
 	loginAddrs   int
 	loginAddrCap int
+	loginSlow    int
+	// How long a key's state matters after its last failure: its
+	// longest window.
+	addrKeep, loginKeep time.Duration
+	// The slow windows (Config.HourWindow, Config.DayWindow).
+	hourWindow, dayWindow window
 
 	mu        sync.RWMutex
 	addrs     *lru[addrKey]
@@ -55,6 +64,11 @@ type Tracker struct {
 	minExp    int64 // no ban ends before this (a lower bound)
 	hist      map[histKey]hist
 	histSweep int64 // next time Expire sweeps hist
+
+	surge       surge
+	surgeMuted  int64        // EndSurge: no new surge before this
+	underAttack atomic.Bool  // surge.on, read without the lock by Check
+	countries   *lru[uint64] // a login's usual countries (by login hash); nil when surges are off
 }
 
 // addrKey is a client address as counted: the IPv4 address (in its
@@ -118,11 +132,19 @@ func New(cfg Config) *Tracker {
 		hist:      map[histKey]hist{},
 		stale:     map[staleKey]int64{},
 	}
+	t.hourWindow = newWindow(cfg.HourWindow, hourBuckets)
+	t.dayWindow = newWindow(cfg.DayWindow, dayBuckets)
 	t.addrSpray = cfg.AddrFailures
+	t.addrSlow = t.addrSpray + 2*cfg.SprayLogins
 	t.loginAddrs = cfg.LoginFailures
 	t.loginAddrCap = max(cfg.LoginMinAddrs, minLoginAddrs)
-	t.addrs = newLRU[addrKey](cfg.MaxKeys, t.addrSpray+2*cfg.SprayLogins)
-	t.logins = newLRU[uint64](cfg.MaxKeys, t.loginAddrs+3*t.loginAddrCap)
+	t.loginSlow = t.loginAddrs + 3*t.loginAddrCap
+	t.addrKeep = max(cfg.AddrWindow, keepFor(cfg.spray(), cfg.SprayWindow),
+		keepFor(cfg.AddrHourFailures > 0, t.hourWindow.span()), keepFor(cfg.AddrDayFailures > 0, t.dayWindow.span()))
+	t.loginKeep = max(cfg.LoginWindow,
+		keepFor(cfg.LoginHourFailures > 0, t.hourWindow.span()), keepFor(cfg.LoginDayFailures > 0, t.dayWindow.span()))
+	t.addrs = newLRU[addrKey](cfg.MaxKeys, t.addrSlow+2)
+	t.logins = newLRU[uint64](cfg.MaxKeys, t.loginSlow+2)
 	t.pairs = newLRU[pairKey](cfg.MaxKeys, pairStride)
 	t.pairs.drop = func(k pairKey, w []int64) {
 		for j := 0; j < pairSlots; j++ {
@@ -130,7 +152,17 @@ func New(cfg Config) *Tracker {
 		}
 	}
 	t.known = newLRU[kgKey](cfg.MaxKnownGood, 0)
+	if cfg.SurgeEnabled {
+		t.countries = newLRU[uint64](cfg.MaxKnownGood, 1)
+	}
 	return t
+}
+
+func keepFor(on bool, d time.Duration) time.Duration {
+	if on {
+		return d
+	}
+	return 0
 }
 
 // Config returns the tracker's configuration.
@@ -201,6 +233,9 @@ func (t *Tracker) Record(ev Event, now time.Time) []Ban {
 	defer t.mu.Unlock()
 	if ev.Success {
 		t.successLocked(ev.Login, lh, ak, ev.PwHash, n)
+		if ev.Login != "" {
+			t.noteCountryLocked(lh, ev.Country, n)
+		}
 		return nil
 	}
 	if t.addrBanLocked(addr, n) != nil {
@@ -299,37 +334,72 @@ func (t *Tracker) pairFailLocked(pk pairKey, pwhash string, n int64) bool {
 }
 
 // countLocked counts a fresh failure toward the rules and bans what
-// crossed a threshold.
+// crossed a threshold. When several rules of one target cross at once,
+// the one with the longest ban bans: the day window, then the hour, then
+// the fast rules. A ban clears the windows no longer than its rule's, so
+// that the slower windows keep counting a patient attacker across bans.
 func (t *Tracker) countLocked(login string, lh uint64, ak addrKey, now time.Time, n int64) []Ban {
 	c := &t.cfg
 	var out []Ban
+	// A known-good (login, address) failing is its owner's typo: it
+	// counts toward the fast rules only.
+	slow := !(login != "" && t.knownGoodLocked(login, ak, n))
 	aw := t.addrs.w(t.addrs.upsert(ak, n))
 	ringAdd(aw[:c.AddrFailures], n)
 	if c.spray() && login != "" {
-		setAdd2(aw[t.addrSpray:], int64(lh), n)
+		setAdd2(aw[t.addrSpray:t.addrSlow], int64(lh), n)
+	}
+	if slow {
+		t.hourWindow.add(&aw[t.addrSlow], n)
+		t.dayWindow.add(&aw[t.addrSlow+1], n)
+		t.surge.add(n)
 	}
 	if login != "" {
 		lw := t.logins.w(t.logins.upsert(lh, n))
 		ringAdd(lw[:c.LoginFailures], n)
-		setAdd3(lw[t.loginAddrs:], ak, n)
+		setAdd3(lw[t.loginAddrs:t.loginSlow], ak, n)
+		if slow {
+			t.hourWindow.add(&lw[t.loginSlow], n)
+			t.dayWindow.add(&lw[t.loginSlow+1], n)
+		}
 		since := n - int64(c.LoginWindow)
-		if ringCount(lw[:c.LoginFailures], since) >= c.LoginFailures && setCount3(lw[t.loginAddrs:], since) >= c.LoginMinAddrs {
+		var reason string
+		var length time.Duration
+		switch {
+		case crossed(c.LoginDayFailures, t.dayWindow, lw[t.loginSlow+1], n):
+			reason, length = ReasonLoginDay, c.LoginDayBan
 			clear(lw)
-			b := t.autoBanLocked(histKey{login: lh, kind: BanLogin}, Ban{Kind: BanLogin, Login: strings.Clone(login), Reason: ReasonLoginAttack}, c.LoginBan, now, n)
+		case crossed(c.LoginHourFailures, t.hourWindow, lw[t.loginSlow], n):
+			reason, length = ReasonLoginHour, c.LoginHourBan
+			clear(lw[:t.loginSlow+1])
+		case (ringCount(lw[:c.LoginFailures], since) >= c.LoginFailures && setCount3(lw[t.loginAddrs:t.loginSlow], since) >= c.LoginMinAddrs) ||
+			t.probationLocked(login, lh, ak, n):
+			reason, length = ReasonLoginAttack, c.LoginBan
+			clear(lw[:t.loginSlow])
+		}
+		if reason != "" {
+			b := t.autoBanLocked(histKey{login: lh, kind: BanLogin}, Ban{Kind: BanLogin, Login: strings.Clone(login), Reason: reason}, length, now, n)
 			out = append(out, b)
 		}
 	}
 	var reason string
 	var length time.Duration
 	switch {
-	case c.spray() && setCount2(aw[t.addrSpray:], n-int64(c.SprayWindow)) >= c.SprayLogins:
+	case crossed(c.AddrDayFailures, t.dayWindow, aw[t.addrSlow+1], n):
+		reason, length = ReasonAddrDay, c.AddrDayBan
+		clear(aw)
+	case crossed(c.AddrHourFailures, t.hourWindow, aw[t.addrSlow], n):
+		reason, length = ReasonAddrHour, c.AddrHourBan
+		clear(aw[:t.addrSlow+1])
+	case c.spray() && setCount2(aw[t.addrSpray:t.addrSlow], n-int64(c.SprayWindow)) >= c.SprayLogins:
 		reason, length = ReasonSpray, c.SprayBan
+		clear(aw[:t.addrSlow])
 	case ringCount(aw[:c.AddrFailures], n-int64(c.AddrWindow)) >= c.AddrFailures:
 		reason, length = ReasonAddrFailures, c.AddrBan
+		clear(aw[:t.addrSlow])
 	default:
 		return out
 	}
-	clear(aw)
 	pfx := t.prefixOf(ak)
 	b := t.autoBanLocked(histKey{addr: ak, bits: uint8(pfx.Bits()), kind: BanAddr}, Ban{Kind: BanAddr, Prefix: pfx, Reason: reason}, length, now, n)
 	out = append(out, b)
@@ -337,6 +407,38 @@ func (t *Tracker) countLocked(login string, lh uint64, ak addrKey, now time.Time
 		out = t.widenLocked(pfx, now, n, out)
 	}
 	return out
+}
+
+// crossed reports whether a slow window that is on (threshold > 0) holds
+// threshold failures at n.
+func crossed(threshold int, wd window, w int64, n int64) bool {
+	return threshold > 0 && wd.count(w, n) >= threshold
+}
+
+// probationLocked reports whether a fresh failure of login from ak bans
+// the login again at once: progressive login bans are on, the login's
+// last automatic ban ended within RepeatMemory, and ak is not known good
+// for the login (its owner's typo does not count).
+func (t *Tracker) probationLocked(login string, lh uint64, ak addrKey, n int64) bool {
+	c := &t.cfg
+	if !c.progressive(BanLogin) {
+		return false
+	}
+	h, ok := t.hist[histKey{login: lh, kind: BanLogin}]
+	if !ok || n < h.end || n-h.end > int64(c.RepeatMemory) {
+		return false
+	}
+	return !t.knownGoodLocked(login, ak, n)
+}
+
+// knownGoodLocked reports whether login succeeded from ak within
+// KnownGoodFor.
+func (t *Tracker) knownGoodLocked(login string, ak addrKey, n int64) bool {
+	if t.cfg.KnownGoodFor <= 0 {
+		return false
+	}
+	i, ok := t.known.get(kgKey{login, ak})
+	return ok && t.known.last(i) > n-int64(t.cfg.KnownGoodFor)
 }
 
 // ringAdd records a failure at n in the slot of the oldest one.
@@ -417,7 +519,7 @@ func setCount3(s []int64, since int64) int {
 // attempt. It is on the decision path: it does not allocate and takes
 // only the read lock.
 func (t *Tracker) Check(login string, addr netip.Addr, pwhash string, now time.Time) Status {
-	var st Status
+	st := Status{UnderAttack: t.underAttack.Load()}
 	addr = addr.Unmap()
 	n := now.UnixNano()
 	var ak addrKey
@@ -448,11 +550,7 @@ func (t *Tracker) Check(login string, addr netip.Addr, pwhash string, now time.T
 	if !addr.IsValid() {
 		return st
 	}
-	if t.cfg.KnownGoodFor > 0 {
-		if i, ok := t.known.get(kgKey{login, ak}); ok && t.known.last(i) > n-int64(t.cfg.KnownGoodFor) {
-			st.KnownGood = true
-		}
-	}
+	st.KnownGood = t.knownGoodLocked(login, ak, n)
 	if ph != 0 {
 		// The stale set is small (stale clients, not every pair), so
 		// this lookup stays in cache.
@@ -483,8 +581,10 @@ func (t *Tracker) Counters(login string, addr netip.Addr, now time.Time) Counter
 		w := t.addrs.w(i)
 		c.AddrFailures = ringCount(w[:cfg.AddrFailures], n-int64(cfg.AddrWindow))
 		if cfg.spray() {
-			c.AddrLogins = setCount2(w[t.addrSpray:], n-int64(cfg.SprayWindow))
+			c.AddrLogins = setCount2(w[t.addrSpray:t.addrSlow], n-int64(cfg.SprayWindow))
 		}
+		c.AddrHour = t.hourWindow.count(w[t.addrSlow], n)
+		c.AddrDay = t.dayWindow.count(w[t.addrSlow+1], n)
 	}
 	if login == "" {
 		return c
@@ -493,7 +593,9 @@ func (t *Tracker) Counters(login string, addr netip.Addr, now time.Time) Counter
 		w := t.logins.w(i)
 		since := n - int64(cfg.LoginWindow)
 		c.LoginFailures = ringCount(w[:cfg.LoginFailures], since)
-		c.LoginAddrs = setCount3(w[t.loginAddrs:], since)
+		c.LoginAddrs = setCount3(w[t.loginAddrs:t.loginSlow], since)
+		c.LoginHour = t.hourWindow.count(w[t.loginSlow], n)
+		c.LoginDay = t.dayWindow.count(w[t.loginSlow+1], n)
 	}
 	if i, ok := t.pairs.get(pairKey{lh, ak}); ok {
 		w := t.pairs.w(i)

@@ -192,6 +192,7 @@ func TestAddBanRejects(t *testing.T) {
 
 func TestExpire(t *testing.T) {
 	cfg := DefaultConfig()
+	cfg.AddrHourFailures, cfg.AddrDayFailures, cfg.LoginHourFailures, cfg.LoginDayFailures = 0, 0, 0, 0
 	tr := New(cfg)
 	now := at(0)
 	// An address ban (5m), a login ban (10m), a manual ban without end.
@@ -214,7 +215,8 @@ func TestExpire(t *testing.T) {
 	if got := tr.Expire(now.Add(4 * time.Minute)); len(got) != 0 {
 		t.Errorf("expired early: %+v", got)
 	}
-	// The windows (1m) are gone; the remembered passwords (1h) are not.
+	// The windows (1m; the slow ones are off here) are gone; the
+	// remembered passwords (1h) are not.
 	if s := tr.Stats(); s.Addrs != 0 || s.Logins != 0 || s.Pairs != 4 {
 		t.Errorf("Stats after 4m: %+v", s)
 	}
@@ -348,12 +350,16 @@ func TestCounters(t *testing.T) {
 	tr.Record(Event{Login: "alice@example.com", Addr: a}, now)
 	tr.Record(Event{Login: "bob@example.com", Addr: a, PwHash: "h1"}, now)
 	got := tr.Counters("alice@example.com", mustAddr("2001:db8:1:2::3"), now.Add(time.Second))
-	want := Counters{AddrFailures: 4, LoginFailures: 3, LoginAddrs: 1, PairFailures: 4, PairHashes: 2, AddrLogins: 2}
+	want := Counters{AddrFailures: 4, LoginFailures: 3, LoginAddrs: 1, PairFailures: 4, PairHashes: 2, AddrLogins: 2,
+		AddrHour: 4, AddrDay: 4, LoginHour: 3, LoginDay: 3}
 	if got != want {
 		t.Errorf("Counters:\n got %+v\nwant %+v", got, want)
 	}
-	if got := tr.Counters("alice@example.com", a, now.Add(time.Hour)); got != (Counters{}) {
-		t.Errorf("an hour later: %+v", got)
+	if got, want := tr.Counters("alice@example.com", a, now.Add(time.Hour)), (Counters{AddrDay: 4, LoginDay: 3}); got != want {
+		t.Errorf("an hour later: %+v, want %+v", got, want)
+	}
+	if got := tr.Counters("alice@example.com", a, now.Add(24*time.Hour)); got != (Counters{}) {
+		t.Errorf("a day later: %+v", got)
 	}
 	if got := tr.Counters("x", netip.Addr{}, now); got != (Counters{}) {
 		t.Errorf("no address: %+v", got)

@@ -210,3 +210,21 @@ func (c *Client) Limits(ctx context.Context) ([]UsageJSON, error) {
 	var out []UsageJSON
 	return out, c.do(ctx, http.MethodGet, "/v1/limits", nil, &out)
 }
+
+// Attack returns the state of "under attack".
+func (c *Client) Attack(ctx context.Context) (AttackJSON, error) {
+	var out AttackJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/attack", nil, &out)
+}
+
+// EndAttack ends "under attack" now; it stays off for under_attack_hold.
+func (c *Client) EndAttack(ctx context.Context) (AttackJSON, error) {
+	var out AttackJSON
+	return out, c.do(ctx, http.MethodPost, "/v1/attack/end", nil, &out)
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (StatusJSON, error) {
+	var out StatusJSON
+	return out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
+}

@@ -43,21 +43,25 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	token   string // required on TCP connections when set
-	now     func() time.Time
-	geoip   bool        // country rules can match: a GeoIP database is configured
-	permits *Permitbook // nil: relay permits are off
-	onLogin OnLoginFunc // nil: relay permits are off
-	limits  LimitLister // nil: sending limits are off
-	fw      Firewall    // nil: the firewall is off
-	fwMode  string
-	fwDiff  func(want, have string) string
+
+	bf         BruteForce // nil: no brute-force state is served
+	started    time.Time
+	onSurgeEnd func(now time.Time, actor string) // see WithAttack
+	now        func() time.Time
+	geoip      bool        // country rules can match: a GeoIP database is configured
+	permits    *Permitbook // nil: relay permits are off
+	onLogin    OnLoginFunc // nil: relay permits are off
+	limits     LimitLister // nil: sending limits are off
+	fw         Firewall    // nil: the firewall is off
+	fwMode     string
+	fwDiff     func(want, have string) string
 }
 
 // NewServer returns the admin API over book and engine. token, if not
 // empty, is the bearer token required on connections that are not over a
 // unix socket.
 func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, version, token string) *Server {
-	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now}
+	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now, started: time.Now()}
 }
 
 // WithGeoIP tells the server whether a GeoIP database is configured.
@@ -117,6 +121,9 @@ func (s *Server) Handler() http.Handler {
 		serveLogin(w, r, s.onLogin, s.log, s.now(), "")
 	})
 	mux.HandleFunc("GET /v1/limits", s.listLimits)
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/attack", s.showAttack)
+	mux.HandleFunc("POST /v1/attack/end", s.endAttack)
 	return s.authenticate(mux)
 }
 

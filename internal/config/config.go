@@ -179,25 +179,42 @@ type BruteForce struct {
 	LoginWindow   time.Duration `toml:"login_window" doc:"Rule (a): the sliding window."`
 	LoginMinAddrs int           `toml:"login_min_addrs" doc:"Rule (a): the failures must come from at least this many addresses (one address failing is rule (b)'s business)."`
 	LoginBan      time.Duration `toml:"login_ban" doc:"Rule (a): how long the login stays banned. Attempts during the ban do not extend it."`
-	LoginTarpit   time.Duration `toml:"login_tarpit" doc:"Rule (a): attempts on a banned login wait this long, then are refused (addresses known good for the login are let through)."`
+	LoginTarpit   time.Duration `toml:"login_tarpit" doc:"Rule (a): through nginx, attempts on a banned login wait this long (Auth-Wait), then are refused; through Dovecot they are refused at once, before the password is checked (Dovecot adds its own failure delay). Addresses known good for the login are let through."`
 
 	AddrFailures int           `toml:"addr_failures" doc:"Rule (b): this many failures from one address within addr_window ban the address."`
 	AddrWindow   time.Duration `toml:"addr_window" doc:"Rule (b): the sliding window."`
 	AddrBan      time.Duration `toml:"addr_ban" doc:"Rule (b): how long the address stays banned."`
 
+	HourWindow        time.Duration `toml:"hour_window" doc:"Slow attackers: the length of the 'hour' windows below (counted in quarters)."`
+	DayWindow         time.Duration `toml:"day_window" doc:"Slow attackers: the length of the 'day' windows below (counted in sixths)."`
+	AddrHourFailures  int           `toml:"addr_hour_failures" doc:"Slow attackers: this many failures from one address within an hour (counted in quarter-hours: 45 to 60 minutes) ban the address for addr_hour_ban. Repeats of one password and failures of a login from an address it logged in from before do not count. 0 = off."`
+	AddrHourBan       time.Duration `toml:"addr_hour_ban" doc:"Slow attackers: how long addr_hour_failures bans the address."`
+	AddrDayFailures   int           `toml:"addr_day_failures" doc:"Slow attackers: this many failures from one address within a day (counted in 4-hour steps: 20 to 24 hours) ban the address for addr_day_ban. 0 = off."`
+	AddrDayBan        time.Duration `toml:"addr_day_ban" doc:"Slow attackers: how long addr_day_failures bans the address."`
+	LoginHourFailures int           `toml:"login_hour_failures" doc:"Slow attackers: this many failures of one login within an hour, from addresses it never logged in from, ban the login for login_hour_ban (its known-good addresses keep working). 0 = off."`
+	LoginHourBan      time.Duration `toml:"login_hour_ban" doc:"Slow attackers: how long login_hour_failures bans the login."`
+	LoginDayFailures  int           `toml:"login_day_failures" doc:"Slow attackers: this many failures of one login within a day, from addresses it never logged in from, ban the login for login_day_ban. 0 = off."`
+	LoginDayBan       time.Duration `toml:"login_day_ban" doc:"Slow attackers: how long login_day_failures bans the login."`
+
 	SprayLogins int           `toml:"spray_logins" doc:"Password spraying: this many distinct logins failing from one address within spray_window ban the address. 0 = off; 10 is a good start."`
 	SprayWindow time.Duration `toml:"spray_window" doc:"Password spraying: the sliding window."`
 	SprayBan    time.Duration `toml:"spray_ban" doc:"Password spraying: how long the address stays banned."`
 
-	RepeatFactor float64       `toml:"repeat_factor" doc:"Progressive bans: a repeat offender's ban is the previous one times this factor. 0 = off; 2 doubles each time."`
-	RepeatMemory time.Duration `toml:"repeat_memory" doc:"Progressive bans: how long an earlier ban is remembered."`
-	RepeatMax    time.Duration `toml:"repeat_max" doc:"Progressive bans: the longest automatic ban."`
+	RepeatFactor      float64       `toml:"repeat_factor" doc:"Progressive bans of addresses: an address banned again within repeat_memory of the end of its last ban gets the previous length times this factor (the first ban keeps the rule's length). 0 = off; 2 doubles each time."`
+	LoginRepeatFactor float64       `toml:"login_repeat_factor" doc:"Progressive bans of logins: the same for logins, and a login whose last ban ended within repeat_memory is banned again by one failure from an address that never logged in to it (its owner's addresses keep working). 0 = off; 2 is a good start."`
+	RepeatMemory      time.Duration `toml:"repeat_memory" doc:"Progressive bans: how long an earlier ban is remembered."`
+	RepeatMax         time.Duration `toml:"repeat_max" doc:"Progressive bans: the longest automatic ban."`
 
 	WidenAfter int `toml:"widen_after" doc:"IPv6 widening: when this many /64s inside one /56 are banned, ban the /56 (and likewise /56s inside a /48). 0 = off; 3 is a good start."`
 
 	StaleRepeats int           `toml:"stale_repeats" doc:"Stale clients: the same wrong password from the same login and address counts once toward bans; after this many repeats the client is tarpitted and reported as stale_password."`
 	StaleWindow  time.Duration `toml:"stale_window" doc:"Stale clients: how long a failed password is remembered."`
 	StaleTarpit  time.Duration `toml:"stale_tarpit" doc:"Stale clients: how long a stale client's attempts wait (it is never banned)."`
+
+	UnderAttack       bool          `toml:"under_attack" doc:"Under attack: when the whole server fails at least under_attack_min logins in 10 minutes and under_attack_factor times its usual 10 minutes of the last day (a password spray over many accounts), logins from addresses that never logged in to the account, and not from a country it logged in from, are refused (reason under_attack) until under_attack_hold after the wave. It refuses travellers on a new network meanwhile; 'mailgate attack end' lifts it. Off by default."`
+	UnderAttackFactor float64       `toml:"under_attack_factor" doc:"Under attack: how many times the usual failure rate."`
+	UnderAttackMin    int           `toml:"under_attack_min" doc:"Under attack: the fewest failures in 10 minutes that can mean an attack (a quiet server's usual rate is near 0)."`
+	UnderAttackHold   time.Duration `toml:"under_attack_hold" doc:"Under attack: how long it lasts after the failures fell below the threshold."`
 
 	KnownGoodFor time.Duration `toml:"known_good_for" doc:"Lockout-proof accounts: an address a login succeeded from within this time keeps working for that login while the login is banned."`
 
@@ -208,28 +225,43 @@ type BruteForce struct {
 // Abuse is the brute-force tracker's configuration.
 func (b BruteForce) Abuse() abuse.Config {
 	return abuse.Config{
-		IPv6Prefix:    b.IPv6Prefix,
-		LoginFailures: b.LoginFailures,
-		LoginWindow:   b.LoginWindow,
-		LoginMinAddrs: b.LoginMinAddrs,
-		LoginBan:      b.LoginBan,
-		LoginTarpit:   b.LoginTarpit,
-		AddrFailures:  b.AddrFailures,
-		AddrWindow:    b.AddrWindow,
-		AddrBan:       b.AddrBan,
-		SprayLogins:   b.SprayLogins,
-		SprayWindow:   b.SprayWindow,
-		SprayBan:      b.SprayBan,
-		RepeatFactor:  b.RepeatFactor,
-		RepeatMemory:  b.RepeatMemory,
-		RepeatMax:     b.RepeatMax,
-		WidenAfter:    b.WidenAfter,
-		StaleRepeats:  b.StaleRepeats,
-		StaleWindow:   b.StaleWindow,
-		StaleTarpit:   b.StaleTarpit,
-		KnownGoodFor:  b.KnownGoodFor,
-		MaxKeys:       b.MaxKeys,
-		MaxKnownGood:  b.MaxKnownGood,
+		IPv6Prefix:        b.IPv6Prefix,
+		LoginFailures:     b.LoginFailures,
+		LoginWindow:       b.LoginWindow,
+		LoginMinAddrs:     b.LoginMinAddrs,
+		LoginBan:          b.LoginBan,
+		LoginTarpit:       b.LoginTarpit,
+		AddrFailures:      b.AddrFailures,
+		AddrWindow:        b.AddrWindow,
+		AddrBan:           b.AddrBan,
+		HourWindow:        b.HourWindow,
+		DayWindow:         b.DayWindow,
+		AddrHourFailures:  b.AddrHourFailures,
+		AddrHourBan:       b.AddrHourBan,
+		AddrDayFailures:   b.AddrDayFailures,
+		AddrDayBan:        b.AddrDayBan,
+		LoginHourFailures: b.LoginHourFailures,
+		LoginHourBan:      b.LoginHourBan,
+		LoginDayFailures:  b.LoginDayFailures,
+		LoginDayBan:       b.LoginDayBan,
+		SprayLogins:       b.SprayLogins,
+		SprayWindow:       b.SprayWindow,
+		SprayBan:          b.SprayBan,
+		RepeatFactor:      b.RepeatFactor,
+		LoginRepeatFactor: b.LoginRepeatFactor,
+		RepeatMemory:      b.RepeatMemory,
+		RepeatMax:         b.RepeatMax,
+		WidenAfter:        b.WidenAfter,
+		StaleRepeats:      b.StaleRepeats,
+		StaleWindow:       b.StaleWindow,
+		StaleTarpit:       b.StaleTarpit,
+		SurgeEnabled:      b.UnderAttack,
+		SurgeFactor:       b.UnderAttackFactor,
+		SurgeMin:          b.UnderAttackMin,
+		SurgeHold:         b.UnderAttackHold,
+		KnownGoodFor:      b.KnownGoodFor,
+		MaxKeys:           b.MaxKeys,
+		MaxKnownGood:      b.MaxKnownGood,
 	}
 }
 
@@ -318,26 +350,40 @@ func Default() Config {
 			Accounts:    []AccountLimits{},
 		},
 		BruteForce: BruteForce{
-			Enabled:       true,
-			IPv6Prefix:    64,
-			LoginFailures: 3,
-			LoginWindow:   time.Minute,
-			LoginMinAddrs: 2,
-			LoginBan:      10 * time.Minute,
-			LoginTarpit:   time.Minute,
-			AddrFailures:  5,
-			AddrWindow:    time.Minute,
-			AddrBan:       5 * time.Minute,
-			SprayWindow:   10 * time.Minute,
-			SprayBan:      time.Hour,
-			RepeatMemory:  24 * time.Hour,
-			RepeatMax:     24 * time.Hour,
-			StaleRepeats:  2,
-			StaleWindow:   time.Hour,
-			StaleTarpit:   5 * time.Second,
-			KnownGoodFor:  30 * 24 * time.Hour,
-			MaxKeys:       1_000_000,
-			MaxKnownGood:  1_000_000,
+			Enabled:           true,
+			IPv6Prefix:        64,
+			LoginFailures:     3,
+			LoginWindow:       time.Minute,
+			LoginMinAddrs:     2,
+			LoginBan:          10 * time.Minute,
+			LoginTarpit:       time.Minute,
+			AddrFailures:      5,
+			AddrWindow:        time.Minute,
+			AddrBan:           5 * time.Minute,
+			HourWindow:        time.Hour,
+			DayWindow:         24 * time.Hour,
+			AddrHourFailures:  30,
+			AddrHourBan:       time.Hour,
+			AddrDayFailures:   100,
+			AddrDayBan:        24 * time.Hour,
+			LoginHourFailures: 20,
+			LoginHourBan:      time.Hour,
+			LoginDayFailures:  50,
+			LoginDayBan:       24 * time.Hour,
+			SprayWindow:       10 * time.Minute,
+			SprayBan:          time.Hour,
+			RepeatFactor:      2,
+			RepeatMemory:      24 * time.Hour,
+			RepeatMax:         24 * time.Hour,
+			StaleRepeats:      2,
+			StaleWindow:       time.Hour,
+			StaleTarpit:       5 * time.Second,
+			UnderAttackFactor: 10,
+			UnderAttackMin:    30,
+			UnderAttackHold:   30 * time.Minute,
+			KnownGoodFor:      30 * 24 * time.Hour,
+			MaxKeys:           1_000_000,
+			MaxKnownGood:      1_000_000,
 		},
 		Messages: map[string]string(policy.DefaultMessages()),
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"mailgate/internal/abuse"
 	"mailgate/internal/relay"
 	"mailgate/internal/rules"
 	"mailgate/internal/sendlimit"
@@ -301,5 +302,12 @@ func TestCheckPolicyContextAndGroup(t *testing.T) {
 		if validGroup(s) != ok {
 			t.Errorf("validGroup(%q) = %v, want %v", s, !ok, ok)
 		}
+	}
+}
+
+// The config's brute-force defaults are the tracker's: one set of numbers.
+func TestBruteForceDefaultsAreTheTrackers(t *testing.T) {
+	if got, want := Default().BruteForce.Abuse(), abuse.DefaultConfig(); got != want {
+		t.Errorf("config defaults:\n%+v\nabuse.DefaultConfig:\n%+v", got, want)
 	}
 }

@@ -134,6 +134,7 @@ func (h *Handler) Sessions() int { return h.sessions.len() }
 
 var (
 	replyOK       = []byte(`{"status":0,"msg":""}`)
+	replyRefused  = []byte(`{"status":-1,"msg":""}`) // Dovecot's own failure text
 	replyOKLen    = []string{strconv.Itoa(len(replyOK))}
 	contentJSON   = []string{"application/json"}
 	contentText   = []string{"text/plain; charset=utf-8"}
@@ -212,20 +213,32 @@ func (h *Handler) putBuf(b *bytes.Buffer) {
 // Dovecot go on, -1 refuses with msg shown to the client, N > 0 makes
 // Dovecot wait N seconds first (before-auth only; Dovecot ignores it on
 // the after-auth call, and so does the door, answering 0).
+//
+// Every refusal is -1, on whichever call it is decided: a refusal is
+// never turned into a wait, so no amount of other traffic (a flood that
+// evicts the session table) can make Dovecot let a refused login in. A
+// banned login is refused on the before-auth call, so its password is
+// never checked: every answer is the same whether the guess was right or
+// wrong, and Dovecot adds its own failure delay. The tarpit of a banned
+// login (Verdict.Delay) is for doors that can wait and refuse in one
+// answer (nginx's Auth-Wait).
+//
+// The after-auth call comes only for a right password. A refusal there
+// (a ban made by other connections since the before-auth call) carries
+// no message: the client sees Dovecot's own "Authentication failed.",
+// exactly what a wrong password gets, so it learns nothing about the
+// guess.
 func (h *Handler) serveAllow(w http.ResponseWriter, a *policy.Attempt, now time.Time) {
 	v := h.d.Decide(a, now, nil)
+	if v.Action == policy.Deny {
+		v.Delay = 0 // this door refuses at once; the decision line must not say otherwise
+	}
 	if !a.AfterAuth || v.Action == policy.Deny {
 		h.dlog.Verdict(now, a, &v)
 	}
 	switch {
-	case v.Action == policy.Deny && v.Delay > 0 && !a.AfterAuth && a.Session != "":
-		// Tarpit, then refuse (a banned login): Dovecot cannot do both in
-		// one answer, so this before-auth call makes it wait, and the
-		// after-auth call, which comes only for a correct password, refuses.
-		// A wrong password fails in Dovecot anyway. Without a session id
-		// (Postfix SASL) the two calls cannot be told apart, so the refusal
-		// comes at once.
-		writeJSON(w, tarpitReply(v.Delay))
+	case v.Action == policy.Deny && a.AfterAuth:
+		writeJSON(w, replyRefused)
 	case v.Action == policy.Deny:
 		var b [128]byte
 		out := append(b[:0], `{"status":-1,"msg":`...)

@@ -111,11 +111,13 @@ func TestReplies(t *testing.T) {
 			wantLast: `{"status":0,"msg":""}`, wantLines: 2, wantAfter: []bool{false, true},
 		},
 		{
-			name:     "deny on the after-auth call is logged",
+			// The after-auth call comes only for a right password: its
+			// refusal must read like a wrong password's (Dovecot's own text).
+			name:     "deny on the after-auth call is logged, without a message",
 			verdict:  policy.Verdict{Action: policy.Deny},
 			msg:      "no",
 			calls:    []string{"allow", "allow"},
-			wantLast: `{"status":-1,"msg":"no"}`, wantLines: 2, wantAfter: []bool{false, true},
+			wantLast: `{"status":-1,"msg":""}`, wantLines: 2, wantAfter: []bool{false, true},
 		},
 		{
 			name:     "report forgets the session: a new login on the same connection",
@@ -518,16 +520,17 @@ func TestBadRequestLogIsRateLimited(t *testing.T) {
 // A banned login is tarpitted on the before-auth call and refused on the
 // after-auth call, even when the tarpit is longer than the usual session
 // memory; without a session id the refusal comes at once.
-func TestTarpitThenRefuse(t *testing.T) {
+// A banned login is refused on the before-auth call, so Dovecot never
+// checks its password (a guess during the ban learns nothing), and a
+// refusal is -1 on every call: a flood of other sessions that evicts the
+// session table cannot turn it into a wait that Dovecot would ignore on
+// the after-auth call (letting the login in).
+func TestBannedLoginRefusedBeforeAuth(t *testing.T) {
 	clock := &testClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
 	f := &fakeDecider{verdict: policy.Verdict{Action: policy.Deny, Reason: policy.ReasonBannedLogin, Delay: 2 * time.Minute}, msg: "banned"}
 	h := NewHandler(Config{Now: clock.now, MaxTarpit: 2 * time.Minute}, f, nil, nil)
-	if got := post(h, "command=allow", aliceBody).Body.String(); got != `{"status":120,"msg":""}` {
-		t.Fatalf("before-auth: %s", got)
-	}
-	clock.t = clock.t.Add(2*time.Minute + 5*time.Second) // the tarpit, then the password check
 	if got := post(h, "command=allow", aliceBody).Body.String(); got != `{"status":-1,"msg":"banned"}` {
-		t.Fatalf("after-auth: %s", got)
+		t.Fatalf("before-auth: %s", got)
 	}
 	noSession := strings.Replace(aliceBody, `"session_id":"zHU7R9RgWLZ/AAAB"`, `"session_id":""`, 1)
 	if noSession == aliceBody {
@@ -535,5 +538,17 @@ func TestTarpitThenRefuse(t *testing.T) {
 	}
 	if got := post(h, "command=allow", noSession).Body.String(); got != `{"status":-1,"msg":"banned"}` {
 		t.Fatalf("without a session: %s", got)
+	}
+
+	// The flood: more sessions than the table holds, then the (forged or
+	// late) second call of the first session.
+	for i := range DefaultMaxSession + 1 {
+		body := strings.Replace(aliceBody, `"session_id":"zHU7R9RgWLZ/AAAB"`, fmt.Sprintf(`"session_id":"flood%07d"`, i), 1)
+		if got := post(h, "command=allow", body).Body.String(); !strings.HasPrefix(got, `{"status":-1,`) {
+			t.Fatalf("flood request %d: %s", i, got)
+		}
+	}
+	if got := post(h, "command=allow", aliceBody).Body.String(); !strings.HasPrefix(got, `{"status":-1,`) {
+		t.Fatalf("after the flood: %s", got)
 	}
 }

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +140,63 @@ func TestManualLoginBanHoldsForKnownGood(t *testing.T) {
 	}
 	if v := e.Decide(home, now, nil); v.Action != Deny || v.Reason != ReasonBannedLogin {
 		t.Errorf("known-good address under a manual ban: %+v", v)
+	}
+}
+
+// Under attack: logins from addresses that never logged in to the account
+// and from countries it never logged in from are refused; its own
+// addresses and countries keep working; trusted networks and the
+// account's own allow rules are not touched.
+func TestUnderAttack(t *testing.T) {
+	cfg := abuse.DefaultConfig()
+	cfg.SurgeEnabled = true
+	tr := abuse.New(cfg)
+	e := engine(t, "global all allow 192.0.2.0/24", "shop@x.test imap allow 198.51.100.99").
+		WithAbuse(tr, true, time.Minute, 5*time.Second).
+		WithCountries(func(a netip.Addr) (string, CountryKind) {
+			if a.As4()[2] == 113 { // 203.0.113.x
+				return "AT", CountryFound
+			}
+			return "US", CountryFound
+		}, CountryPolicy{})
+	// alice logs in from home in Austria before the attack.
+	if bans := e.Report(attempt("alice@x.test", "imap", "203.0.113.5"), true, now); len(bans) != 0 {
+		t.Fatal(bans)
+	}
+	// A spray: 40 logins failing once each from 40 addresses.
+	for i := range 40 {
+		a := attempt(fmt.Sprintf("u%d@x.test", i), "imap", fmt.Sprintf("198.51.100.%d", i))
+		a.PwHash = "0abc"
+		e.Report(a, false, now.Add(time.Duration(i)*time.Second))
+	}
+	at := now.Add(time.Minute)
+	if s, changed := tr.Surge(at); !s.On || !changed {
+		t.Fatalf("surge: %+v", s)
+	}
+	for _, c := range []struct {
+		login, ip string
+		action    Action
+		reason    Reason
+	}{
+		{"alice@x.test", "203.0.113.5", Allow, ReasonDefault},       // known good
+		{"alice@x.test", "203.0.113.77", Allow, ReasonDefault},      // a new address in her usual country
+		{"alice@x.test", "198.51.100.200", Deny, ReasonUnderAttack}, // a new place
+		{"bob@x.test", "203.0.113.5", Deny, ReasonUnderAttack},      // bob never logged in from there
+		{"bob@x.test", "192.0.2.7", Allow, ReasonTrusted},           // trusted networks are trusted
+		{"shop@x.test", "198.51.100.99", Allow, ReasonAccountAllow}, // an account's own allow rule
+		{"", "198.51.100.200", Allow, ReasonDefault},                // no login: nothing to protect
+	} {
+		var tc Trace
+		v := e.Decide(attempt(c.login, "imap", c.ip), at, &tc)
+		if v.Action != c.action || v.Reason != c.reason {
+			t.Errorf("%s from %s: %v/%v, want %v/%v; %+v", c.login, c.ip, v.Action, v.Reason, c.action, c.reason, tc.Checks)
+		}
+	}
+	if got := e.Message(attempt("bob@x.test", "imap", "203.0.113.5"), &Verdict{Action: Deny, Reason: ReasonUnderAttack}); !strings.Contains(got, "under attack") {
+		t.Errorf("message %q", got)
+	}
+	tr.EndSurge(at)
+	if v := e.Decide(attempt("bob@x.test", "imap", "203.0.113.5"), at, nil); v.Action != Allow {
+		t.Errorf("after EndSurge: %v/%v", v.Action, v.Reason)
 	}
 }

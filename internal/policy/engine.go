@@ -210,6 +210,19 @@ func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict)
 	} else {
 		tr.add("login bans", "not banned", 0, "")
 	}
+	if st.UnderAttack && a.Login != "" {
+		switch {
+		case st.KnownGood:
+			tr.add("under attack", "known good", 0, "the server is under attack; this address logged in to the account before")
+		case a.Country != "" && e.abuse.UsualCountry(a.Login, a.Country, now):
+			if tr != nil {
+				tr.add("under attack", "usual country", 0, "the server is under attack; the account logged in from "+a.Country+" before")
+			}
+		default:
+			tr.add("under attack", "new place", 0, "the server is under attack, and neither this address nor its country is one the account logged in from: refused until the attack is over (mailgate attack end lifts it)")
+			return Verdict{Action: Deny, Reason: ReasonUnderAttack}
+		}
+	}
 	if st.Stale {
 		tr.add("stale password", "stale", 0, "this address keeps failing with the same password: tarpitted, never banned")
 		return Verdict{Action: Tarpit, Reason: ReasonStalePassword, Delay: e.staleTarpit}
@@ -237,7 +250,8 @@ func (e *Engine) Report(a *Attempt, success bool, now time.Time) []abuse.Ban {
 	if v, explicit := e.decideRules(a, now, nil); explicit && (v.Reason == ReasonTrusted || v.Reason == ReasonAccountAllow) {
 		return nil
 	}
-	return e.abuse.Record(abuse.Event{Login: a.Login, Addr: a.Client, PwHash: a.PwHash, Success: success}, now)
+	cc, _ := e.country(a)
+	return e.abuse.Record(abuse.Event{Login: a.Login, Addr: a.Client, PwHash: a.PwHash, Success: success, Country: cc}, now)
 }
 
 // Counters returns the brute-force counters behind an attempt, for

@@ -75,6 +75,7 @@ const (
 	ReasonCountryBlocked               // the global country list refuses the client's country
 	ReasonRelayPermit                  // the address has a relay permit from a recent login (Postfix door)
 	ReasonSendLimit                    // the authenticated sender is over a sending limit (Postfix door)
+	ReasonUnderAttack                  // the server is under attack and the login comes from a new place
 	ReasonBadLogin                     // the login cannot be an account (BadLogin): refused before it is counted
 	numReasons
 )
@@ -94,6 +95,7 @@ var reasonCodes = [numReasons]string{
 	ReasonCountryBlocked: "country_blocked",
 	ReasonRelayPermit:    "relay_permit",
 	ReasonSendLimit:      "send_limit",
+	ReasonUnderAttack:    "under_attack",
 	ReasonBadLogin:       "bad_login",
 }
 
@@ -188,6 +190,7 @@ func DefaultMessages() Messages {
 		ReasonBannedLogin.String():    "Too many failed logins for this account; please try again later or ask your mail administrator.",
 		ReasonCountryBlocked.String(): "Logins to this account are not allowed from your country ({country}).",
 		ReasonSendLimit.String():      "{login} has reached its sending limit; please try again later or ask your mail administrator.",
+		ReasonUnderAttack.String():    "This server is under attack: logins from networks this account has not used before are paused; please use a network you used before, or ask your mail administrator.",
 	}
 }
 

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"mailgate/internal/api"
+)
+
+// cmdAttack shows "under attack" (mailgate attack [--json]) or ends it
+// (mailgate attack end).
+func cmdAttack(ctx context.Context, args []string, stdout io.Writer) error {
+	end := len(args) > 0 && args[0] == "end"
+	if end {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("attack", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: attack: unexpected argument %q (want nothing or end)", errUsage, pos[0])
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var a api.AttackJSON
+	if end {
+		a, err = c.EndAttack(ctx)
+	} else {
+		a, err = c.Attack(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("attack: %w", err)
+	}
+	if *jsonOut {
+		return printJSON(stdout, a)
+	}
+	switch {
+	case end && a.Ended:
+		fmt.Fprintln(stdout, "under attack: ended by hand; it stays off for bruteforce.under_attack_hold")
+	case end:
+		fmt.Fprintln(stdout, "under attack: was not on; it stays off for bruteforce.under_attack_hold")
+	case !a.Enabled:
+		fmt.Fprintln(stdout, "under attack: off (bruteforce.under_attack = false)")
+	case a.On:
+		fmt.Fprintf(stdout, "under attack: ON since %s: logins from new places are refused (mailgate attack end lifts it)\n", a.Since.Format(time.RFC3339))
+	default:
+		fmt.Fprintln(stdout, "under attack: not now")
+	}
+	fmt.Fprintf(stdout, "failed logins across the server: %d in the last 10 minutes; usual %.1f; %d would mean an attack\n",
+		a.Failures, a.Usual, a.Threshold)
+	return nil
+}
+
+// cmdStatus prints what the running daemon is and what its brute-force
+// tracker holds.
+func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: status: unexpected argument %q", errUsage, pos[0])
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	s, err := c.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *jsonOut {
+		return printJSON(stdout, s)
+	}
+	fmt.Fprintf(stdout, "mailgate %s, up since %s (%s)\n", s.Version, s.Started.Format(time.RFC3339), time.Duration(s.UptimeSeconds)*time.Second)
+	bf := s.BruteForce
+	if bf == nil {
+		return nil
+	}
+	fmt.Fprintf(stdout, "brute force: %d address bans, %d login bans; tracking %d addresses, %d logins, %d login/address pairs, %d known-good, %d stale clients\n",
+		bf.AddrBans, bf.LoginBans, bf.Addresses, bf.Logins, bf.Pairs, bf.KnownGood, bf.Stale)
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  RULE\tBANS AFTER\tWITHIN\tFOR")
+	for _, w := range bf.Rules {
+		fmt.Fprintf(tw, "  %s\t%d %s\t%s\t%s\n", w.Rule, w.Failures, w.Counts, w.Window, w.Ban)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	a := bf.UnderAttack
+	switch {
+	case !a.Enabled:
+		fmt.Fprintf(stdout, "under attack: off (bruteforce.under_attack = false); %d failed logins in the last 10 minutes, usual %.1f\n", a.Failures, a.Usual)
+	case a.On:
+		fmt.Fprintf(stdout, "under attack: ON since %s (%d failed logins in the last 10 minutes, usual %.1f); mailgate attack end lifts it\n", a.Since.Format(time.RFC3339), a.Failures, a.Usual)
+	default:
+		fmt.Fprintf(stdout, "under attack: not now (%d failed logins in the last 10 minutes, usual %.1f, %d would mean an attack)\n", a.Failures, a.Usual, a.Threshold)
+	}
+	return nil
+}
