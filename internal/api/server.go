@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -36,28 +37,30 @@ type Decider interface {
 
 // Server serves the admin API.
 type Server struct {
-	book    *Rulebook
-	bans    *Banbook
-	engine  Decider
-	idx     *rules.Index
-	log     *slog.Logger
-	version string
-	token   string // required on TCP connections when set
-	now     func() time.Time
-	geoip   bool        // country rules can match: a GeoIP database is configured
-	permits *Permitbook // nil: relay permits are off
-	onLogin OnLoginFunc // nil: relay permits are off
-	limits  LimitLister // nil: sending limits are off
-	fw      Firewall    // nil: the firewall is off
-	fwMode  string
-	fwDiff  func(want, have string) string
+	book      *Rulebook
+	bans      *Banbook
+	engine    Decider
+	idx       *rules.Index
+	log       *slog.Logger
+	version   string
+	token     string // required on TCP connections when set
+	tokenHash [sha256.Size]byte
+	now       func() time.Time
+	geoip     bool        // country rules can match: a GeoIP database is configured
+	permits   *Permitbook // nil: relay permits are off
+	onLogin   OnLoginFunc // nil: relay permits are off
+	limits    LimitLister // nil: sending limits are off
+	fw        Firewall    // nil: the firewall is off
+	fwMode    string
+	fwDiff    func(want, have string) string
 }
 
 // NewServer returns the admin API over book and engine. token, if not
 // empty, is the bearer token required on connections that are not over a
 // unix socket.
 func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, version, token string) *Server {
-	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now}
+	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version,
+		token: token, tokenHash: sha256.Sum256([]byte(token)), now: time.Now}
 }
 
 // WithGeoIP tells the server whether a GeoIP database is configured.
@@ -128,13 +131,24 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if s.token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+		if !s.tokenOK(r) {
 			writeError(w, http.StatusUnauthorized, errors.New("a valid bearer token is required"))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// tokenOK reports whether r carries the bearer token. Both sides are
+// hashed first: ConstantTimeCompare returns at once for inputs of
+// different lengths, which would tell a guesser the token's length.
+func (s *Server) tokenOK(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if s.token == "" || !ok {
+		return false
+	}
+	h := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(h[:], s.tokenHash[:]) == 1
 }
 
 // actor names who made a change: the unix user at the other end of the
