@@ -27,6 +27,11 @@ type DovecotOptions struct {
 	// APIKey, when set, is sent as auth_policy_server_api_header =
 	// X-API-Key: <key>.
 	APIKey string
+	// APIKeyFile, when set (instead of APIKey), is a file holding the key
+	// that Dovecot reads itself: auth_policy_server_api_header = </path
+	// (the file must not end with a line break: Dovecot would send it, and
+	// its auth process aborts).
+	APIKeyFile string
 	// Nonce is auth_policy_hash_nonce; a random one is used when empty.
 	Nonce string
 	// RejectOnFail sets auth_policy_reject_on_fail = yes.
@@ -294,6 +299,8 @@ service pop3-login {
 		fmt.Fprintf(&b, "auth_policy_hash_nonce = %s\n", d.Nonce)
 		if opts.APIKey != "" {
 			fmt.Fprintf(&b, "auth_policy_server_api_header = X-API-Key: %s\n", opts.APIKey)
+		} else if opts.APIKeyFile != "" {
+			fmt.Fprintf(&b, "auth_policy_server_api_header = <%s\n", opts.APIKeyFile)
 		}
 		if opts.RejectOnFail {
 			b.WriteString("auth_policy_reject_on_fail = yes\n")
@@ -424,6 +431,13 @@ func childPIDs(pid int) []int {
 		}
 	}
 	return out
+}
+
+// Socket is the path of a unix_listener named name (relative names are
+// relative to base_dir), e.g. "auth-mailgate" of
+// etc/dovecot/96-mailgate-auth.conf added with DovecotOptions.Extra.
+func (d *Dovecot) Socket(name string) string {
+	return filepath.Join(d.Dir, "run", name)
 }
 
 // Log returns Dovecot's log so far.
