@@ -30,7 +30,8 @@ const (
 // refuses every request without it, so a local process (a customer's PHP
 // on a shared host) that POSTs forged reports to 127.0.0.1:4001 bans
 // nobody and makes no address known good; the same reports with the key
-// count. The real Dovecot reads the key from the file
+// count. The real Dovecot, configured with the shipped
+// etc/dovecot/95-mailgate.conf, reads the key from the file
 // (auth_policy_server_api_header = </path), and the key survives a
 // restart.
 //
@@ -100,10 +101,23 @@ listen = "127.0.0.1:%d"
 	if again := fkReadKey(t, keyPath); again != key {
 		t.Fatalf("the key changed across a restart: %q, then %q", key, again)
 	}
+	// Dovecot runs the shipped snippet, pointed at this daemon and its
+	// key file.
+	snippet, err := os.ReadFile(filepath.Join("..", "etc", "dovecot", "95-mailgate.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.NewReplacer(
+		"http://127.0.0.1:4001/", mg.DovecotURL(),
+		"</var/lib/mailgate/dovecot-api-key", "<"+keyPath,
+		"CHANGE-ME-nonce", "fk-e2e-nonce-5150",
+	).Replace(string(snippet))
+	if strings.Count(conf, mg.DovecotURL()) != 1 || strings.Count(conf, "<"+keyPath) != 1 || strings.Contains(conf, "CHANGE-ME") {
+		t.Fatalf("etc/dovecot/95-mailgate.conf changed; update this test:\n%s", conf)
+	}
 	dc := harness.StartDovecot(t, harness.DovecotOptions{
-		Users:      map[string]string{fkVictim: fkVictimPW},
-		PolicyURL:  mg.DovecotURL(),
-		APIKeyFile: keyPath,
+		Users: map[string]string{fkVictim: fkVictimPW},
+		Extra: conf,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -27,11 +27,6 @@ type DovecotOptions struct {
 	// APIKey, when set, is sent as auth_policy_server_api_header =
 	// X-API-Key: <key>.
 	APIKey string
-	// APIKeyFile, when set (instead of APIKey), is a file holding the key
-	// that Dovecot reads itself: auth_policy_server_api_header = </path
-	// (the file must not end with a line break: Dovecot would send it, and
-	// its auth process aborts).
-	APIKeyFile string
 	// Nonce is auth_policy_hash_nonce; a random one is used when empty.
 	Nonce string
 	// RejectOnFail sets auth_policy_reject_on_fail = yes.
@@ -299,8 +294,6 @@ service pop3-login {
 		fmt.Fprintf(&b, "auth_policy_hash_nonce = %s\n", d.Nonce)
 		if opts.APIKey != "" {
 			fmt.Fprintf(&b, "auth_policy_server_api_header = X-API-Key: %s\n", opts.APIKey)
-		} else if opts.APIKeyFile != "" {
-			fmt.Fprintf(&b, "auth_policy_server_api_header = <%s\n", opts.APIKeyFile)
 		}
 		if opts.RejectOnFail {
 			b.WriteString("auth_policy_reject_on_fail = yes\n")
