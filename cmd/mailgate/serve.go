@@ -382,29 +382,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if limiter != nil {
 		admin.WithLimits(limiter)
 	}
-	adminSrv := func() *http.Server {
-		return &http.Server{
-			Handler:           admin.Handler(),
-			ConnContext:       api.ConnContext,
-			ReadHeaderTimeout: 10 * time.Second,
-			// An import's batches are the largest bodies (up to 64 MiB);
-			// a client slower than this holds a connection for nothing.
-			ReadTimeout: 2 * time.Minute,
-			IdleTimeout: time.Minute,
-			ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-	}
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
 		return fmt.Errorf("admin.socket: %w", err)
 	}
-	start("admin", adminSrv(), uln)
+	start("admin", newAdminServer(admin.Handler(), log), uln)
 	if cfg.Admin.Listen != "" {
 		tln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			return fmt.Errorf("admin.listen: %w", err)
 		}
-		start("admin-tcp", adminSrv(), tln)
+		start("admin-tcp", newAdminServer(admin.Handler(), log), tln)
 	}
 
 	// Expired rules leave memory and disk within a second; lookups already
@@ -572,6 +560,20 @@ func configRules(cfg *config.Config) ([]rules.Rule, error) {
 // use, removing a stale socket left by a crash (but not a live one).
 func listenUnix(path string) (net.Listener, error) {
 	return listenUnixMode(path, 0o660)
+}
+
+// newAdminServer serves the admin API h with bounds on slow clients.
+func newAdminServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ConnContext:       api.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		// An import's batches are the largest bodies (up to 64 MiB); a
+		// client slower than this holds a connection for nothing.
+		ReadTimeout: 2 * time.Minute,
+		IdleTimeout: time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // listenNginx listens where nginx.listen says: TCP, or a unix socket of
