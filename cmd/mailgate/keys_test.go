@@ -114,3 +114,23 @@ func TestListenNginxUnix(t *testing.T) {
 		t.Errorf("unknown group: %v", err)
 	}
 }
+
+// TestWarnSocketDir: a 0666 socket in a directory everyone may enter is
+// warned about; in one closed to others (Postfix's private/) it is not.
+func TestWarnSocketDir(t *testing.T) {
+	for _, c := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o755, true}, {0o751, true}, {0o700, false}, {0o750, false}} {
+		dir := filepath.Join(t.TempDir(), "private")
+		if err := os.Mkdir(dir, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(dir, c.mode)
+		var logs bytes.Buffer
+		warnSocketDir(slog.New(slog.NewTextHandler(&logs, nil)), "postfix.socket", filepath.Join(dir, "mailgate"))
+		if got := strings.Contains(logs.String(), "every local user can use it"); got != c.warn {
+			t.Errorf("directory %04o: warned %v, want %v\n%s", c.mode, got, c.warn, logs.String())
+		}
+	}
+}
