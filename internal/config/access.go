@@ -41,6 +41,9 @@ func (c *Config) Warnings() []string {
 	if c.Nginx.Enabled && !c.Nginx.Unix() && !loopbackListen(c.Nginx.Listen) {
 		w = append(w, "nginx.listen: "+c.Nginx.Listen+" is not a loopback address: the secret and every password nginx forwards travel unencrypted; keep the door on loopback or a unix socket")
 	}
+	if c.Nginx.Enabled && c.Nginx.Unix() && c.Nginx.SocketGroup == "" {
+		w = append(w, "nginx.socket_group: empty, so the socket "+c.Nginx.Listen+" gets mailgate's own group, which nginx's worker processes are seldom in; set the group they run as (www-data on Debian)")
+	}
 	if c.Nginx.Enabled && c.Nginx.VerifyWith == "dovecot" && !strings.HasPrefix(c.Nginx.DovecotAuth, "/") {
 		w = append(w, "nginx.dovecot_auth: "+c.Nginx.DovecotAuth+" is TCP: every local user who can reach Dovecot's auth listener can check passwords and claim any client address; use a unix_listener only mailgate's user may open (etc/dovecot/96-mailgate-auth.conf)")
 	}

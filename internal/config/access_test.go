@@ -45,7 +45,12 @@ func TestWarnings(t *testing.T) {
 		{"nginx on a unix socket", func(c *Config) {
 			c.Nginx.Enabled = true
 			c.Nginx.Listen = "/run/mailgate/nginx.sock"
+			c.Nginx.SocketGroup = "www-data"
 		}, ""},
+		{"nginx on a unix socket without a group", func(c *Config) {
+			c.Nginx.Enabled = true
+			c.Nginx.Listen = "/run/mailgate/nginx.sock"
+		}, "nginx.socket_group: empty"},
 		{"nginx on a LAN address", func(c *Config) { c.Nginx.Enabled = true; c.Nginx.Listen = "10.0.0.1:4002" }, "nginx.listen: 10.0.0.1:4002"},
 		{"nginx checks passwords over TCP", func(c *Config) { c.Nginx.Enabled = true; c.Nginx.DovecotAuth = "127.0.0.1:12345" }, "nginx.dovecot_auth: 127.0.0.1:12345 is TCP"},
 		{"nginx checks passwords with imap", func(c *Config) {
