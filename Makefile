@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 20s
 # Debian packages the end-to-end tests run against (the harness also
 # installs them itself when missing).
-DEBS := dovecot-imapd dovecot-pop3d mariadb-server nginx libnginx-mod-mail postfix fail2ban swaks nftables iproute2
+DEBS := dovecot-imapd dovecot-pop3d mariadb-server nginx libnginx-mod-mail postfix fail2ban swaks nftables iproute2 socat
 
 .PHONY: all build run deps check unit e2e test fuzz bench clean
 

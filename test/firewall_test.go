@@ -14,11 +14,10 @@ import (
 	"mailgate/test/harness"
 )
 
-const fwAPIKey = "fw-e2e-policy-key-4242"
-
 // fwConfig is mailgate's config for the firewall test: the Dovecot door
-// inside the server namespace, a short trusted time and reconcile period,
-// a small rate, and the third client's address as a trusted network.
+// inside the server namespace (with the key mailgate generates in dir), a
+// short trusted time and reconcile period, a small rate, and the third
+// client's address as a trusted network.
 func fwConfig(dir, mode, trustedFor string, trustedNet netip.Addr) string {
 	return fmt.Sprintf(`
 [store]
@@ -29,7 +28,6 @@ socket = %q
 
 [dovecot]
 listen = "127.0.0.1:4001"
-api_key = %q
 
 [postfix]
 enabled = false
@@ -47,7 +45,7 @@ rate_per = "1m"
 autoban_for = "1h"
 trusted_for = %q
 reconcile_every = "1s"
-`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), fwAPIKey, trustedNet.String(), mode, trustedFor)
+`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), trustedNet.String(), mode, trustedFor)
 }
 
 // TestFirewallModes runs `mailgate serve` with [firewall] enabled inside
@@ -95,9 +93,25 @@ func TestFirewallModes(t *testing.T) {
 	expect(nobody, subm, harness.TimedOut, "protected, submission before a login")
 	expect(office, subm, harness.Connected, "protected, submission from a trusted network")
 
+	// A made-up login reported without the door's key (a local process
+	// forging Dovecot's report) is refused and trusts nobody.
+	if code := postReport(t, srv, nobody.Addr4, ""); code != http.StatusUnauthorized {
+		t.Errorf("a report without the key: HTTP %d, want 401", code)
+	}
+	expect(nobody, subm, harness.TimedOut, "protected, submission after a report without the key")
+	if out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "trusted_v4"); strings.Contains(out, nobody.Addr4.String()) {
+		t.Errorf("a report without the key made the address trusted:\n%s", out)
+	}
+
+	key, err := os.ReadFile(filepath.Join(dir, "dovecot-api-key"))
+	if err != nil {
+		t.Fatalf("the generated key: %v", err)
+	}
+	fwKey := string(key)
+
 	// A successful IMAP login, reported by Dovecot's auth policy, opens
 	// submission to the address for trusted_for (3 s).
-	reportLogin(t, srv, nobody.Addr4)
+	reportLogin(t, srv, nobody.Addr4, fwKey)
 	eventually(nobody, subm, harness.Connected, 2*time.Second, "protected, submission after an IMAP login")
 	eventually(nobody, subm, harness.TimedOut, 6*time.Second, "protected, submission after trusted_for ran out")
 
@@ -157,7 +171,7 @@ func TestFirewallModes(t *testing.T) {
 	eventually(rate, imap, harness.Connected, 3*time.Second, "private, a network trusted by a global allow rule")
 	// A webmail on the server itself reaches IMAP over loopback in every mode.
 	expect(srv, netip.MustParseAddrPort("127.0.0.1:143"), harness.Connected, "private, imap over loopback")
-	reportLogin(t, srv, nobody.Addr4)
+	reportLogin(t, srv, nobody.Addr4, fwKey)
 	eventually(nobody, imap, harness.Connected, 2*time.Second, "private, after a login (a recorded IMAP login)")
 	// A ban takes the trust of the address back at once: a trusted
 	// address is let through before any ban is looked at.
@@ -169,8 +183,18 @@ func TestFirewallModes(t *testing.T) {
 }
 
 // reportLogin posts a successful IMAP login from addr to the Dovecot door
-// inside the server namespace, as Dovecot's auth policy does.
-func reportLogin(t *testing.T, srv *harness.NS, addr netip.Addr) {
+// inside the server namespace with the door's key, as Dovecot's auth
+// policy does.
+func reportLogin(t *testing.T, srv *harness.NS, addr netip.Addr, fwKey string) {
+	t.Helper()
+	if code := postReport(t, srv, addr, fwKey); code != http.StatusOK {
+		t.Fatalf("report: HTTP %d", code)
+	}
+}
+
+// postReport posts the report with the API key key ("" = none) and
+// returns the HTTP status.
+func postReport(t *testing.T, srv *harness.NS, addr netip.Addr, key string) int {
 	t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: srv.DialContext}, Timeout: 5 * time.Second}
 	body := fmt.Sprintf(`{"device_id":"","login":"alice@example.test","protocol":"imap","pwhash":"06ca","remote":%q,"session_id":"fwE2E","success":true,"policy_reject":false,"tls":false}`, addr)
@@ -179,13 +203,13 @@ func reportLogin(t *testing.T, srv *harness.NS, addr netip.Addr) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-API-Key", fwAPIKey)
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("report: %v", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("report: HTTP %d", resp.StatusCode)
-	}
+	return resp.StatusCode
 }

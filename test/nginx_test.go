@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,6 +55,8 @@ type ngEnv struct {
 	ng *harness.Nginx
 	// geoPath is the [geoip] database file.
 	geoPath string
+	// door is the nginx door's unix socket.
+	door string
 }
 
 // TestNginxEndToEnd is issue 4's end-to-end test: the real nginx mail
@@ -78,16 +83,28 @@ func TestNginxEndToEnd(t *testing.T) {
 	env := &ngEnv{geoPath: filepath.Join(dir, "countries.mmdb")}
 	writeGeoIP(t, env.geoPath, ngGeo)
 
+	// mailgate checks passwords over the auth socket the shipped snippet
+	// adds, which only root (mailgate's user) may open.
+	authSnippet, err := os.ReadFile(filepath.Join("..", "etc", "dovecot", "96-mailgate-auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	env.dc = harness.StartDovecot(t, harness.DovecotOptions{
-		Users:        map[string]string{ngAlice: ngAlicePW, ngBob: ngBobPW, ngCarol: ngCarolPW, ngDave: ngDavePW},
+		Users: map[string]string{ngAlice: ngAlicePW, ngBob: ngBobPW, ngCarol: ngCarolPW, ngDave: ngDavePW},
+		// Postfix's SASL (the SMTP backend's) uses a TCP listener.
 		AuthListener: true,
 		// mailgate's IMAP password check (verify_with = "imap") passes
 		// the client's address with the IMAP ID command, which Dovecot
 		// believes from trusted networks only.
 		TrustedNetworks: "127.0.0.1/32",
+		Extra:           string(authSnippet),
 	})
 	env.pf = harness.StartPostfix(t, harness.PostfixOptions{DovecotSASL: env.dc.AuthAddr})
-	env.mg, env.ng = ngStartMailgate(t, env, dir, fmt.Sprintf("verify_with = \"dovecot\"\ndovecot_auth = %q", env.dc.AuthAddr))
+	// The door on a unix socket for nginx's workers (user nobody, group
+	// nogroup, as nginx started by root runs them), without a secret.
+	env.door = filepath.Join(dir, "nginx.sock")
+	env.mg, env.ng = ngStartMailgate(t, env, dir, env.door, fmt.Sprintf("verify_with = \"dovecot\"\ndovecot_auth = %q", env.dc.Socket("auth-mailgate")))
+	ngCheckSockets(t, env)
 
 	env.mg.MustCLI(t, "rule", "add", "--account", ngAlice, "--extra", "--country", "FR", "--comment", "alice travels to France")
 	env.mg.MustCLI(t, "rule", "add", "--account", ngAlice, "--extra", "--ip", "127.0.2.9", "--comment", "alice's hotel in China")
@@ -114,12 +131,20 @@ func TestNginxEndToEnd(t *testing.T) {
 }
 
 // ngStartMailgate starts a mailgate with its database in dir, the test's
-// GeoIP database allowing DE, and the nginx door on a free port pointed at
-// the test's Dovecot and Postfix, verifying passwords as verify says (a
-// verify_with line and what it needs); then an nginx asking it.
-func ngStartMailgate(t *testing.T, env *ngEnv, dir, verify string) (*harness.MG, *harness.Nginx) {
+// GeoIP database allowing DE, and the nginx door pointed at the test's
+// Dovecot and Postfix, verifying passwords as verify says (a verify_with
+// line and what it needs); then an nginx asking it. The door listens on
+// the unix socket sock (group nogroup, no secret), or with sock "" on a
+// free TCP port with the secret.
+func ngStartMailgate(t *testing.T, env *ngEnv, dir, sock, verify string) (*harness.MG, *harness.Nginx) {
 	t.Helper()
 	doorAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(harness.FreePort(t)))
+	door := fmt.Sprintf("listen = %q\nsecret = %q", doorAddr, ngSecret)
+	nopts := harness.NginxOptions{AuthURL: doorAddr + "/auth", AuthHeader: ngSecretHdr, AuthSecret: ngSecret}
+	if sock != "" {
+		door = fmt.Sprintf("listen = %q\nsocket_group = \"nogroup\"", sock)
+		nopts = harness.NginxOptions{AuthURL: "unix:" + sock + ":/auth"}
+	}
 	mg := harness.StartMailgate(t, mailgateConfig(t, dir, "", fmt.Sprintf(`
 [geoip]
 database = %q
@@ -129,9 +154,8 @@ unknown = "list"
 
 [nginx]
 enabled = true
-listen = %q
 secret_header = %q
-secret = %q
+%s
 %s
 verify = ["imap", "pop3", "smtp"]
 imap_backend = %q
@@ -139,15 +163,51 @@ pop3_backend = %q
 smtp_backend = %q
 fail_wait = %q
 max_wait_attempts = 10
-`, env.geoPath, doorAddr, ngSecretHdr, ngSecret, verify,
+`, env.geoPath, ngSecretHdr, door, verify,
 		env.dc.IMAPAddr, env.dc.POP3Addr, env.pf.SMTPAddr, ngFailWait.String())))
-	waitListening(t, doorAddr)
-	ng := harness.StartNginx(t, harness.NginxOptions{
-		AuthURL:    doorAddr + "/auth",
-		AuthHeader: ngSecretHdr,
-		AuthSecret: ngSecret,
-	})
-	return mg, ng
+	if sock != "" {
+		waitListeningOn(t, "unix", sock)
+	} else {
+		waitListening(t, doorAddr)
+	}
+	return mg, harness.StartNginx(t, nopts)
+}
+
+// ngCheckSockets: the door's socket and Dovecot's auth socket for
+// mailgate are closed to a local user outside their group, who could
+// otherwise check passwords from a made-up client address and get any
+// address banned; the door's socket is open to nginx's group.
+func ngCheckSockets(t *testing.T, env *ngEnv) {
+	t.Helper()
+	fi, err := os.Stat(env.door)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || !ngIsGroup(st.Gid, "nogroup") {
+		t.Errorf("%s: mode %04o gid %d, want 0660 and group nogroup", env.door, fi.Mode().Perm(), st.Gid)
+	}
+	auth := env.dc.Socket("auth-mailgate")
+	for _, c := range []struct {
+		path   string
+		groups string // supplementary groups of the connecting user
+		ok     bool
+	}{
+		{env.door, "", false},
+		{auth, "", false},
+		{env.door, "nogroup", true},
+		{auth, "nogroup", false},
+	} {
+		err := harness.DialUnixAs(t, 12345, 12345, c.groups, c.path)
+		if c.ok && err != nil || !c.ok && (err == nil || !strings.Contains(err.Error(), "ermission denied")) {
+			t.Errorf("uid 12345 (groups %q) connecting to %s: %v, want ok=%v (else permission denied)", c.groups, c.path, err, c.ok)
+		}
+	}
+}
+
+// ngIsGroup reports whether gid is the group name.
+func ngIsGroup(gid uint32, name string) bool {
+	g, err := user.LookupGroup(name)
+	return err == nil && g.Gid == fmt.Sprint(gid)
 }
 
 // ngAllowedCountry: a client in DE logs in over IMAP, POP3, SMTP AUTH
@@ -319,7 +379,7 @@ func ngAuthWait(t *testing.T, env *ngEnv) {
 // client's address (IMAP ID from a trusted network).
 func ngVerifyWithIMAP(t *testing.T, env *ngEnv) {
 	ctx := ngContext(t)
-	mg, ng := ngStartMailgate(t, env, harness.TempDir(t, "ngx-imapv-"), fmt.Sprintf("verify_with = \"imap\"\nimap_verify = %q", env.dc.IMAPAddr))
+	mg, ng := ngStartMailgate(t, env, harness.TempDir(t, "ngx-imapv-"), "", fmt.Sprintf("verify_with = \"imap\"\nimap_verify = %q", env.dc.IMAPAddr))
 	const okSrc, wrongSrc = "127.0.1.70", "127.0.1.71"
 
 	s := ngDialSMTP(t, ctx, okSrc, ng.SMTPAddr)
@@ -444,9 +504,15 @@ func writeGeoIP(t *testing.T, path string, nets map[string]string) {
 // waitListening waits up to 10 s for addr to accept TCP connections.
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
+	waitListeningOn(t, "tcp", addr)
+}
+
+// waitListeningOn waits up to 10 s for addr to accept connections.
+func waitListeningOn(t *testing.T, network, addr string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err == nil {
 			c.Close()
 			return

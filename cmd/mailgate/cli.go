@@ -45,15 +45,21 @@ func cmdConfigCheck(args []string, stdout io.Writer) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	_, used, err := config.LoadOrDefault(*path)
+	cfg, used, err := config.LoadOrDefault(*path)
 	if err != nil {
 		return err
 	}
 	if used == "" {
 		fmt.Fprintf(stdout, "no config file at %s; the built-in defaults are valid\n", config.DefaultPath)
-		return nil
+	} else {
+		fmt.Fprintf(stdout, "%s: ok\n", used)
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", used)
+	if err := checkDovecotKey(&cfg, stdout); err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return nil
 }
 

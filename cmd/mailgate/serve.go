@@ -69,6 +69,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("opening store: %w", err)
 	}
 	defer st.Close()
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 
 	idx := rules.NewIndex()
 	book := api.NewRulebook(st, idx, fixed)
@@ -213,12 +216,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	if cfg.Dovecot.Enabled {
+		// Never without a key: a report changes bans, known-good
+		// addresses, permits and the firewall's trust.
+		key, err := dovecotKey(&cfg, log)
+		if err != nil {
+			return err
+		}
 		ln, err := net.Listen("tcp", cfg.Dovecot.Listen)
 		if err != nil {
 			return fmt.Errorf("dovecot.listen: %w", err)
 		}
 		h := dovecot.NewHandler(dovecot.Config{
-			APIKey:       cfg.Dovecot.APIKey,
+			APIKey:       key,
 			MaxBodyBytes: cfg.Dovecot.MaxBodyBytes,
 			OnReport:     onReport,
 			MaxTarpit:    max(bf.LoginTarpit, bf.StaleTarpit),
@@ -235,9 +244,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	if cfg.Nginx.Enabled {
-		ln, err := net.Listen("tcp", cfg.Nginx.Listen)
+		ln, err := listenNginx(&cfg.Nginx)
 		if err != nil {
-			return fmt.Errorf("nginx.listen: %w", err)
+			return err
+		}
+		if cfg.Nginx.Unix() {
+			defer os.Remove(cfg.Nginx.Listen)
 		}
 		v, closeV := newVerifier(&cfg.Nginx, log)
 		defer closeV()
@@ -289,7 +301,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			var ln net.Listener
 			var err error
 			if network == "unix" {
+				// Postfix's smtpd runs as user postfix: the directory
+				// (private/, mode 0700) keeps other users out.
 				ln, err = listenUnixMode(addr, 0o666)
+				if err == nil {
+					warnSocketDir(log, "postfix."+name, addr)
+				}
 			} else {
 				ln, err = net.Listen(network, addr)
 			}
@@ -373,25 +390,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		dlog.Surge(now, s, actor)
 		log.Info("under attack: ended by hand", "by", actor)
 	})
-	adminSrv := func() *http.Server {
-		return &http.Server{
-			Handler:           admin.Handler(),
-			ConnContext:       api.ConnContext,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-	}
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
 		return fmt.Errorf("admin.socket: %w", err)
 	}
-	start("admin", adminSrv(), uln)
+	start("admin", newAdminServer(admin.Handler(), log), uln)
 	if cfg.Admin.Listen != "" {
 		tln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			return fmt.Errorf("admin.listen: %w", err)
 		}
-		start("admin-tcp", adminSrv(), tln)
+		start("admin-tcp", newAdminServer(admin.Handler(), log), tln)
 	}
 
 	// Expired rules leave memory and disk within a second; lookups already
@@ -592,6 +601,44 @@ func listenUnix(path string) (net.Listener, error) {
 	return listenUnixMode(path, 0o660)
 }
 
+// newAdminServer serves the admin API h with bounds on slow clients.
+func newAdminServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ConnContext:       api.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		// An import's batches are the largest bodies (up to 64 MiB); a
+		// client slower than this holds a connection for nothing.
+		ReadTimeout: 2 * time.Minute,
+		IdleTimeout: time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// listenNginx listens where nginx.listen says: TCP, or a unix socket of
+// mode 0660 given to socket_group.
+func listenNginx(n *config.Nginx) (net.Listener, error) {
+	if !n.Unix() {
+		ln, err := net.Listen("tcp", n.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nginx.listen: %w", err)
+		}
+		return ln, nil
+	}
+	ln, err := listenUnix(n.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nginx.listen: %w", err)
+	}
+	if err := chgrp(n.Listen, n.SocketGroup); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("nginx.socket_group: %w", err)
+	}
+	return ln, nil
+}
+
+// umaskMu serializes the umask changes of listenUnixMode.
+var umaskMu sync.Mutex
+
 // listenUnixMode is listenUnix with the socket's file mode.
 func listenUnixMode(path string, mode os.FileMode) (net.Listener, error) {
 	// 0751: a group-accessible socket inside (the hook socket) must be
@@ -606,7 +653,15 @@ func listenUnixMode(path string, mode os.FileMode) (net.Listener, error) {
 		}
 		os.Remove(path)
 	}
+	// The socket is created with the umask's mode and changed after: the
+	// umask keeps it closed to everyone until then (the umask is the
+	// process's: a file another goroutine creates meanwhile gets no
+	// group or other bits either, which is stricter, never looser).
+	umaskMu.Lock()
+	old := syscall.Umask(0o077)
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	umaskMu.Unlock()
 	if err != nil {
 		return nil, err
 	}

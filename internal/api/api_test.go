@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -266,6 +267,32 @@ func TestTokenOnTCP(t *testing.T) {
 	v, err := NewTCPClient(base, "0123456789abcdef").Version(context.Background())
 	if err != nil || v.Version != "test" {
 		t.Errorf("right token: %+v %v", v, err)
+	}
+	// Tokens of every length but the right one are compared as hashes,
+	// all refused alike.
+	for _, h := range []string{"", "Bearer ", "Bearer 0123456789abcde", "Bearer 0123456789abcdef0", "Bearer  0123456789abcdef",
+		"bearer 0123456789abcdef", "Basic 0123456789abcdef", "0123456789abcdef"} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/version", nil)
+		if h != "" {
+			req.Header.Set("Authorization", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: %s, want 401", h, resp.Status)
+		}
+	}
+	// Without a token configured, TCP is refused whatever is sent.
+	open := NewServer(NewRulebook(st, idx, nil), nil, policy.New(idx, nil), slog.New(slog.DiscardHandler), "test", "")
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/v1/version", nil)
+	req.Header.Set("Authorization", "Bearer ")
+	open.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("no token configured, empty bearer: %d, want 401", rec.Code)
 	}
 }
 

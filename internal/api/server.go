@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -36,32 +37,34 @@ type Decider interface {
 
 // Server serves the admin API.
 type Server struct {
-	book    *Rulebook
-	bans    *Banbook
-	engine  Decider
-	idx     *rules.Index
-	log     *slog.Logger
-	version string
-	token   string // required on TCP connections when set
+	book      *Rulebook
+	bans      *Banbook
+	engine    Decider
+	idx       *rules.Index
+	log       *slog.Logger
+	version   string
+	token     string // required on TCP connections when set
+	tokenHash [sha256.Size]byte
+	now       func() time.Time
+	started   time.Time
+	geoip     bool        // country rules can match: a GeoIP database is configured
+	permits   *Permitbook // nil: relay permits are off
+	onLogin   OnLoginFunc // nil: relay permits are off
+	limits    LimitLister // nil: sending limits are off
+	fw        Firewall    // nil: the firewall is off
+	fwMode    string
+	fwDiff    func(want, have string) string
 
-	bf         BruteForce // nil: no brute-force state is served
-	started    time.Time
-	onSurgeEnd func(now time.Time, actor string) // see WithAttack
-	now        func() time.Time
-	geoip      bool        // country rules can match: a GeoIP database is configured
-	permits    *Permitbook // nil: relay permits are off
-	onLogin    OnLoginFunc // nil: relay permits are off
-	limits     LimitLister // nil: sending limits are off
-	fw         Firewall    // nil: the firewall is off
-	fwMode     string
-	fwDiff     func(want, have string) string
+	bf         BruteForce                        // nil: no brute-force state is served
+	onSurgeEnd func(now time.Time, actor string) // see WithBruteForce
 }
 
 // NewServer returns the admin API over book and engine. token, if not
 // empty, is the bearer token required on connections that are not over a
 // unix socket.
 func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, version, token string) *Server {
-	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version, token: token, now: time.Now, started: time.Now()}
+	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version,
+		token: token, tokenHash: sha256.Sum256([]byte(token)), now: time.Now, started: time.Now()}
 }
 
 // WithGeoIP tells the server whether a GeoIP database is configured.
@@ -135,13 +138,24 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if s.token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+		if !s.tokenOK(r) {
 			writeError(w, http.StatusUnauthorized, errors.New("a valid bearer token is required"))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// tokenOK reports whether r carries the bearer token. Both sides are
+// hashed first: ConstantTimeCompare returns at once for inputs of
+// different lengths, which would tell a guesser the token's length.
+func (s *Server) tokenOK(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if s.token == "" || !ok {
+		return false
+	}
+	h := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(h[:], s.tokenHash[:]) == 1
 }
 
 // actor names who made a change: the unix user at the other end of the

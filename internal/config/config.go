@@ -53,7 +53,7 @@ type Store struct {
 // Admin configures the admin API.
 type Admin struct {
 	Socket string `toml:"socket" doc:"Unix socket of the admin API; the CLI connects here. Only root and the socket's group may use it."`
-	Listen string `toml:"listen" doc:"Optional TCP host:port for the admin API (e.g. 127.0.0.1:4080). Needs token."`
+	Listen string `toml:"listen" doc:"Optional TCP host:port for the admin API (e.g. 127.0.0.1:4080). Needs token. HTTP without TLS: keep it on loopback, or behind a TLS-terminating proxy (mailgate warns at start when it is not loopback)."`
 	Token  string `toml:"token" doc:"Bearer token required on the TCP listener (not on the unix socket); at least 16 characters, e.g. from 'openssl rand -hex 24'."`
 }
 
@@ -61,7 +61,8 @@ type Admin struct {
 type Dovecot struct {
 	Enabled      bool   `toml:"enabled" doc:"Serve the Dovecot auth policy API."`
 	Listen       string `toml:"listen" doc:"host:port that Dovecot's auth_policy_server_url points at."`
-	APIKey       string `toml:"api_key" doc:"If set, Dovecot must send it: auth_policy_server_api_header = X-API-Key: <key> (or user:<key>@ in the URL)."`
+	APIKey       string `toml:"api_key" doc:"The key Dovecot must send with every request (auth_policy_server_api_header = X-API-Key: <key>), at least 16 characters, e.g. from 'openssl rand -hex 32'. Empty = the key in api_key_file. A request without the right key gets HTTP 401 and changes nothing."`
+	APIKeyFile   string `toml:"api_key_file" doc:"Used when api_key is empty: the file holding the key, created with a random key (mode 0600) on the first start and read on every later one; Dovecot reads it too with auth_policy_server_api_header = </path/of/the/file (docs/dovecot.md). Empty = dovecot-api-key in the directory of store.path (/var/lib/mailgate/dovecot-api-key on a server). A file that is not a key, or that other users may read, stops the start with an error."`
 	MaxBodyBytes int64  `toml:"max_body_bytes" doc:"Largest request body accepted, 1024 to 1048576 bytes; larger requests get HTTP 413."`
 }
 
@@ -85,11 +86,12 @@ type GeoIP struct {
 // Nginx configures the nginx auth_http door.
 type Nginx struct {
 	Enabled         bool          `toml:"enabled" doc:"Serve nginx's mail auth_http protocol."`
-	Listen          string        `toml:"listen" doc:"host:port that nginx's auth_http points at (auth_http 127.0.0.1:4002/auth;)."`
+	Listen          string        `toml:"listen" doc:"host:port that nginx's auth_http points at (auth_http 127.0.0.1:4002/auth;), or the absolute path of a unix socket (auth_http unix:/run/mailgate/nginx.sock:/auth;), mode 0660 with group socket_group. On TCP, secret is required: any local process could otherwise have passwords checked from a made-up client address and get any address banned."`
+	SocketGroup     string        `toml:"socket_group" doc:"With listen a unix socket: the group given the socket, so that nginx's worker processes (user www-data on Debian) can connect. A group name or number; \"\" = the daemon's own group."`
 	SecretHeader    string        `toml:"secret_header" doc:"The header nginx adds with auth_http_header, carrying secret."`
-	Secret          string        `toml:"secret" doc:"If set, nginx must send it: auth_http_header X-Auth-Key \"<secret>\";. Compared in constant time."`
+	Secret          string        `toml:"secret" doc:"The secret nginx must send: auth_http_header X-Auth-Key \"<secret>\";, at least 16 characters (openssl rand -hex 24). Required when listen is TCP; optional on a unix socket, whose file mode keeps others out. Compared in constant time."`
 	VerifyWith      string        `toml:"verify_with" doc:"How passwords are checked: dovecot (Dovecot's auth service, service auth { inet_listener }, with the real client address) or imap (a LOGIN against imap_verify, as the seed's PHP script did)."`
-	DovecotAuth     string        `toml:"dovecot_auth" doc:"Dovecot's auth service: host:port of an inet_listener, or the path of a unix listener (e.g. /var/spool/postfix/private/auth)."`
+	DovecotAuth     string        `toml:"dovecot_auth" doc:"Dovecot's auth service: the path of a unix_listener only mailgate's user may use (etc/dovecot/96-mailgate-auth.conf: /run/dovecot/auth-mailgate), or host:port of an inet_listener. Whoever can connect to it can check passwords and claim any client address (rip=): prefer the unix socket."`
 	IMAPVerify      string        `toml:"imap_verify" doc:"host:port of the IMAP server for verify_with = imap. Put mailgate's address in Dovecot's login_trusted_networks so it sees the real client address (sent with the IMAP ID command)."`
 	Verify          []string      `toml:"verify" doc:"Protocols whose passwords mailgate checks before answering OK: imap, pop3, smtp. smtp is always checked (nginx hands SMTP sessions to the backend with XCLIENT and no password). Leaving imap/pop3 out saves one check per login (the backend checks again), but then their failures are not counted toward bans."`
 	IMAPBackend     string        `toml:"imap_backend" doc:"ip:port nginx proxies IMAP logins to (an IP address: nginx does no DNS here). Empty = IMAP logins are refused."`
@@ -119,7 +121,7 @@ type Postfix struct {
 
 // Relay configures relay permits (POP/IMAP-before-SMTP).
 type Relay struct {
-	Enabled         bool          `toml:"enabled" doc:"Grant relay permits on logins and answer Postfix's relay checks with them. Off (the default): no login grants a permit and no permit lets anyone relay. On, with the Dovecot door enabled, dovecot.api_key must be set: a login reported there opens relaying for its address."`
+	Enabled         bool          `toml:"enabled" doc:"Grant relay permits on logins and answer Postfix's relay checks with them. Off (the default): no login grants a permit and no permit lets anyone relay. On, a login reported to the Dovecot door (which takes reports only with its key, dovecot.api_key or api_key_file) opens relaying for its address."`
 	TTL             time.Duration `toml:"ttl" doc:"How long a permit lasts after the login that granted it; every new login from the address starts it again. 1s to 720h (30 days)."`
 	Services        []string      `toml:"services" doc:"Services whose successful logins grant a permit: imap, pop3, sieve. smtp and submission cannot: a client that authenticates to send needs no permit."`
 	NeverNetworks   []string      `toml:"never_networks" doc:"Addresses and CIDR networks that never get a permit, whoever logs in from them (at most 256). The list replaces the default: keep loopback in it (mailgate warns at start when it is missing): behind nginx or a webmail every login comes from 127.0.0.1, and a permit there would let everyone relay. Add NAT gateways and other addresses many people share."`
@@ -300,7 +302,7 @@ func Default() Config {
 			Listen:          "127.0.0.1:4002",
 			SecretHeader:    "X-Auth-Key",
 			VerifyWith:      "dovecot",
-			DovecotAuth:     "127.0.0.1:12345",
+			DovecotAuth:     "/run/dovecot/auth-mailgate",
 			IMAPVerify:      "127.0.0.1:143",
 			Verify:          []string{"imap", "pop3", "smtp"},
 			IMAPBackend:     "127.0.0.1:143",

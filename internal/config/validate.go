@@ -27,6 +27,7 @@ const (
 	MinTokenLen    = 16
 	MaxMessageLen  = 512
 	maxUnixPathLen = 107 // sun_path is 108 bytes on Linux, with the NUL
+	maxPathLen     = 4095
 )
 
 var logLevels = []string{"debug", "info", "warn", "error"}
@@ -82,6 +83,19 @@ func (c *Config) Validate() error {
 	}
 	if err := checkSecret(c.Dovecot.APIKey); err != nil {
 		bad("dovecot.api_key", "%v", err)
+	} else if c.Dovecot.APIKey != "" && len(c.Dovecot.APIKey) < MinTokenLen {
+		bad("dovecot.api_key", "shorter than %d characters (e.g. from: openssl rand -hex 32); or leave it empty for a generated key in api_key_file", MinTokenLen)
+	}
+	switch f := c.Dovecot.APIKeyFile; {
+	case f == "":
+	case c.Dovecot.APIKey != "":
+		bad("dovecot.api_key_file", "set, and so is api_key: set one of them")
+	case len(f) > maxPathLen:
+		bad("dovecot.api_key_file", "longer than %d bytes", maxPathLen)
+	case strings.ContainsRune(f, 0) || strings.ContainsAny(f, "\r\n"):
+		bad("dovecot.api_key_file", "contains a NUL byte or a line break")
+	case strings.HasSuffix(f, "/"):
+		bad("dovecot.api_key_file", "%q names a directory, not a file", f)
 	}
 	if n := c.Dovecot.MaxBodyBytes; n < MinBodyBytes || n > MaxBodyBytes {
 		bad("dovecot.max_body_bytes", "%d is out of range (want %d to %d)", n, MinBodyBytes, MaxBodyBytes)
@@ -91,9 +105,6 @@ func (c *Config) Validate() error {
 	c.Nginx.validate(bad)
 	c.Postfix.validate(bad)
 	c.Relay.validate(bad)
-	if c.Relay.Enabled && c.Dovecot.Enabled && c.Dovecot.APIKey == "" {
-		bad("dovecot.api_key", "empty, but relay permits are on: any local process could report a made-up login to the Dovecot door and open relaying for any address; set a key (and auth_policy_server_api_header in Dovecot, docs/dovecot.md), or set [relay] enabled = false")
-	}
 	c.Limits.validate(bad)
 	c.Firewall.validate(bad)
 	c.checkListeners(bad)
@@ -370,15 +381,26 @@ var nginxProtocols = []string{"imap", "pop3", "smtp"}
 
 func (n *Nginx) validate(bad func(key, format string, args ...any)) {
 	if n.Enabled {
-		if err := checkHostPort(n.Listen); err != nil {
+		if n.Unix() {
+			if err := checkSocketPath(n.Listen); err != nil {
+				bad("nginx.listen", "%v", err)
+			}
+		} else if err := checkHostPort(n.Listen); err != nil {
 			bad("nginx.listen", "%v", err)
+		} else if n.Secret == "" {
+			bad("nginx.secret", "empty, but nginx.listen is TCP, where any local process can reach the door: it could have passwords checked from a made-up client address, and get any address or login banned. Set a secret (openssl rand -hex 24) and auth_http_header X-Auth-Key \"<secret>\"; in nginx, or listen on a unix socket (docs/nginx.md)")
 		}
+	}
+	if n.SocketGroup != "" && !validGroup(n.SocketGroup) {
+		bad("nginx.socket_group", "%q is not a group name or number", n.SocketGroup)
 	}
 	if !validHeaderName(n.SecretHeader) {
 		bad("nginx.secret_header", "%q is not an HTTP header name", n.SecretHeader)
 	}
 	if err := checkSecret(n.Secret); err != nil {
 		bad("nginx.secret", "%v", err)
+	} else if n.Secret != "" && len(n.Secret) < MinTokenLen {
+		bad("nginx.secret", "shorter than %d characters (e.g. from: openssl rand -hex 24)", MinTokenLen)
 	}
 	switch n.VerifyWith {
 	case "dovecot":
@@ -775,7 +797,7 @@ func (c *Config) checkListeners(bad func(key, format string, args ...any)) {
 	}
 	add("admin.listen", c.Admin.Listen, true)
 	add("dovecot.listen", c.Dovecot.Listen, c.Dovecot.Enabled)
-	add("nginx.listen", c.Nginx.Listen, c.Nginx.Enabled)
+	add("nginx.listen", c.Nginx.Listen, c.Nginx.Enabled && !c.Nginx.Unix())
 	add("postfix.listen", c.Postfix.Listen, c.Postfix.Enabled)
 	add("postfix.relay_listen", c.Postfix.RelayListen, c.Postfix.Enabled)
 	add("postfix.socketmap_listen", c.Postfix.SocketmapListen, c.Postfix.Enabled)
@@ -798,6 +820,7 @@ func (c *Config) checkListeners(bad func(key, format string, args ...any)) {
 	addUnix("admin.socket", c.Admin.Socket, true)
 	addUnix("relay.hook_socket", c.Relay.HookSocket, c.Relay.Enabled)
 	addUnix("postfix.socket", c.Postfix.Socket, c.Postfix.Enabled)
+	addUnix("nginx.listen", c.Nginx.Listen, c.Nginx.Enabled && c.Nginx.Unix())
 	for i, a := range unix {
 		for _, b := range unix[:i] {
 			if a.addr == b.addr {

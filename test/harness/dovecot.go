@@ -426,6 +426,13 @@ func childPIDs(pid int) []int {
 	return out
 }
 
+// Socket is the path of a unix_listener named name (relative names are
+// relative to base_dir), e.g. "auth-mailgate" of
+// etc/dovecot/96-mailgate-auth.conf added with DovecotOptions.Extra.
+func (d *Dovecot) Socket(name string) string {
+	return filepath.Join(d.Dir, "run", name)
+}
+
 // Log returns Dovecot's log so far.
 func (d *Dovecot) Log() string {
 	return readFile(d.LogPath)
