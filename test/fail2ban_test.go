@@ -55,6 +55,15 @@ func TestFail2banFilter(t *testing.T) {
 		// A login crafted to look like another address is quoted.
 		{attempt("nginx", "imap", `x ip=10.9.9.9 y`, "192.0.2.16", "CN"), nil, false, "192.0.2.16"},
 		{attempt("nginx", "imap", `x" ip=10.9.9.8`, "192.0.2.17", "CN"), deny(policy.ReasonCountryBlocked), false, "192.0.2.17"},
+		// Unicode spaces end fail2ban's \S* as ASCII ones do; format and
+		// other unprintable characters hide what follows; invalid UTF-8.
+		{attempt("dovecot", "imap", "bob\u00a0x@example.com", "192.0.2.18", ""), nil, false, "192.0.2.18"},
+		{attempt("dovecot", "imap", "bob\u2003x@example.com", "192.0.2.19", ""), nil, false, "192.0.2.19"},
+		{attempt("dovecot", "imap", "bob\u3000x@example.com", "192.0.2.20", ""), nil, false, "192.0.2.20"},
+		{attempt("dovecot", "imap", "bob\u2028x@example.com", "192.0.2.21", ""), nil, false, "192.0.2.21"},
+		{attempt("dovecot", "imap", "bob\u200bx@example.com", "192.0.2.22", ""), nil, false, "192.0.2.22"},
+		{attempt("dovecot", "imap", "bob\xffx@example.com", "192.0.2.23", ""), nil, false, "192.0.2.23"},
+		{attempt("nginx", "imap", "bob\u00a0ip=10.9.9.7", "192.0.2.24", "CN"), deny(policy.ReasonCountryBlocked), false, "192.0.2.24"},
 	}
 	var log []byte
 	var want []string

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"mailgate/internal/abuse"
@@ -241,7 +242,15 @@ func needsQuote(s string) bool {
 		return true
 	}
 	for _, c := range s {
-		if c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f || c == utf8.RuneError {
+		switch {
+		case c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f:
+			return true
+		case c < utf8.RuneSelf:
+		case c == utf8.RuneError || unicode.IsSpace(c) || !unicode.IsPrint(c):
+			// A Unicode space (U+00A0, U+2003…) ends a log reader's \S*
+			// as an ASCII one does (fail2ban's regexes are Unicode-aware),
+			// and a format character hides what follows: quoted, they are
+			// written escaped (\u00a0).
 			return true
 		}
 	}
