@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// decisionWriter is where decision lines go: stdout, stderr, nowhere, or
+// a file reopened on SIGHUP (for logrotate). Lines are buffered and
+// written at most decisionFlushEvery after the first one of a batch (or
+// when decisionBuffer is full): one write(2) for many lines instead of
+// one per verdict, which was the largest cost of the Dovecot door under
+// load (docs/performance.md). Close and Reopen write what is buffered, so
+// a clean shutdown or a log rotation loses nothing; a crash (kill -9)
+// loses at most the last decisionFlushEvery.
+type decisionWriter struct {
+	path string
+
+	mu      sync.Mutex
+	f       *os.File // nil unless path is set
+	buf     *bufio.Writer
+	pending bool // a flush is scheduled
+	closed  bool
+}
+
+const (
+	decisionFlushEvery = 100 * time.Millisecond
+	decisionBuffer     = 64 << 10
+)
+
+func openDecisionWriter(where string) (*decisionWriter, error) {
+	d := &decisionWriter{}
+	switch where {
+	case "stdout":
+		d.buf = bufio.NewWriterSize(os.Stdout, decisionBuffer)
+	case "stderr":
+		d.buf = bufio.NewWriterSize(os.Stderr, decisionBuffer)
+	case "off":
+		d.buf = bufio.NewWriterSize(io.Discard, 16)
+	default:
+		d.path = where
+		if err := d.Reopen(); err != nil {
+			return nil, fmt.Errorf("log.decisions: %w", err)
+		}
+	}
+	return d, nil
+}
+
+func (d *decisionWriter) Write(b []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0, os.ErrClosed
+	}
+	n, err := d.buf.Write(b)
+	if !d.pending && d.buf.Buffered() > 0 {
+		d.pending = true
+		time.AfterFunc(decisionFlushEvery, d.flush)
+	}
+	return n, err
+}
+
+func (d *decisionWriter) flush() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending = false
+	d.buf.Flush() //nolint:errcheck // a lost log line must not stop the daemon; the next flush tries again
+}
+
+// Reopen writes what is buffered to the old file and goes on in a new one
+// at the same path.
+func (d *decisionWriter) Reopen() error {
+	if d.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(d.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	old := d.f
+	if d.buf != nil {
+		d.buf.Flush() //nolint:errcheck // as in flush
+		d.buf.Reset(f)
+	} else {
+		d.buf = bufio.NewWriterSize(f, decisionBuffer)
+	}
+	d.f = f
+	d.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close writes what is buffered and closes the file. Later writes fail.
+func (d *decisionWriter) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	err := d.buf.Flush()
+	if d.f != nil {
+		if cerr := d.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
