@@ -701,4 +701,3 @@ func logLevel(s string) slog.Level {
 	}
 	return slog.LevelInfo
 }
-
