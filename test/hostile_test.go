@@ -70,6 +70,7 @@ type hostileEnv struct {
 	mg  *harness.MG
 	dc  *harness.Dovecot
 	ng  *harness.Nginx
+	pf  *harness.Postfix
 	dir string
 
 	nginxDoor, policy, socketmap, tcpTable, hook string
@@ -110,6 +111,8 @@ func TestHostileInput(t *testing.T) {
 		// The nginx door checks passwords with an IMAP LOGIN carrying
 		// the client's address in ID, believed from trusted networks.
 		TrustedNetworks: "127.0.0.1/32",
+		// Postfix's SASL.
+		AuthListener: true,
 	})
 	port := func() string { return fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) }
 	e.nginxDoor, e.policy, e.socketmap, e.tcpTable = port(), port(), port(), port()
@@ -153,6 +156,11 @@ never_networks = ["::1/128"]
 	waitListening(t, e.nginxDoor)
 	waitListening(t, e.policy)
 	waitListeningOn(t, "unix", e.hook)
+	harness.RequirePostfix(t)
+	e.pf = harness.StartPostfix(t, harness.PostfixOptions{
+		DovecotSASL: e.dc.AuthAddr,
+		Extra:       replaceAll(t, readSnippet(t, pfMainSnippet), pfDocPolicy, "inet:"+e.policy, "etc/"+pfMainSnippet),
+	})
 	e.ng = harness.StartNginx(t, harness.NginxOptions{AuthURL: e.nginxDoor + "/auth", AuthHeader: "X-Auth-Key", AuthSecret: hostileSecret})
 
 	t.Run("doors", func(t *testing.T) {
@@ -168,6 +176,7 @@ never_networks = ["::1/128"]
 		t.Run("admin api", func(t *testing.T) { t.Parallel(); hostileAdmin(t, e) })
 		t.Run("real dovecot", func(t *testing.T) { t.Parallel(); hostileRealDovecot(t, e) })
 		t.Run("real nginx", func(t *testing.T) { t.Parallel(); hostileRealNginx(t, e) })
+		t.Run("real postfix", func(t *testing.T) { t.Parallel(); hostileRealPostfix(t, e) })
 	})
 	// Alone: while it holds the connections, other cases' normal requests
 	// would be locked out too (finding 5).
@@ -885,6 +894,60 @@ func hostileRealNginx(t *testing.T, e *hostileEnv) {
 		t.Errorf("a 64 KiB POP3 USER through nginx was let in")
 	}
 	e.alive(t, "real nginx")
+}
+
+// hostileRealPostfix: odd logins in SMTP AUTH and odd envelopes through
+// the real Postfix, whose relay and recipient restrictions ask mailgate's
+// policy server (the shipped main.cf snippet): no login succeeds, nothing
+// is relayed, and Postfix never has trouble talking to mailgate.
+func hostileRealPostfix(t *testing.T, e *hostileEnv) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	try := func(name string, do func(s *harness.SMTPSession) (harness.SMTPReply, error), wantFail bool) {
+		t.Helper()
+		s, err := harness.DialSMTP(ctx, netip.MustParseAddr(e.src()), e.pf.SMTPAddr)
+		if err != nil {
+			t.Fatalf("postfix %s: %v", name, err)
+		}
+		defer s.Close()
+		if _, err := s.Ehlo("hostile.example"); err != nil {
+			t.Fatalf("postfix %s: %v", name, err)
+		}
+		r, err := do(s)
+		if err == nil && wantFail && r.OK() {
+			t.Errorf("postfix %s: accepted (%v)\n%s", name, r, s.Transcript())
+		}
+		// Whatever the login did, mail to another domain is not relayed.
+		if _, err := s.Mail("someone@example.org"); err == nil {
+			if r, err := s.Rcpt("victim@elsewhere.example"); err == nil && r.OK() {
+				t.Errorf("postfix %s: relayed to another domain (%v)\n%s", name, r, s.Transcript())
+			}
+		}
+	}
+	for _, l := range oddLogins {
+		if strings.ContainsAny(l.login, "\x00") {
+			continue // ends the user name in AUTH PLAIN
+		}
+		try("auth plain "+l.name, func(s *harness.SMTPSession) (harness.SMTPReply, error) { return s.AuthPlain(l.login, "Wrong-Pass-5") }, true)
+	}
+	try("auth login 64 KiB", func(s *harness.SMTPSession) (harness.SMTPReply, error) {
+		return s.AuthLogin(strings.Repeat("u", 64<<10), "x")
+	}, true)
+	try("auth plain nul", func(s *harness.SMTPSession) (harness.SMTPReply, error) {
+		return s.AuthPlain("bob\x00"+alice, alicePW) // authzid smuggling
+	}, true)
+	try("odd envelope", func(s *harness.SMTPSession) (harness.SMTPReply, error) {
+		return s.Cmd("MAIL FROM:<\"bob\u00a0ip=10.9.9.4\"@example.org> SIZE=1")
+	}, false)
+	try("long helo", func(s *harness.SMTPSession) (harness.SMTPReply, error) {
+		return s.Cmd("HELO " + strings.Repeat("h", 4000))
+	}, false)
+	for _, w := range e.pf.Warnings() {
+		if strings.Contains(w, "policy") || strings.Contains(w, e.policy) {
+			t.Errorf("Postfix had trouble with mailgate's policy server: %s", w)
+		}
+	}
+	e.alive(t, "real postfix")
 }
 
 // hostileNothingGranted: no permit, no ban, no rule, and no known-good
