@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"mailgate/test/harness"
 )
@@ -800,7 +801,7 @@ func hostileAdmin(t *testing.T, e *hostileEnv) {
 		return rawHTTP("unix", e.mg.AdminSocket, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", path, len(body), body))
 	}
 	for _, l := range oddLogins {
-		if !strings.ContainsAny(l.login, "\x00\r\n\t\xff") && len(l.login) <= 320 {
+		if !strings.ContainsAny(l.login, "\x00\r\n\t") && utf8.ValidString(l.login) && len(l.login) <= 320 {
 			continue // a printable login is a valid account name
 		}
 		account := jsonString(l.login)
