@@ -197,6 +197,11 @@ func (e *hostileEnv) alive(t *testing.T, after string) {
 	if pid == 0 || syscall.Kill(pid, 0) != nil {
 		t.Fatalf("after %s: mailgate (pid %d) is gone\nstderr:\n%s", after, pid, e.mg.Stderr())
 	}
+	// net/http recovers a handler's panic and logs it ("http: panic
+	// serving ..."): the daemon lives on, but the door crashed.
+	if stderr := e.mg.Stderr(); strings.Contains(stderr, "panic") {
+		t.Fatalf("after %s: a panic in mailgate's log:\n%s", after, stderr)
+	}
 	e.mu.Lock()
 	e.sessions++
 	session := fmt.Sprint("alive-", e.sessions)
