@@ -66,6 +66,11 @@ var oddLogins = []struct {
 	{"400 bytes", strings.Repeat("x", 387) + "@example.test"},
 }
 
+// badLogin: no account can have this login (over 320 bytes, or not
+// UTF-8); every door refuses it itself, and it is never counted, banned
+// or stored (finding 3).
+func badLogin(s string) bool { return len(s) > 320 || !utf8.ValidString(s) }
+
 // hostileEnv is what the cases share.
 type hostileEnv struct {
 	mg  *harness.MG
@@ -310,7 +315,9 @@ func hostileDovecotLogins(t *testing.T, e *hostileEnv) {
 			if json.Unmarshal([]byte(body), &r) != nil || r.Status == nil {
 				t.Errorf("%s: allow answered 200 %q, not a status", l.name, body)
 			} else if len(l.login) > 320 && *r.Status != -1 {
-				t.Errorf("%s: a %d-byte login got status %d, want -1 (finding 3)", l.name, len(l.login), *r.Status)
+				// (Invalid UTF-8 is read as U+FFFD, as encoding/json and
+				// Dovecot's own JSON writer do: a valid login then.)
+				t.Errorf("%s: a login no account can have got status %d, want -1 (bad_login, finding 3)", l.name, *r.Status)
 			}
 		case code < 400 || code > 499:
 			t.Errorf("%s: allow answered %d %q, want 200 or a 4xx", l.name, code, body)
@@ -636,6 +643,9 @@ func hostilePostfixPolicy(t *testing.T, e *hostileEnv) {
 			got, err := policyExchange(e.policy, req("client_address="+src, "sasl_method=PLAIN", "sasl_username="+login, ctx))
 			if err != nil || !strings.HasPrefix(got, "action=") || strings.HasPrefix(got, "action=OK") {
 				t.Errorf("policy %s %s: got %q %v", l.name, ctx, got, err)
+			}
+			if ctx == "" && badLogin(login) && !strings.HasPrefix(got, "action=REJECT ") {
+				t.Errorf("policy %s: a login no account can have got %q, want a REJECT (bad_login)", l.name, got)
 			}
 		}
 	}
@@ -1020,6 +1030,9 @@ func hostileFail2ban(t *testing.T, e *hostileEnv) {
 			continue
 		}
 		n++
+		if l["auth"] != "" && badLogin(l["login"]) {
+			t.Errorf("a login no account can have was reported as a result (counted): %q", line)
+		}
 		if l["auth"] == "failure" {
 			want = append(want, l["ip"])
 		}
