@@ -38,13 +38,19 @@ e2e: deps
 # end-to-end tests against the real Dovecot (and friends).
 test: deps check unit e2e
 
-# Every fuzz target for FUZZTIME each (go test runs one target at a time).
+# Every fuzz target for FUZZTIME each (go test runs one target at a time),
+# in every package, cmd/ included; FUZZFLAGS adds flags (e.g. -parallel 1).
+# A package whose tests do not build stops the loop instead of being
+# skipped silently.
+FUZZFLAGS ?=
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@n=0; for pkg in $$($(GO) list ./...); do \
+	  list=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$list"; exit 1; }; \
+	  for f in $$(echo "$$list" | grep '^Fuzz'); do \
+	    n=$$((n+1)); echo "== $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg || exit 1; \
 	  done; \
-	done
+	done; echo "== $$n fuzz targets, $(FUZZTIME) each"
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -28,6 +28,9 @@ func FuzzLoginReport(f *testing.F) {
 		if strictUnmarshal(b, &r) != nil {
 			return
 		}
+		if !utf8.Valid(b) {
+			t.Fatalf("a body that is not UTF-8 was decoded: %q", r.Login)
+		}
 		l, err := r.check()
 		if err != nil {
 			field, _, _ := strings.Cut(err.Error(), ":")

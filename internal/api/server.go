@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/policy"
@@ -390,6 +391,13 @@ func readSmallJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func strictUnmarshal(b []byte, v any) error {
+	// JSON text is UTF-8 (RFC 8259 §8.1). encoding/json would turn each
+	// invalid byte into U+FFFD, so that "bob\xff" became another login
+	// ("bob\uFFFD"): banned, ruled or granted a permit under a name no
+	// client ever sent.
+	if !utf8.Valid(b) {
+		return errors.New("request body is not valid UTF-8")
+	}
 	d := json.NewDecoder(strings.NewReader(string(b)))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {

@@ -65,6 +65,11 @@ func ReadRequest(br *bufio.Reader, r *Request) error {
 				line, err = br.ReadSlice('\n')
 				long = append(long, line...)
 			}
+			if len(long) > MaxLineLen+2 {
+				// Too long, whether or not more follows: the answer must
+				// not depend on how much the reader's buffer holds.
+				return fmt.Errorf("attribute %d: %w", r.Attributes+1, ErrLineTooLong)
+			}
 			line = long
 		}
 		if err != nil {
