@@ -114,7 +114,7 @@ type Postfix struct {
 	SocketmapListen string        `toml:"socketmap_listen" doc:"Optional host:port of the socketmap server, e.g. 127.0.0.1:10041 for check_client_access socketmap:inet:127.0.0.1:10041:relay. The map name says what is answered: relay (OK for an address with a relay permit), block (REJECT with mailgate's text for a banned or denied address) or client (block, then relay). \"\" = off."`
 	TCPTableListen  string        `toml:"tcp_table_listen" doc:"Optional host:port of the tcp_table server, e.g. 127.0.0.1:10042 for check_client_access tcp:127.0.0.1:10042. \"\" = off."`
 	TCPTableMap     string        `toml:"tcp_table_map" doc:"What the tcp_table server answers (its requests name no map): relay, block or client, as for socketmap."`
-	IdleTimeout     time.Duration `toml:"idle_timeout" doc:"Close a connection that stayed idle this long, 1s to 24h. Postfix keeps one connection per smtpd process and closes it itself after smtpd_policy_service_max_idle (300s)."`
+	IdleTimeout     time.Duration `toml:"idle_timeout" doc:"Close a connection that stayed idle this long, 1s to 24h. Postfix keeps one connection per smtpd process, closes it itself after smtpd_policy_service_max_idle (300s), and reconnects when mailgate closed it: a short timeout costs a reconnect, a long one lets idle connections fill max_connections (the longest idle is then closed to make room)."`
 	MaxConnections  int           `toml:"max_connections" doc:"The most connections open at once over all Postfix listeners, 1 to 100000. Each smtpd process holds one; set it above Postfix's default_process_limit (100) times the number of smtpd services."`
 	LimitAction     string        `toml:"limit_action" doc:"What a sender over a sending limit gets: defer (DEFER_IF_PERMIT, the client sees 450 4.7.1 and retries later) or reject (REJECT, 554 5.7.1). The text is messages.send_limit."`
 }
@@ -319,7 +319,7 @@ func Default() Config {
 			Listen:         "127.0.0.1:10040",
 			RelayContext:   "relaycheck",
 			TCPTableMap:    "client",
-			IdleTimeout:    10 * time.Minute,
+			IdleTimeout:    time.Minute,
 			MaxConnections: 1000,
 			LimitAction:    "defer",
 		},

@@ -91,7 +91,7 @@ type Config struct {
 // Defaults of Config, and the values of LimitAction.
 const (
 	DefaultRelayContext = "relaycheck"
-	DefaultIdleTimeout  = 10 * time.Minute
+	DefaultIdleTimeout  = time.Minute
 	DefaultMaxConns     = 1000
 	LimitDefer          = "defer"
 	LimitReject         = "reject"

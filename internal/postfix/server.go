@@ -36,7 +36,15 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
+	conns     map[net.Conn]*connState
+}
+
+// connState is what the server knows of a connection: since when it has
+// been waiting for its next request (unix nanoseconds; 0 while a request
+// is being answered). When MaxConns are open, the longest-waiting one is
+// closed to make room for a new one (see track).
+type connState struct {
+	idleSince atomic.Int64
 }
 
 // NewServer returns a server for h; log receives connection diagnostics
@@ -45,7 +53,7 @@ func NewServer(h *Handler, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{h: h, log: log, listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}
+	return &Server{h: h, log: log, listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]*connState{}}
 }
 
 // ErrServerClosed is returned by the Serve methods called after Close.
@@ -55,7 +63,7 @@ var ErrServerClosed = errors.New("postfix: server closed")
 // closed; it then returns nil. With relayOnly, every request on ln is a
 // relay check, whatever its policy_context.
 func (s *Server) ServePolicy(ln net.Listener, relayOnly bool) error {
-	return s.serve(ln, func(c net.Conn) { s.policyConn(c, relayOnly) })
+	return s.serve(ln, func(c net.Conn, st *connState) { s.policyConn(c, st, relayOnly) })
 }
 
 // ServeSocketmap serves socketmap lookups on ln until ln or the server is
@@ -74,7 +82,7 @@ func (s *Server) ServeTCPTable(ln net.Listener, mapName string) error {
 	default:
 		return fmt.Errorf("tcp_table on %s: map %q: %w", ln.Addr(), clip(mapName), ErrUnknownMap)
 	}
-	return s.serve(ln, func(c net.Conn) { s.tcpConn(c, mapName) })
+	return s.serve(ln, func(c net.Conn, st *connState) { s.tcpConn(c, st, mapName) })
 }
 
 // Close stops every listener, ends every connection once its current
@@ -99,7 +107,7 @@ func (s *Server) Close() error {
 	return err
 }
 
-func (s *Server) serve(ln net.Listener, conn func(net.Conn)) error {
+func (s *Server) serve(ln net.Listener, conn func(net.Conn, *connState)) error {
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -132,13 +140,14 @@ func (s *Server) serve(ln net.Listener, conn func(net.Conn)) error {
 			continue
 		}
 		backoff = 0
-		if !s.track(c) {
+		st := s.track(c)
+		if st == nil {
 			c.Close()
 			continue
 		}
 		go func() {
 			defer s.untrack(c)
-			conn(c)
+			conn(c, st)
 		}()
 	}
 }
@@ -158,22 +167,42 @@ func temporary(err error) bool {
 	return false
 }
 
-// track registers a new connection; it is false when the server is
-// closing or MaxConns connections are open.
-func (s *Server) track(c net.Conn) bool {
+// track registers a new connection and returns its state; nil when the
+// server is closing. When MaxConns connections are open, the one that has
+// waited longest for its next request is closed to make room: a local
+// process holding idle connections must not lock Postfix out (Postfix
+// would then skip the account rules and sending limits, or defer mail),
+// and an smtpd whose connection was closed simply reconnects. Only when
+// every connection is in the middle of an answer is the new one refused.
+func (s *Server) track(c net.Conn) *connState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
-		return false
+		return nil
 	}
 	if len(s.conns) >= s.h.maxConns {
-		s.h.diag(s.h.now(), "postfix: too many connections; closing the new one (raise max_conns, or lower Postfix's process limits)",
-			"open", len(s.conns), "max", s.h.maxConns, "remote", remote(c))
-		return false
+		var victim net.Conn
+		var oldest int64
+		for vc, st := range s.conns {
+			if since := st.idleSince.Load(); since != 0 && (victim == nil || since < oldest) {
+				victim, oldest = vc, since
+			}
+		}
+		if victim == nil {
+			s.h.diag(s.h.now(), "postfix: too many connections, all busy; closing the new one (raise max_connections)",
+				"open", len(s.conns), "max", s.h.maxConns, "remote", remote(c))
+			return nil
+		}
+		s.h.diag(s.h.now(), "postfix: too many connections; closing the longest idle one to make room (raise max_connections if this is Postfix itself)",
+			"open", len(s.conns), "max", s.h.maxConns, "closed", remote(victim), "idle", time.Since(time.Unix(0, oldest)).Round(time.Second).String())
+		delete(s.conns, victim) // its goroutine's untrack finds it gone
+		victim.Close()
 	}
-	s.conns[c] = struct{}{}
+	st := &connState{}
+	st.idleSince.Store(time.Now().UnixNano())
+	s.conns[c] = st
 	s.wg.Add(1)
-	return true
+	return st
 }
 
 func (s *Server) untrack(c net.Conn) {
@@ -184,13 +213,21 @@ func (s *Server) untrack(c net.Conn) {
 	s.wg.Done()
 }
 
-// awaitRequest sets the idle deadline for the next request; it is false
-// when the server is closing. The deadline is set before closing is
-// checked, so that Close's past deadline, set after closing, wins.
-func (s *Server) awaitRequest(c net.Conn) bool {
-	c.SetReadDeadline(time.Now().Add(s.h.idle))
+// awaitRequest marks c idle and sets the idle deadline for the next
+// request; it is false when the server is closing. The deadline is set
+// before closing is checked, so that Close's past deadline, set after
+// closing, wins. A request is answered between busy and the next
+// awaitRequest.
+func (s *Server) awaitRequest(c net.Conn, st *connState) bool {
+	now := time.Now()
+	st.idleSince.Store(now.UnixNano())
+	c.SetReadDeadline(now.Add(s.h.idle))
 	return !s.closing.Load()
 }
+
+// busy marks a connection as answering a request: it is not closed to
+// make room for another.
+func (st *connState) busy() { st.idleSince.Store(0) }
 
 // answer writes p, and flushes unless the peer has sent more requests
 // already (pipelining; Postfix waits for each answer). Every write to c
@@ -221,17 +258,18 @@ func finish(c net.Conn, bw *bufio.Writer) {
 // policyConn answers policy requests on c until it closes, idles out,
 // or breaks the protocol; a broken request gets no answer (protocols.md
 // §3.1).
-func (s *Server) policyConn(c net.Conn, relayOnly bool) {
+func (s *Server) policyConn(c net.Conn, st *connState, relayOnly bool) {
 	br := bufio.NewReaderSize(c, readBufSize)
 	bw := bufio.NewWriterSize(c, 512)
 	defer finish(c, bw)
 	var r Request
 	var out []byte
-	for s.awaitRequest(c) {
+	for s.awaitRequest(c, st) {
 		if err := ReadRequest(br, &r); err != nil {
 			s.connEnd(c, "policy", err)
 			return
 		}
+		st.busy()
 		action := s.h.Policy(&r, relayOnly, s.h.now())
 		out = append(append(append(out[:0], "action="...), action...), "\n\n"...)
 		if err := answer(c, br, bw, out); err != nil {
@@ -241,18 +279,19 @@ func (s *Server) policyConn(c net.Conn, relayOnly bool) {
 	}
 }
 
-func (s *Server) socketmapConn(c net.Conn) {
+func (s *Server) socketmapConn(c net.Conn, st *connState) {
 	br := bufio.NewReaderSize(c, 1024)
 	bw := bufio.NewWriterSize(c, 512)
 	defer finish(c, bw)
 	var req, out []byte
-	for s.awaitRequest(c) {
+	for s.awaitRequest(c, st) {
 		payload, err := readNetstring(br, req, MaxSocketmapRequest)
 		if err != nil {
 			s.connEnd(c, "socketmap", err)
 			return
 		}
 		req = payload
+		st.busy()
 		out = appendNetstring(out[:0], s.h.socketmapReply(payload, s.h.now()))
 		if err := answer(c, br, bw, out); err != nil {
 			s.connEnd(c, "socketmap", err)
@@ -261,18 +300,19 @@ func (s *Server) socketmapConn(c net.Conn) {
 	}
 }
 
-func (s *Server) tcpConn(c net.Conn, mapName string) {
+func (s *Server) tcpConn(c net.Conn, st *connState, mapName string) {
 	br := bufio.NewReaderSize(c, 1024)
 	bw := bufio.NewWriterSize(c, 512)
 	defer finish(c, bw)
 	var line, out []byte
-	for s.awaitRequest(c) {
+	for s.awaitRequest(c, st) {
 		l, err := readTCPLine(br, line)
 		if err != nil {
 			s.connEnd(c, "tcp_table", err)
 			return
 		}
 		line = l
+		st.busy()
 		reply := s.h.tcpReply(l, mapName, s.h.now())
 		out = append(append(out[:0], reply...), '\n')
 		if err := answer(c, br, bw, out); err != nil {
