@@ -51,6 +51,8 @@ type rlEnv struct {
 	// pfPolicy runs etc/postfix/main-mailgate.cf (policy delegation);
 	// pfTables runs etc/postfix/main-mailgate-socketmap.cf.
 	pfPolicy, pfTables *harness.Postfix
+	// policyAddr is mailgate's policy listener (TCP).
+	policyAddr string
 	// unixSMTP is pfPolicy's second smtpd, which asks mailgate over
 	// [postfix] socket with the snippet's restrictions.
 	unixSMTP string
@@ -119,6 +121,7 @@ func TestRelayPermitsEndToEnd(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	t.Run("a local process holding every connection", func(t *testing.T) { rlPoolFull(t, env) })
 	t.Run("manual permit survives a restart", func(t *testing.T) { rlRestart(t, env) })
 	rlCheckWarnings(t, env)
 	rlCheckNoSecrets(t, env)
@@ -133,7 +136,7 @@ func rlSetup(t *testing.T) *rlEnv {
 	free := func() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t))) }
 	policyAddr, socketmapAddr, tcpAddr := free(), free(), free()
 	hookSock := filepath.Join(dir, "hook.sock")
-	env := &rlEnv{tcpTable: tcpAddr, unixSMTP: free()}
+	env := &rlEnv{tcpTable: tcpAddr, unixSMTP: free(), policyAddr: policyAddr}
 	users := map[string]string{rlAlice: rlAlicePW, rlBob: rlBobPW, rlCarol: rlCarolPW, rlDave: rlDavePW}
 
 	// The post-login snippet as an admin installs it, only the paths
@@ -185,12 +188,14 @@ socketmap_listen = %q
 tcp_table_listen = %q
 tcp_table_map = "client"
 limit_action = "defer"
+# Small, so that rlPoolFull can fill it.
+max_connections = %d
 
 [[limits.account]]
 account = %q
 recipients_per_hour = 2
 `, rlTTL.String(), rlNever, hookSock, policyAddr, filepath.Join(env.pfPolicy.Dir, "spool", "private", "mailgate"),
-		socketmapAddr, tcpAddr, rlCarol)))
+		socketmapAddr, tcpAddr, rlMaxConns, rlCarol)))
 	for _, a := range []string{policyAddr, socketmapAddr, tcpAddr} {
 		waitListening(t, a)
 	}
@@ -335,6 +340,42 @@ func rlAccountRule(t *testing.T, env *rlEnv) {
 	env.pfPolicy.WaitMailLog(t, "NOQUEUE: reject: RCPT from unknown["+denied+"]", "This account may not use SMTP")
 	// From another address she sends.
 	rlAccepted(t, rlSend(t, env.pfPolicy, other, rlRelayTo, rlAlice))
+}
+
+// rlMaxConns is the test's postfix.max_connections.
+const rlMaxConns = 20
+
+// rlPoolFull is the review's finding 5: a local process opens
+// max_connections connections to the policy listener and holds them
+// idle. Before, every new connection of Postfix's smtpd was refused, and
+// Postfix went on with default_action=DUNNO: alice's account rule was
+// skipped and she sent from the address it denies. Now mailgate closes
+// the longest idle connection to make room, and the rule holds.
+func rlPoolFull(t *testing.T, env *rlEnv) {
+	const denied = "127.0.5.71"
+	env.mg.MustCLI(t, "rule", "add", "--account", rlAlice, "--service", "smtp", "--deny", "--ip", denied, "--comment", "e2e: pool full")
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range rlMaxConns {
+		c, err := net.DialTimeout("tcp", env.policyAddr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("holding connections: %v", err)
+		}
+		held = append(held, c)
+	}
+	// Give mailgate time to have accepted them all (the last ones may
+	// have evicted the Postfix connections of the earlier scenarios).
+	time.Sleep(200 * time.Millisecond)
+	r := rlSend(t, env.pfPolicy, denied, rlRelayTo, rlAlice)
+	rlRcpt(t, r, 554, "Recipient address rejected: This account may not use SMTP")
+	env.mg.WaitLogLine(t, map[string]string{"decision": "deny", "reason": "account_deny", "door": "postfix", "login": rlAlice, "ip": denied})
+	if !strings.Contains(env.mg.Stderr(), "closing the longest idle one") {
+		t.Errorf("no warning about the full pool in mailgate's log")
+	}
 }
 
 // rlSendLimit: carol may send to 2 recipients an hour; the third is
