@@ -427,9 +427,16 @@ func (m *MG) MustCLI(t testing.TB, args ...string) string {
 	return out
 }
 
+// DecisionFlush is how long a decision line may stay in the daemon's
+// buffer (100 ms, cmd/mailgate/decisions.go), with a margin.
+const DecisionFlush = 150 * time.Millisecond
+
 // DecisionLog returns everything the daemon wrote to stdout: with the
-// default [log] decisions = "stdout", the decision lines.
+// default [log] decisions = "stdout", the decision lines. It first waits
+// DecisionFlush, so that every line of what happened before the call is
+// in it (the daemon buffers its decision lines).
 func (m *MG) DecisionLog() string {
+	time.Sleep(DecisionFlush)
 	b, err := os.ReadFile(m.stdoutPath)
 	if err != nil {
 		m.t.Errorf("harness: %v", err)
