@@ -21,7 +21,8 @@ type decisionWriter struct {
 	path string
 
 	mu      sync.Mutex
-	f       *os.File // nil unless path is set
+	f       *os.File  // nil unless path is set
+	out     io.Writer // what buf writes to
 	buf     *bufio.Writer
 	pending bool // a flush is scheduled
 	closed  bool
@@ -33,21 +34,34 @@ const (
 )
 
 func openDecisionWriter(where string) (*decisionWriter, error) {
-	d := &decisionWriter{}
 	switch where {
 	case "stdout":
-		d.buf = bufio.NewWriterSize(os.Stdout, decisionBuffer)
+		return newDecisionWriter(os.Stdout), nil
 	case "stderr":
-		d.buf = bufio.NewWriterSize(os.Stderr, decisionBuffer)
+		return newDecisionWriter(os.Stderr), nil
 	case "off":
-		d.buf = bufio.NewWriterSize(io.Discard, 16)
+		return newDecisionWriter(io.Discard), nil
 	default:
+		d := &decisionWriter{}
 		d.path = where
 		if err := d.Reopen(); err != nil {
 			return nil, fmt.Errorf("log.decisions: %w", err)
 		}
+		return d, nil
 	}
-	return d, nil
+}
+
+func newDecisionWriter(w io.Writer) *decisionWriter {
+	return &decisionWriter{out: w, buf: bufio.NewWriterSize(w, decisionBuffer)}
+}
+
+// failed forgets what could not be written: a bufio.Writer that met an
+// error refuses every later write, and one full disk must not stop the
+// decision log for good (unbuffered, the next line was written again).
+func (d *decisionWriter) failed(err error) {
+	if err != nil {
+		d.buf.Reset(d.out)
+	}
 }
 
 func (d *decisionWriter) Write(b []byte) (int, error) {
@@ -57,6 +71,7 @@ func (d *decisionWriter) Write(b []byte) (int, error) {
 		return 0, os.ErrClosed
 	}
 	n, err := d.buf.Write(b)
+	d.failed(err)
 	if !d.pending && d.buf.Buffered() > 0 {
 		d.pending = true
 		time.AfterFunc(decisionFlushEvery, d.flush)
@@ -68,7 +83,7 @@ func (d *decisionWriter) flush() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.pending = false
-	d.buf.Flush() //nolint:errcheck // a lost log line must not stop the daemon; the next flush tries again
+	d.failed(d.buf.Flush())
 }
 
 // Reopen writes what is buffered to the old file and goes on in a new one
@@ -84,12 +99,12 @@ func (d *decisionWriter) Reopen() error {
 	d.mu.Lock()
 	old := d.f
 	if d.buf != nil {
-		d.buf.Flush() //nolint:errcheck // as in flush
+		d.buf.Flush() //nolint:errcheck // a line the old file cannot take is lost, as unbuffered
 		d.buf.Reset(f)
 	} else {
 		d.buf = bufio.NewWriterSize(f, decisionBuffer)
 	}
-	d.f = f
+	d.f, d.out = f, f
 	d.mu.Unlock()
 	if old != nil {
 		old.Close()

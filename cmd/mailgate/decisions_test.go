@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,5 +68,43 @@ func TestDecisionWriterBuffers(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
+	})
+}
+
+// flaky fails its first write (a full disk) and takes the next ones.
+type flaky struct {
+	fails int
+	got   strings.Builder
+}
+
+func (f *flaky) Write(b []byte) (int, error) {
+	if f.fails > 0 {
+		f.fails--
+		return 0, errors.New("no space left on device")
+	}
+	return f.got.Write(b)
+}
+
+// A failed write loses that batch, not every later line (a bufio.Writer
+// keeps its first error and refuses everything after it).
+func TestDecisionWriterRecoversAfterWriteError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &flaky{fails: 1}
+		d := newDecisionWriter(f)
+		d.Write([]byte("lost\n"))
+		time.Sleep(decisionFlushEvery + time.Millisecond)
+		synctest.Wait()
+		if _, err := d.Write([]byte("line 2\n")); err != nil {
+			t.Errorf("write after a failed flush: %v", err)
+		}
+		time.Sleep(decisionFlushEvery + time.Millisecond)
+		synctest.Wait()
+		d.Write([]byte("line 3\n"))
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.got.String(); got != "line 2\nline 3\n" {
+			t.Errorf("written after the error: %q", got)
+		}
 	})
 }
