@@ -215,9 +215,10 @@ func TestRefusalTextSanitised(t *testing.T) {
 	idx := newEngine(t, "global all deny 127.0.0.9").Index()
 	e := policy.New(idx, policy.Messages{"global_deny": "No {login} from {ip}"})
 	ev := newEnv(t, e, nil, nil)
-	w := ev.login(t, "imap", "é\xff"+strings.Repeat("x", 250), "pw", "127.0.0.9", 1)
+	// (A login that is not UTF-8 never reaches the engine: bad_login.)
+	w := ev.login(t, "imap", "é"+strings.Repeat("x", 250), "pw", "127.0.0.9", 1)
 	st := w.Result().Header.Get("Auth-Status")
-	if len(st) > maxMessage || strings.ContainsAny(st, "\r\n\x00") || !strings.HasPrefix(st, "No é\uFFFDxxx") {
+	if len(st) > maxMessage || strings.ContainsAny(st, "\r\n\x00\x01\x7f") || !strings.HasPrefix(st, "No éxxx") {
 		t.Fatalf("Auth-Status %q", st)
 	}
 	for _, tt := range []struct{ in, want string }{

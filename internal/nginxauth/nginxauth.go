@@ -314,6 +314,19 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, req *Request
 			a.PwHash = passcheck.PwHash(h.nonce, a.Login, req.Pass)
 		}
 	}
+	if policy.BadLogin(a.Login) {
+		// No account has such a login (Auth-User is not UTF-8): refused
+		// as a wrong password is, before the engine sees it (nothing is
+		// counted or kept for it) and without a password check.
+		v := policy.BadLoginVerdict()
+		h.dlog.Verdict(now, &a, &v)
+		rp := reply{code: http.StatusOK, status: h.failMsg, smtp: smtp}
+		if req.Attempt <= h.maxWait {
+			rp.wait = h.failWait
+		}
+		h.write(w, rp)
+		return
+	}
 	v := h.d.Decide(&a, now, nil)
 	h.dlog.Verdict(now, &a, &v)
 

@@ -223,19 +223,25 @@ func TestHexQuote(t *testing.T) {
 	}
 }
 
-// A sasl_username no account can have (over 320 bytes) is refused with a
-// bad_login decision line before the engine or the sending limits see it.
+// A sasl_username no account can have (over 320 bytes, or not UTF-8, also
+// with upper-case letters) is refused with a bad_login decision line
+// before the engine or the sending limits see it.
 func TestPolicyBadLogin(t *testing.T) {
-	e := &fixedEngine{}
-	ev := newEnv(t, DefaultConfig(), e)
-	long := strings.Repeat("a", 390) + "@example.test"
-	if got := ev.h.Policy(sasl(long, "192.0.2.7", "RCPT"), false, testNow); got != "REJECT "+DefaultRejectText {
-		t.Errorf("got %q", got)
-	}
-	if len(e.attempts) != 0 || ev.limits.log() != "" {
-		t.Errorf("the engine saw %d attempts; limiter: %q", len(e.attempts), ev.limits.log())
-	}
-	if d := ev.decisions.String(); strings.Count(d, "\n") != 1 || !strings.Contains(d, "decision=deny reason=bad_login") {
-		t.Errorf("decisions:\n%s", d)
+	for _, login := range []string{
+		strings.Repeat("a", 390) + "@example.test",
+		"bob\xff\xfe@example.test",
+		"Bob\xff@Example.test",
+	} {
+		e := &fixedEngine{}
+		ev := newEnv(t, DefaultConfig(), e)
+		if got := ev.h.Policy(sasl(login, "192.0.2.7", "RCPT"), false, testNow); got != "REJECT "+DefaultRejectText {
+			t.Errorf("%q: got %q", login, got)
+		}
+		if len(e.attempts) != 0 || ev.limits.log() != "" {
+			t.Errorf("%q: the engine saw %d attempts; limiter: %q", login, len(e.attempts), ev.limits.log())
+		}
+		if d := ev.decisions.String(); strings.Count(d, "\n") != 1 || !strings.Contains(d, "decision=deny reason=bad_login") {
+			t.Errorf("%q: decisions:\n%s", login, d)
+		}
 	}
 }

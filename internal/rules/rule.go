@@ -281,9 +281,15 @@ const MaxAccountLen = 320
 
 // NormalizeLogin trims and lower-cases a login as the index keys it. It
 // allocates only when the login has upper-case letters or surrounding
-// space.
+// space. A login that is not valid UTF-8 is only trimmed: lower-casing
+// would turn its bad bytes into U+FFFD and hide them from
+// policy.BadLogin, which every door asks next.
 func NormalizeLogin(login string) string {
-	return strings.ToLower(strings.TrimSpace(login))
+	s := strings.TrimSpace(login)
+	if !utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToLower(s)
 }
 
 // NormalizeAccount checks and normalizes a rule's account: an exact login
