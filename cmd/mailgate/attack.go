@@ -11,20 +11,21 @@ import (
 	"mailgate/internal/api"
 )
 
-// cmdAttack shows "under attack" (mailgate attack [--json]) or ends it
-// (mailgate attack end).
-func cmdAttack(ctx context.Context, args []string, stdout io.Writer) error {
-	end := len(args) > 0 && args[0] == "end"
-	if end {
-		args = args[1:]
+// cmdAttack shows "under attack" (mailgate attack [--json]) or, with end,
+// ends it (mailgate attack end).
+func cmdAttack(end bool) func(context.Context, *flag.FlagSet, []string, io.Writer) error {
+	return func(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
+		return attack(ctx, fs, args, stdout, end)
 	}
-	fs := flag.NewFlagSet("attack", flag.ContinueOnError)
+}
+
+func attack(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer, end bool) error {
 	cf := addClientFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: attack: unexpected argument %q (want nothing or end)", errUsage, pos[0])
+		return fmt.Errorf("%w: attack: unexpected argument %q (want nothing, or end)", errUsage, pos[0])
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -61,8 +62,7 @@ func cmdAttack(ctx context.Context, args []string, stdout io.Writer) error {
 
 // cmdStatus prints what the running daemon is and what its brute-force
 // tracker holds.
-func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+func cmdStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {

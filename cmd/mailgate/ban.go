@@ -13,8 +13,7 @@ import (
 	"mailgate/internal/rules"
 )
 
-func cmdBanList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("ban list", flag.ContinueOnError)
+func cmdBanList(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
@@ -49,8 +48,7 @@ func cmdBanList(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-func cmdBanAdd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("ban add", flag.ContinueOnError)
+func cmdBanAdd(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	ip := fs.String("ip", "", "an address or CIDR network to ban")
 	account := fs.String("account", "", "a login to ban")
@@ -100,11 +98,11 @@ func cmdBanAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdBanRemove(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("ban rm", flag.ContinueOnError)
+func cmdBanRemove(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	ip := fs.String("ip", "", "lift every ban containing this address (or equal to this network)")
 	account := fs.String("account", "", "lift the bans of this login")
+	jsonOut := fs.Bool("json", false, "print the lifted bans as a JSON array")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -144,6 +142,12 @@ func cmdBanRemove(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err != nil {
 		return fmt.Errorf("ban rm: %w", err)
+	}
+	if *jsonOut {
+		if gone == nil {
+			gone = []api.BanJSON{}
+		}
+		return printJSON(stdout, gone)
 	}
 	for i := range gone {
 		fmt.Fprintf(stdout, "lifted ban %d: %s\n", gone[i].ID, describeBan(&gone[i]))

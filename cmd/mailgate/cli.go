@@ -23,8 +23,8 @@ type clientFlags struct {
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
-		config: fs.String("config", "", "config file, to find the admin socket (default "+config.DefaultPath+")"),
-		socket: fs.String("socket", "", "admin socket (overrides the config)"),
+		config: fs.String("config", "", "the config `FILE`, to find the admin socket (default "+config.DefaultPath+")"),
+		socket: fs.String("socket", "", "the `PATH` of the admin socket (overrides the config)"),
 	}
 }
 
@@ -39,9 +39,8 @@ func (c clientFlags) client() (*api.Client, error) {
 	return api.NewUnixClient(cfg.Admin.Socket), nil
 }
 
-func cmdConfigCheck(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
-	path := fs.String("config", "", "config file (default "+config.DefaultPath+")")
+func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	path := fs.String("config", "", "the config `FILE` (default "+config.DefaultPath+")")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -63,8 +62,7 @@ func cmdConfigCheck(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdRuleAdd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("rule add", flag.ContinueOnError)
+func cmdRuleAdd(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	account := fs.String("account", "", "login, @domain or * (the rule's account)")
 	global := fs.Bool("global", false, "a global rule: --allow is a trusted network, --deny the global deny list")
@@ -232,8 +230,7 @@ func describeRule(r *api.RuleJSON) string {
 	return b.String()
 }
 
-func cmdRuleList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("rule list", flag.ContinueOnError)
+func cmdRuleList(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	account := fs.String("account", "", "only the rules of this account (login, @domain or *)")
 	jsonOut := fs.Bool("json", false, "print JSON")
@@ -278,9 +275,9 @@ func cmdRuleList(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-func cmdRuleRemove(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("rule rm", flag.ContinueOnError)
+func cmdRuleRemove(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
+	jsonOut := fs.Bool("json", false, "print the removed rules as a JSON array")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -300,18 +297,27 @@ func cmdRuleRemove(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	removed := []api.RuleJSON{}
 	for _, id := range ids {
 		r, err := c.RemoveRule(ctx, id)
 		if err != nil {
+			if *jsonOut && len(removed) > 0 {
+				printJSON(stdout, removed)
+			}
 			return fmt.Errorf("rule rm %d: %w", id, err)
 		}
-		fmt.Fprintf(stdout, "removed rule %d: %s\n", r.ID, describeRule(&r))
+		if !*jsonOut {
+			fmt.Fprintf(stdout, "removed rule %d: %s\n", r.ID, describeRule(&r))
+		}
+		removed = append(removed, r)
+	}
+	if *jsonOut {
+		return printJSON(stdout, removed)
 	}
 	return nil
 }
 
-func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+func cmdExplain(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	account := fs.String("account", "", "the login")
 	ip := fs.String("ip", "", "the client's address")
@@ -341,7 +347,10 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("explain: %w", err)
 	}
 	if *jsonOut {
-		return printJSON(stdout, e)
+		if err := printJSON(stdout, e); err != nil {
+			return err
+		}
+		return explainStatus(e.Verdict)
 	}
 	who := e.Account
 	if who == "" {
@@ -386,11 +395,19 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 			"%d for this login from addresses it never logged in from in the last hour, %d in the last day\n",
 			c.AddrHour, c.AddrDay, c.LoginHour, c.LoginDay)
 	}
-	return nil
+	return explainStatus(e.Verdict)
 }
 
-func cmdAudit(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+// explainStatus is explain's outcome: nil for "allow", exitRefused (exit
+// status 3) for any other verdict, so scripts can test it.
+func explainStatus(verdict string) error {
+	if verdict == "allow" {
+		return nil
+	}
+	return exitRefused
+}
+
+func cmdAudit(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	limit := fs.Int("limit", 50, "how many entries, newest first")
 	jsonOut := fs.Bool("json", false, "print JSON")

@@ -9,8 +9,7 @@ import (
 
 // cmdFirewallShow prints the ruleset the daemon wants in table inet
 // mailgate, in nft syntax, and how the kernel's differs.
-func cmdFirewallShow(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("firewall show", flag.ContinueOnError)
+func cmdFirewallShow(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
@@ -42,8 +41,7 @@ func cmdFirewallShow(ctx context.Context, args []string, stdout io.Writer) error
 }
 
 // cmdFirewallApply has the daemon write its ruleset and re-assert its sets.
-func cmdFirewallApply(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("firewall apply", flag.ContinueOnError)
+func cmdFirewallApply(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {

@@ -46,21 +46,14 @@ func osHookProcess() hookProcess {
 // user's session never breaks because of mailgate. Trouble is one line on
 // stderr (Dovecot's log). Stdout is the mail client's connection: nothing
 // is written to it.
-func cmdHookPostlogin(ctx context.Context, args []string, stderr io.Writer, proc hookProcess) error {
-	fs := flag.NewFlagSet("hook postlogin", flag.ContinueOnError)
+func cmdHookPostlogin(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer, proc hookProcess) error {
 	fs.SetOutput(io.Discard)
 	socket := fs.String("socket", defaultHookSocket, "the hook socket ([relay] hook_socket)")
 	timeout := fs.Duration("timeout", time.Second, "how long to wait for mailgate before going on")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: mailgate hook postlogin [--socket PATH] [--timeout 1s] PROTOCOL CONTINUATION [ARGS...]")
-		fs.PrintDefaults()
-	}
 	var trouble error
 	var pos []string
 	// Flags stop at PROTOCOL: the continuation's arguments are its own.
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(stderr)
-		fs.Usage()
 		return err
 	} else if err != nil {
 		trouble = fmt.Errorf("bad command line (%v); login not reported", err)
@@ -101,6 +94,12 @@ func cmdHookPostlogin(ctx context.Context, args []string, stderr io.Writer, proc
 		return fmt.Errorf("hook postlogin: cannot run the continuation %s: %w", path, err)
 	}
 	return nil
+}
+
+// cmdHookPostloginRun is the command table's entry: never stdout (it is
+// the mail client's connection).
+func cmdHookPostloginRun(ctx context.Context, fs *flag.FlagSet, args []string, _, stderr io.Writer) error {
+	return cmdHookPostlogin(ctx, fs, args, stderr, osHookProcess())
 }
 
 // reportLogin posts the login in USER and IP to the hook socket.

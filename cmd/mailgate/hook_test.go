@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -235,7 +236,7 @@ func TestHookExecArgs(t *testing.T) {
 		},
 	}
 	var stderr bytes.Buffer
-	err := cmdHookPostlogin(context.Background(), []string{"--timeout=1s", "imap", "sh", "-c", "true"}, &stderr, proc)
+	err := cmdHookPostlogin(context.Background(), flag.NewFlagSet("hook postlogin", flag.ContinueOnError), []string{"--timeout=1s", "imap", "sh", "-c", "true"}, &stderr, proc)
 	if err != nil || gotPath != "/usr/bin/sh" && gotPath != "/bin/sh" || !slices.Equal(gotArgv, []string{"sh", "-c", "true"}) || !slices.Equal(gotEnv, []string{"A=1"}) {
 		t.Errorf("exec %q %q %q: %v", gotPath, gotArgv, gotEnv, err)
 	}
@@ -246,7 +247,7 @@ func TestHookExecArgs(t *testing.T) {
 	// the login was not reported.
 	stderr.Reset()
 	gotArgv = nil
-	err = cmdHookPostlogin(context.Background(), []string{"/bin/sh", "-c", "true"}, &stderr, proc)
+	err = cmdHookPostlogin(context.Background(), flag.NewFlagSet("hook postlogin", flag.ContinueOnError), []string{"/bin/sh", "-c", "true"}, &stderr, proc)
 	if err != nil || !slices.Equal(gotArgv, []string{"/bin/sh", "-c", "true"}) || !strings.Contains(stderr.String(), "no protocol before the continuation") {
 		t.Errorf("no protocol: exec %q, stderr %q: %v", gotArgv, stderr.String(), err)
 	}

@@ -16,13 +16,13 @@ import (
 // one transaction.
 const importBatch = 50_000
 
-func cmdImportISPConfig(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("import ispconfig", flag.ContinueOnError)
+func cmdImportISPConfig(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	csvPath := fs.String("csv", "", "CSV or TSV file with columns email, ip, mode, service")
 	sqlPath := fs.String("sql", "", "mysqldump file with the mail_user and mail_user_ip_restriction tables")
 	dsn := fs.String("mysql", "", "MySQL DSN of the ISPConfig database (user:pass@tcp(host:3306)/dbispconfig)")
 	dryRun := fs.Bool("dry-run", false, "show what would be imported, change nothing")
+	jsonOut := fs.Bool("json", false, "print the summary (and with --dry-run the rules) as JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -65,14 +65,23 @@ func cmdImportISPConfig(ctx context.Context, args []string, stdout io.Writer) er
 			return fmt.Errorf("import ispconfig: line %d: %w", row.Line, err)
 		}
 	}
-	return importRules(ctx, cf, "import ispconfig", "rows", rs, *dryRun, stdout)
+	return importRules(ctx, cf, "import ispconfig", "rows", rs, *dryRun, *jsonOut, stdout)
 }
 
 // importRules adds rs through the admin API in batches, leaving out rules
 // already present (same account, service, action and match), so running
 // an import twice adds nothing the second time. what names the command,
 // unit what rs was read from, for the summary.
-func importRules(ctx context.Context, cf clientFlags, what, unit string, rs []rules.Rule, dryRun bool, stdout io.Writer) error {
+// importJSON is what import --json prints.
+type importJSON struct {
+	Read    int            `json:"read"`
+	Added   int            `json:"added"`
+	Present int            `json:"present"`
+	DryRun  bool           `json:"dry_run"`
+	Rules   []api.RuleJSON `json:"rules"` // added, or with dry_run those that would be
+}
+
+func importRules(ctx context.Context, cf clientFlags, what, unit string, rs []rules.Rule, dryRun, jsonOut bool, stdout io.Writer) error {
 	c, err := cf.client()
 	if err != nil {
 		return err
@@ -99,6 +108,12 @@ func importRules(ctx context.Context, cf clientFlags, what, unit string, rs []ru
 		have[k] = true
 		todo = append(todo, j)
 	}
+	if dryRun && jsonOut {
+		if todo == nil {
+			todo = []api.RuleJSON{}
+		}
+		return printJSON(stdout, importJSON{Read: len(rs), Added: len(todo), Present: skipped, DryRun: true, Rules: todo})
+	}
 	if dryRun {
 		for i := range todo {
 			fmt.Fprintf(stdout, "would add: %s\n", describeRule(&todo[i]))
@@ -107,6 +122,7 @@ func importRules(ctx context.Context, cf clientFlags, what, unit string, rs []ru
 		return nil
 	}
 	added := 0
+	done := []api.RuleJSON{}
 	for start := 0; start < len(todo); start += importBatch {
 		end := min(start+importBatch, len(todo))
 		out, err := c.AddRules(ctx, todo[start:end])
@@ -114,16 +130,20 @@ func importRules(ctx context.Context, cf clientFlags, what, unit string, rs []ru
 			return fmt.Errorf("%s: after %d rules added: %w", what, added, err)
 		}
 		added += len(out)
+		done = append(done, out...)
+	}
+	if jsonOut {
+		return printJSON(stdout, importJSON{Read: len(rs), Added: added, Present: skipped, Rules: done})
 	}
 	fmt.Fprintf(stdout, "%d %s read, %d rules added, %d already present\n", len(rs), unit, added, skipped)
 	return nil
 }
 
-func cmdImportUserAllowed(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("import user-allowed", flag.ContinueOnError)
+func cmdImportUserAllowed(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	path := fs.String("file", "", "the per-user exception file of the nginx country script (user-allowed.php): login|CC or login|IP per line")
 	dryRun := fs.Bool("dry-run", false, "show what would be imported, change nothing")
+	jsonOut := fs.Bool("json", false, "print the summary (and with --dry-run the rules) as JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -141,5 +161,5 @@ func cmdImportUserAllowed(ctx context.Context, args []string, stdout io.Writer) 
 	if err != nil {
 		return fmt.Errorf("import user-allowed: %s: %w", *path, err)
 	}
-	return importRules(ctx, cf, "import user-allowed", "lines", rs, *dryRun, stdout)
+	return importRules(ctx, cf, "import user-allowed", "lines", rs, *dryRun, *jsonOut, stdout)
 }

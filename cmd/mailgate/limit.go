@@ -12,8 +12,7 @@ import (
 	"mailgate/internal/api"
 )
 
-func cmdLimitList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("limit list", flag.ContinueOnError)
+func cmdLimitList(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	over := fs.Bool("over", false, "only the accounts at a limit now")

@@ -1,6 +1,10 @@
 // Command mailgate decides, for every mail login and relay attempt,
 // whether it may proceed. `mailgate serve` runs the daemon; the other
 // subcommands manage it through its admin API.
+//
+// Every command is one row of the table in commands.go: --help, the man
+// page (docs/mailgate.8, from `mailgate help --man`) and the bash
+// completion are printed from it.
 package main
 
 import (
@@ -15,55 +19,29 @@ import (
 	"syscall"
 )
 
-// version is mailgate's release; "-dev" builds are from a checkout.
-const version = "0.1.0-dev"
-
-const usage = `mailgate decides whether mail logins and relay attempts may proceed.
-
-Usage:
-  mailgate serve [--config FILE]                  run the daemon
-  mailgate config check [--config FILE]           check a config file
-  mailgate rule add --account A|--global --allow|--deny|--extra
-                    --ip IP|CIDR|none | --country CC[,CC]
-                    [--service S] [--comment T] [--expires D]
-  mailgate rule list [--account A] [--json]
-  mailgate rule rm ID
-  mailgate explain --account A --ip IP --service S [--pwhash H] [--json]
-  mailgate ban list [--json]
-  mailgate ban add (--ip IP|CIDR | --account A) [--for D] [--comment T]
-  mailgate ban rm (ID | --ip IP | --account A)
-  mailgate permit list [--json]                   relay permits (POP/IMAP-before-SMTP)
-  mailgate permit add --ip IP [--for D] [--comment T]
-  mailgate permit rm --ip IP
-  mailgate limit list [--over] [--json]           senders' usage against sending limits
-  mailgate firewall show [--json]                 the nftables ruleset mailgate wants, and the kernel's difference
-  mailgate firewall apply [--json]                write it now (the daemon does at start and every reconcile_every)
-  mailgate hook postlogin [--socket PATH] [--timeout D] PROTOCOL CONTINUATION...
-                          Dovecot post-login script: reports the login to the hook socket
-                          (default /run/mailgate/hook.sock), then runs CONTINUATION
-  mailgate status [--json]                        version, uptime, bans, the brute-force rules and windows
-  mailgate attack [--json]                        is the server "under attack" (bruteforce.under_attack)?
-  mailgate attack end                             end it now (logins from new places are let in again)
-  mailgate audit [--limit N] [--json]             who changed which rule
-  mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
-  mailgate import user-allowed --file F [--dry-run]   login|CC, login|IP lines
-  mailgate version
-
-Every command takes --config FILE (default ` + "/etc/mailgate/mailgate.toml" + `, or built-in
-defaults when that file does not exist); client commands also take --socket PATH.
-Services: imap, pop3, smtp (also covers submission), submission, sieve, all.
-`
-
 // errUsage marks errors in the command line: exit status 2.
 var errUsage = errors.New("usage")
+
+// exitStatus is an outcome that is not an error but ends the program with
+// a status other than 0 (explain's refusal: 3). Its message, if any, was
+// printed already.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// exitRefused is explain's status when the verdict is not "allow".
+const exitRefused exitStatus = 3
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	var st exitStatus
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &st):
+		os.Exit(int(st))
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(os.Stderr, "mailgate: %v\n", err)
 		os.Exit(2)
@@ -74,111 +52,104 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmds := commands()
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		printUsage(stderr, cmds)
 		return fmt.Errorf("%w: no command given", errUsage)
 	}
-	cmd, rest := args[0], args[1:]
-	sub := ""
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		sub = rest[0]
-	}
-	switch cmd {
-	case "serve":
-		return cmdServe(ctx, rest, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "mailgate", version)
+	switch args[0] {
+	case "--help", "-help", "-h":
+		printUsage(stdout, cmds)
 		return nil
-	case "help", "--help", "-help", "-h":
-		fmt.Fprint(stdout, usage)
-		return nil
-	case "config":
-		if sub == "check" {
-			return cmdConfigCheck(rest[1:], stdout)
-		}
-	case "rule":
-		switch sub {
-		case "add":
-			return cmdRuleAdd(ctx, rest[1:], stdout)
-		case "list", "ls":
-			return cmdRuleList(ctx, rest[1:], stdout)
-		case "rm", "remove", "del":
-			return cmdRuleRemove(ctx, rest[1:], stdout)
-		}
-	case "ban":
-		switch sub {
-		case "list", "ls":
-			return cmdBanList(ctx, rest[1:], stdout)
-		case "add":
-			return cmdBanAdd(ctx, rest[1:], stdout)
-		case "rm", "remove", "del":
-			return cmdBanRemove(ctx, rest[1:], stdout)
-		}
-	case "permit":
-		switch sub {
-		case "list", "ls":
-			return cmdPermitList(ctx, rest[1:], stdout)
-		case "add":
-			return cmdPermitAdd(ctx, rest[1:], stdout)
-		case "rm", "remove", "del":
-			return cmdPermitRemove(ctx, rest[1:], stdout)
-		}
-	case "firewall":
-		switch sub {
-		case "show":
-			return cmdFirewallShow(ctx, rest[1:], stdout)
-		case "apply":
-			return cmdFirewallApply(ctx, rest[1:], stdout)
-		}
-	case "limit", "limits":
-		switch sub {
-		case "list", "ls":
-			return cmdLimitList(ctx, rest[1:], stdout)
-		}
-	case "hook":
-		if sub == "postlogin" {
-			// Never stdout: it is the mail client's connection.
-			return cmdHookPostlogin(ctx, rest[1:], stderr, osHookProcess())
-		}
-	case "attack":
-		return cmdAttack(ctx, rest, stdout)
-	case "status":
-		return cmdStatus(ctx, rest, stdout)
-	case "explain":
-		return cmdExplain(ctx, rest, stdout)
-	case "audit":
-		return cmdAudit(ctx, rest, stdout)
-	case "import":
-		switch sub {
-		case "ispconfig":
-			return cmdImportISPConfig(ctx, rest[1:], stdout)
-		case "user-allowed":
-			return cmdImportUserAllowed(ctx, rest[1:], stdout)
-		}
-	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	case "--version", "-version":
+		args = append([]string{"version"}, args[1:]...)
 	}
-	fmt.Fprint(stderr, usage)
-	if sub == "" {
-		return fmt.Errorf("%w: %s needs a subcommand", errUsage, cmd)
+	c, rest, err := findCommand(cmds, args)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: unknown command %q", errUsage, cmd+" "+sub)
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	err = c.run(ctx, fs, rest, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		printCommandHelp(stdout, c, fs)
+	}
+	return err
+}
+
+// findCommand finds the table row args name: the longest match of one or
+// two words (an alias counts), and the arguments after it. An unknown
+// command is a usage error that names the nearest one.
+func findCommand(cmds []command, args []string) (*command, []string, error) {
+	first := args[0]
+	var sub string
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		sub = args[1]
+	}
+	var top *command
+	group := false
+	for i := range cmds {
+		c := &cmds[i]
+		w := strings.Fields(c.name)
+		if !c.is(0, first) {
+			continue
+		}
+		if len(w) == 2 {
+			group = true
+			if sub != "" && c.is(1, sub) {
+				return c, args[2:], nil
+			}
+		} else {
+			top = c
+		}
+	}
+	if top != nil {
+		return top, args[1:], nil
+	}
+	var names []string
+	for i := range cmds {
+		if !cmds[i].hidden {
+			names = append(names, cmds[i].name)
+		}
+	}
+	switch {
+	case group && sub == "":
+		return nil, nil, fmt.Errorf("%w: %s needs a subcommand: %s", errUsage, first, strings.Join(subcommands(cmds, first), ", "))
+	case group:
+		return nil, nil, fmt.Errorf("%w: unknown command %q%s", errUsage, first+" "+sub, didYouMean(first+" "+sub, names))
+	}
+	typed := first
+	if sub != "" {
+		// "rule ad" is nearer to "rule add" than "rule" is.
+		if s := nearest(first+" "+sub, names); s != "" {
+			return nil, nil, fmt.Errorf("%w: unknown command %q; did you mean %s? (mailgate --help lists them)", errUsage, first, s)
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: unknown command %q%s", errUsage, typed, didYouMean(typed, names))
+}
+
+func subcommands(cmds []command, first string) []string {
+	var subs []string
+	for _, c := range cmds {
+		if w := strings.Fields(c.name); len(w) == 2 && w[0] == first && !c.hidden {
+			subs = append(subs, w[1])
+		}
+	}
+	return subs
 }
 
 // parseFlags parses flags that may stand before, between or after
-// positional arguments, and returns the positional ones.
+// positional arguments, and returns the positional ones. Errors name the
+// flag as the docs do (--flag) and suggest the nearest flag.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(os.Stderr)
-				fs.Usage()
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)
+			return nil, flagError(fs, err)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -187,4 +158,23 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// flagError rewrites the flag package's error in --flag form.
+func flagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+		return fmt.Errorf("%w: %s: unknown flag --%s%s", errUsage, fs.Name(), name, didYouMean("--"+name, names))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return fmt.Errorf("%w: %s: --%s needs a value", errUsage, fs.Name(), strings.TrimLeft(name, "-"))
+	}
+	// invalid value "x" for flag -limit: parse error
+	if i := strings.Index(msg, " for flag -"); i >= 0 {
+		msg = msg[:i] + " for flag --" + strings.TrimLeft(msg[i+len(" for flag "):], "-")
+	}
+	return fmt.Errorf("%w: %s: %s", errUsage, fs.Name(), msg)
 }

@@ -65,7 +65,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rule", "add", "--account", "a@x", "--global", "--allow", "--ip", "10.0.0.1"}, "not both"},
 		{[]string{"rule", "add", "--account", "a@x", "--allow", "--ip", "10.0.0.1", "--service", "web"}, `--service: unknown service "web"`},
 		{[]string{"rule", "add", "--account", "a@x", "--allow", "--ip", "10.0.0.1", "--expires", "soon"}, "--expires:"},
-		{[]string{"rule", "add", "--account", "a@x", "--allow", "--ip", "10.0.0.1", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"rule", "add", "--account", "a@x", "--allow", "--ip", "10.0.0.1", "--bogus"}, "unknown flag --bogus"},
 		{[]string{"rule", "rm"}, "give the id"},
 		{[]string{"rule", "rm", "abc"}, `"abc" is not a rule id`},
 		{[]string{"explain", "--account", "a@x", "--ip", "nope", "--service", "imap"}, `--ip: "nope" is not an IP address`},

@@ -12,8 +12,7 @@ import (
 	"mailgate/internal/rules"
 )
 
-func cmdPermitList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("permit list", flag.ContinueOnError)
+func cmdPermitList(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
@@ -68,8 +67,7 @@ func dash(s string) string {
 	return s
 }
 
-func cmdPermitAdd(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("permit add", flag.ContinueOnError)
+func cmdPermitAdd(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	ip := fs.String("ip", "", "the address allowed to relay (or an IPv6 network as 'permit list' shows it)")
 	dur := fs.String("for", "", "how long (90m, 12h, 7d, 2w; at most 365d); default 30m")
@@ -101,8 +99,7 @@ func cmdPermitAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdPermitRemove(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("permit rm", flag.ContinueOnError)
+func cmdPermitRemove(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	ip := fs.String("ip", "", "withdraw the permit covering this address")
 	jsonOut := fs.Bool("json", false, "print the withdrawn permit as JSON")

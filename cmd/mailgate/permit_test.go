@@ -191,7 +191,7 @@ func TestPermitUsageErrors(t *testing.T) {
 		{[]string{"permit", "list", "x"}, `unexpected argument "x"`},
 		{[]string{"limit"}, "limit needs a subcommand"},
 		{[]string{"limit", "list", "x"}, `unexpected argument "x"`},
-		{[]string{"limit", "list", "--bogus"}, "flag provided but not defined"},
+		{[]string{"limit", "list", "--bogus"}, "unknown flag --bogus"},
 		{[]string{"hook"}, "hook needs a subcommand"},
 		{[]string{"hook", "prelogin"}, `unknown command "hook prelogin"`},
 	} {

@@ -35,9 +35,8 @@ import (
 	"mailgate/internal/store"
 )
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "config file (default "+config.DefaultPath+" if it exists)")
+func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	cfgPath := fs.String("config", "", "the config `FILE` (default "+config.DefaultPath+" if it exists)")
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {

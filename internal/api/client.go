@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"syscall"
 	"time"
@@ -39,6 +40,24 @@ func NewUnixClient(path string) *Client {
 		socket: path,
 		user:   os.Getenv("SUDO_USER"),
 	}
+}
+
+// socketGroup names the group of the socket at path, or "" when it cannot
+// be read.
+func socketGroup(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	gid := strconv.FormatUint(uint64(st.Gid), 10)
+	if g, err := user.LookupGroupId(gid); err == nil {
+		return g.Name
+	}
+	return gid
 }
 
 // NewTCPClient returns a client for the admin API at base (http://host:port)
@@ -80,7 +99,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if c.socket != "" && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
-			return fmt.Errorf("mailgate is not running (nothing answers on %s); start it with 'mailgate serve', or point --config/--socket at the right socket", c.socket)
+			return fmt.Errorf("mailgate is not running (nothing answers on %s); start it with 'systemctl start mailgate' or 'mailgate serve', or point --config/--socket at the right socket", c.socket)
+		}
+		if c.socket != "" && errors.Is(err, syscall.EACCES) {
+			if g := socketGroup(c.socket); g != "" {
+				return fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the group %s (adduser $USER %s, then log in again)", c.socket, g, g)
+			}
+			return fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the socket's group", c.socket)
 		}
 		return err
 	}
