@@ -7,12 +7,48 @@ FUZZTIME ?= 20s
 # installs them itself when missing).
 DEBS := dovecot-imapd dovecot-pop3d mariadb-server nginx libnginx-mod-mail postfix fail2ban swaks nftables iproute2 socat
 
-.PHONY: all build run deps check unit e2e test fuzz bench clean
+.PHONY: all build run deps check unit e2e test warn fuzz bench clean install deb
 
 all: build
 
+# The version comes from git: `mailgate version` prints it and the commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -o bin/mailgate ./cmd/mailgate
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mailgate ./cmd/mailgate
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]: the
+# binary, the man page, the bash completion, the systemd unit (its
+# ExecStart pointed at PREFIX), logrotate, the docs, and the short config
+# unless one is there already (docs/install.md). It creates no user and
+# starts nothing.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/mailgate
+MANGZ ?=
+install: build
+	install -D -m 0755 bin/mailgate $(DESTDIR)$(PREFIX)/bin/mailgate
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	if [ -n "$(MANGZ)" ]; then gzip -9n <docs/mailgate.8 >$(DESTDIR)$(PREFIX)/share/man/man8/mailgate.8.gz; \
+	  else install -m 0644 docs/mailgate.8 $(DESTDIR)$(PREFIX)/share/man/man8/mailgate.8; fi
+	bin/mailgate help --bash-completion >$(DESTDIR)$(PREFIX)/share/bash-completion/completions/mailgate
+	sed 's|/usr/bin/mailgate|$(PREFIX)/bin/mailgate|' etc/systemd/mailgate.service >$(DESTDIR)$(UNITDIR)/mailgate.service
+	install -D -m 0644 packaging/logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/mailgate
+	[ -e $(DESTDIR)$(SYSCONFDIR)/mailgate/mailgate.toml ] || install -D -m 0640 packaging/mailgate.toml $(DESTDIR)$(SYSCONFDIR)/mailgate/mailgate.toml
+	install -m 0644 etc/mailgate.toml $(DESTDIR)$(DOCDIR)/mailgate.toml.example
+	install -m 0644 README.md CHANGELOG.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	cp -R etc/dovecot etc/postfix etc/nginx etc/fail2ban $(DESTDIR)$(DOCDIR)/examples/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(DOCDIR)
+
+# mailgate_<version>_<arch>.deb in DEBDIR, built with dpkg-deb (nothing
+# is downloaded); see docs/install.md.
+DEBDIR ?= .
+deb:
+	./scripts/mkdeb.sh $(VERSION) $(DEBDIR)
 
 # Runs the daemon on built-in defaults (database ./mailgate.db) or on
 # /etc/mailgate/mailgate.toml when it exists.
@@ -36,7 +72,13 @@ e2e: deps
 
 # Everything: static checks, unit tests with the race detector, and the
 # end-to-end tests against the real Dovecot (and friends).
-test: deps check unit e2e
+# It is meant for a test machine: it installs Debian packages, starts
+# Dovecot, nginx and Postfix in temporary directories, and installs,
+# starts and purges the mailgate package itself (test/package_test.go).
+test: warn deps check unit e2e
+
+warn:
+	@echo "make test: installs Debian packages and starts and purges mailgate's own package: meant for a test machine, not a mail server" >&2
 
 # Every fuzz target for FUZZTIME each (go test runs one target at a time),
 # in every package, cmd/ included; FUZZFLAGS adds flags (e.g. -parallel 1).
@@ -56,4 +98,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin mailgate_*.deb

@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -33,10 +40,38 @@ func (c clientFlags) client() (*api.Client, error) {
 		return api.NewUnixClient(*c.socket), nil
 	}
 	cfg, _, err := config.LoadOrDefault(*c.config)
+	if errors.Is(err, fs.ErrPermission) {
+		path := *c.config
+		if path == "" {
+			path = config.DefaultPath
+		}
+		if g := fileGroup(path); g != "" {
+			return nil, fmt.Errorf("permission denied reading %s (it names the admin socket): run this as root, or as a member of the group %s (adduser $USER %s, then log in again)", path, g, g)
+		}
+		return nil, fmt.Errorf("permission denied reading %s (it names the admin socket): run this as root, or give --socket", path)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return api.NewUnixClient(cfg.Admin.Socket), nil
+}
+
+// fileGroup names the group of the file at path, or "" when it cannot be
+// read.
+func fileGroup(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	gid := strconv.FormatUint(uint64(st.Gid), 10)
+	if g, err := user.LookupGroupId(gid); err == nil {
+		return g.Name
+	}
+	return gid
 }
 
 func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {
@@ -439,8 +474,20 @@ func cmdAudit(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Wr
 	return tw.Flush()
 }
 
+// printJSON prints v indented, with every time to the second: the API
+// sends RFC 3339 with the fractions Go keeps; the CLI shows one format,
+// RFC 3339 in seconds, in text and JSON alike.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(jsonFraction.ReplaceAll(b.Bytes(), []byte(`"$1$2"`)))
+	return err
 }
+
+// jsonFraction matches a JSON string that is an RFC 3339 time with
+// fractional seconds.
+var jsonFraction = regexp.MustCompile(`"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d+(Z|[+-]\d\d:\d\d)"`)

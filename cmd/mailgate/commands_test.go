@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/mailgate.8 from the command table")
@@ -268,5 +269,17 @@ func TestBashCompletion(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("complete %q: %v %q, want %q", c.words, err, out, c.want)
 		}
+	}
+}
+
+// JSON output has times to the second, as the text output.
+func TestPrintJSONTimesInSeconds(t *testing.T) {
+	var out bytes.Buffer
+	v := map[string]any{"at": time.Date(2026, 11, 22, 10, 30, 0, 123456789, time.UTC), "comment": "x"}
+	if err := printJSON(&out, v); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"at": "2026-11-22T10:30:00Z"`) {
+		t.Errorf("got %s", out.String())
 	}
 }

@@ -101,8 +101,10 @@ type BanJSON struct {
 	Created   time.Time  `json:"created"`
 	Expires   *time.Time `json:"expires"`
 	Remaining string     `json:"remaining,omitempty"`
-	Comment   string     `json:"comment"`
-	CreatedBy string     `json:"created_by"`
+	// RemainingSeconds is Remaining in whole seconds; absent with it.
+	RemainingSeconds int64  `json:"remaining_seconds,omitempty"`
+	Comment          string `json:"comment"`
+	CreatedBy        string `json:"created_by"`
 }
 
 // FromBan converts a ban for the wire; remaining is counted from now.
@@ -118,7 +120,9 @@ func FromBan(b *abuse.Ban, now time.Time) BanJSON {
 	if !b.Expires.IsZero() {
 		e := b.Expires.UTC()
 		j.Expires = &e
-		j.Remaining = b.Expires.Sub(now).Round(time.Second).String()
+		left := b.Expires.Sub(now).Round(time.Second)
+		j.Remaining = left.String()
+		j.RemainingSeconds = int64(left / time.Second)
 	}
 	return j
 }

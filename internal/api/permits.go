@@ -130,11 +130,13 @@ type PermitJSON struct {
 	Granted   time.Time `json:"granted"`
 	Expires   time.Time `json:"expires"`
 	Remaining string    `json:"remaining"`
-	Logins    int       `json:"logins"`
-	Shared    bool      `json:"shared"`
-	Accounts  []string  `json:"accounts"` // logins seen from the network lately, most recent first
-	Comment   string    `json:"comment"`
-	CreatedBy string    `json:"created_by"` // manual permits: who
+	// RemainingSeconds is Remaining in whole seconds.
+	RemainingSeconds int64    `json:"remaining_seconds"`
+	Logins           int      `json:"logins"`
+	Shared           bool     `json:"shared"`
+	Accounts         []string `json:"accounts"` // logins seen from the network lately, most recent first
+	Comment          string   `json:"comment"`
+	CreatedBy        string   `json:"created_by"` // manual permits: who
 }
 
 // FromPermit converts a permit for the wire; remaining is counted from now.
@@ -147,6 +149,7 @@ func FromPermit(p *relay.Permit, now time.Time) PermitJSON {
 	}
 	if left := p.Expires.Sub(now); left > 0 {
 		j.Remaining = left.Round(time.Second).String()
+		j.RemainingSeconds = int64(left.Round(time.Second) / time.Second)
 	} else {
 		j.Remaining = "0s"
 	}

@@ -307,6 +307,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	}
 	if v.Delay > 0 {
 		out.Delay = v.Delay.String()
+		out.DelaySeconds = v.Delay.Seconds()
 	}
 	if c, ok := s.engine.Counters(&a, now); ok {
 		out.Counters = &c

@@ -85,21 +85,23 @@ type ExplainRequest struct {
 
 // ExplainResponse is the verdict and every check that led to it.
 type ExplainResponse struct {
-	Verdict     string          `json:"verdict"`
-	Reason      string          `json:"reason"`
-	Rule        int64           `json:"rule"`
-	RuleDetail  *RuleJSON       `json:"rule_detail,omitempty"`
-	Ban         int64           `json:"ban,omitempty"`
-	BanDetail   *BanJSON        `json:"ban_detail,omitempty"`
-	Delay       string          `json:"delay,omitempty"`
-	Counters    *abuse.Counters `json:"counters,omitempty"`
-	Message     string          `json:"message"`
-	Explanation string          `json:"explanation"`
-	Account     string          `json:"account"`
-	IP          string          `json:"ip"`
-	Service     string          `json:"service"`
-	Country     string          `json:"country,omitempty"`
-	Checks      []policy.Check  `json:"checks"`
+	Verdict    string    `json:"verdict"`
+	Reason     string    `json:"reason"`
+	Rule       int64     `json:"rule"`
+	RuleDetail *RuleJSON `json:"rule_detail,omitempty"`
+	Ban        int64     `json:"ban,omitempty"`
+	BanDetail  *BanJSON  `json:"ban_detail,omitempty"`
+	Delay      string    `json:"delay,omitempty"`
+	// DelaySeconds is Delay in seconds (fractions kept: a tarpit may be 1.5 s).
+	DelaySeconds float64         `json:"delay_seconds,omitempty"`
+	Counters     *abuse.Counters `json:"counters,omitempty"`
+	Message      string          `json:"message"`
+	Explanation  string          `json:"explanation"`
+	Account      string          `json:"account"`
+	IP           string          `json:"ip"`
+	Service      string          `json:"service"`
+	Country      string          `json:"country,omitempty"`
+	Checks       []policy.Check  `json:"checks"`
 }
 
 // AuditJSON is one audit trail entry.
