@@ -30,7 +30,7 @@ func TestPackage(t *testing.T) {
 	}
 	for _, p := range []string{"dpkg", "dpkg-deb", "setpriv", "unshare", "systemd-analyze", "make", "ip"} {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("no %s", p)
+			t.Fatalf("no %s (make deps installs it)", p)
 		}
 	}
 	// One package test at a time on this machine.
