@@ -283,3 +283,15 @@ func TestPrintJSONTimesInSeconds(t *testing.T) {
 		t.Errorf("got %s", out.String())
 	}
 }
+
+// The package's short config passes config check as shipped (the
+// package test checks it installed, too).
+func TestPackageConfigChecks(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"config", "check", "--config", "../../packaging/mailgate.toml"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "packaging/mailgate.toml: ok") || strings.Contains(out.String(), "warning") {
+		t.Errorf("config check:\n%s", out.String())
+	}
+}
