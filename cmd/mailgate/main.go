@@ -28,6 +28,8 @@ Usage:
                     [--service S] [--comment T] [--expires D]
   mailgate rule list [--account A] [--json]
   mailgate rule rm ID
+  mailgate rule export [--file F]                 every stored rule as JSON lines
+  mailgate rule import --file F [--dry-run] [--json]   add the rules of an export (idempotent)
   mailgate explain --account A --ip IP --service S [--pwhash H] [--json]
   mailgate ban list [--json]
   mailgate ban add (--ip IP|CIDR | --account A) [--for D] [--comment T]
@@ -45,8 +47,9 @@ Usage:
   mailgate attack [--json]                        is the server "under attack" (bruteforce.under_attack)?
   mailgate attack end                             end it now (logins from new places are let in again)
   mailgate audit [--limit N] [--json]             who changed which rule
-  mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
+  mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run] [--sync]
   mailgate import user-allowed --file F [--dry-run]   login|CC, login|IP lines
+  mailgate backup FILE                            a consistent copy of the store, while the daemon runs
   mailgate version
 
 Every command takes --config FILE (default ` + "/etc/mailgate/mailgate.toml" + `, or built-in
@@ -104,6 +107,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdRuleList(ctx, rest[1:], stdout)
 		case "rm", "remove", "del":
 			return cmdRuleRemove(ctx, rest[1:], stdout)
+		case "export":
+			return cmdRuleExport(ctx, rest[1:], stdout)
+		case "import":
+			return cmdRuleImport(ctx, rest[1:], stdout)
 		}
 	case "ban":
 		switch sub {
@@ -148,6 +155,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdExplain(ctx, rest, stdout)
 	case "audit":
 		return cmdAudit(ctx, rest, stdout)
+	case "backup":
+		return cmdBackup(ctx, rest, stdout)
 	case "import":
 		switch sub {
 		case "ispconfig":
