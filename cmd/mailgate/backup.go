@@ -56,4 +56,3 @@ func cmdBackup(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "store copied to %s (%d bytes)\n", path, n)
 	return nil
 }
-
