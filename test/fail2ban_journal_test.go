@@ -30,7 +30,7 @@ func TestFail2banJournalFilter(t *testing.T) {
 	// to the filter, as in /etc/fail2ban/filter.d.
 	fdir := t.TempDir()
 	for src, dst := range map[string]string{
-		"/etc/fail2ban/filter.d/common.conf": "common.conf",
+		"/etc/fail2ban/filter.d/common.conf":                                        "common.conf",
 		filepath.Join("..", "etc", "fail2ban", "filter.d", "mailgate-journal.conf"): "mailgate-journal.conf",
 	} {
 		b, err := os.ReadFile(src)

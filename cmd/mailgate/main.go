@@ -49,7 +49,7 @@ Usage:
   mailgate audit [--limit N] [--json]             who changed which rule
   mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run] [--sync]
   mailgate import user-allowed --file F [--dry-run]   login|CC, login|IP lines
-  mailgate backup FILE                            a consistent copy of the store, while the daemon runs
+  mailgate backup FILE [--json]                   a consistent copy of the store, while the daemon runs
   mailgate version
 
 Every command takes --config FILE (default ` + "/etc/mailgate/mailgate.toml" + `, or built-in
