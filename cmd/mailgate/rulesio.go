@@ -132,7 +132,7 @@ func readRuleLines(r io.Reader) ([]rules.Rule, error) {
 			more = fmt.Sprintf("\n... and %d more bad lines", len(errs)-20)
 			errs = errs[:20]
 		}
-		return nil, fmt.Errorf("%d bad lines, nothing imported:\n%s%s", bad, strings.Join(errs, "\n"), more)
+		return nil, fmt.Errorf("%d bad line(s), nothing imported:\n%s%s", bad, strings.Join(errs, "\n"), more)
 	}
 	return out, nil
 }

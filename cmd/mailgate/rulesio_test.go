@@ -67,7 +67,7 @@ func TestReadRuleLinesIsAllOrNothingAndNamesLines(t *testing.T) {
 		t.Fatalf("got %d rules, err %v", len(rs), err)
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, "2 bad lines") || !strings.Contains(msg, "line 4:") || !strings.Contains(msg, "line 6:") || strings.Contains(msg, "line 2:") {
+	if !strings.Contains(msg, "2 bad line(s)") || !strings.Contains(msg, "line 4:") || !strings.Contains(msg, "line 6:") || strings.Contains(msg, "line 2:") {
 		t.Errorf("error does not name the bad lines: %v", err)
 	}
 
