@@ -52,7 +52,7 @@ func cmdBanAdd(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 	cf := addClientFlags(fs)
 	ip := fs.String("ip", "", "an address or CIDR network to ban")
 	account := fs.String("account", "", "a login to ban")
-	dur := fs.String("for", "", "how long (90m, 12h, 7d, 2w); default: until lifted with 'ban rm'")
+	dur := fs.String("for", "", "how long: a duration (90m, 12h, 7d, 2w), a date (2026-12-31, through that day, UTC) or an RFC 3339 time; default: until lifted with 'ban rm'")
 	comment := fs.String("comment", "", "why")
 	jsonOut := fs.Bool("json", false, "print the ban as JSON")
 	if pos, err := parseFlags(fs, args); err != nil {

@@ -46,7 +46,7 @@ func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}))
+	log := slog.New(logHandler(stderr, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}))
 	if used == "" {
 		log.Info("no config file; running on built-in defaults", "looked_for", config.DefaultPath)
 	} else {
@@ -348,6 +348,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	banbook := api.NewBanbook(persist, tracker)
 	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
+		WithBackup(st.Backup).
 		WithGeoIP(geo != nil)
 	if fwall != nil {
 		banbook.OnChange(fwall.bans)

@@ -58,6 +58,8 @@ type Server struct {
 
 	bf         BruteForce                        // nil: no brute-force state is served
 	onSurgeEnd func(now time.Time, actor string) // see WithBruteForce
+
+	backup BackupFunc // nil: GET /v1/backup answers 404
 }
 
 // NewServer returns the admin API over book and engine. token, if not
@@ -128,6 +130,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/attack", s.showAttack)
 	mux.HandleFunc("POST /v1/attack/end", s.endAttack)
+	mux.HandleFunc("GET /v1/backup", s.serveBackup)
 	return s.authenticate(mux)
 }
 

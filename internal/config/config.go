@@ -90,7 +90,7 @@ type Nginx struct {
 	SocketGroup     string        `toml:"socket_group" doc:"With listen a unix socket: the group given the socket, so that nginx's worker processes (user www-data on Debian) can connect. A group name or number; \"\" = the daemon's own group."`
 	SecretHeader    string        `toml:"secret_header" doc:"The header nginx adds with auth_http_header, carrying secret."`
 	Secret          string        `toml:"secret" doc:"The secret nginx must send: auth_http_header X-Auth-Key \"<secret>\";, at least 16 characters (openssl rand -hex 24). Required when listen is TCP; optional on a unix socket, whose file mode keeps others out. Compared in constant time."`
-	VerifyWith      string        `toml:"verify_with" doc:"How passwords are checked: dovecot (Dovecot's auth service, service auth { inet_listener }, with the real client address) or imap (a LOGIN against imap_verify, as the seed's PHP script did)."`
+	VerifyWith      string        `toml:"verify_with" doc:"How passwords are checked: dovecot (Dovecot's auth service, service auth { inet_listener }, with the real client address) or imap (a LOGIN against imap_verify, as PHP auth_http scripts often do)."`
 	DovecotAuth     string        `toml:"dovecot_auth" doc:"Dovecot's auth service: the path of a unix_listener only mailgate's user may use (etc/dovecot/96-mailgate-auth.conf: /run/dovecot/auth-mailgate), or host:port of an inet_listener. Whoever can connect to it can check passwords and claim any client address (rip=): prefer the unix socket."`
 	IMAPVerify      string        `toml:"imap_verify" doc:"host:port of the IMAP server for verify_with = imap. Put mailgate's address in Dovecot's login_trusted_networks so it sees the real client address (sent with the IMAP ID command)."`
 	Verify          []string      `toml:"verify" doc:"Protocols whose passwords mailgate checks before answering OK: imap, pop3, smtp. smtp is always checked (nginx hands SMTP sessions to the backend with XCLIENT and no password). Leaving imap/pop3 out saves one check per login (the backend checks again), but then their failures are not counted toward bans."`
@@ -141,11 +141,11 @@ type Firewall struct {
 	RetrievalPorts  []int         `toml:"retrieval_ports" doc:"Ports for reading mail and filters: IMAP 143, 993, POP3 110, 995, ManageSieve 4190."`
 	SubmissionPorts []int         `toml:"submission_ports" doc:"Submission ports: 587, 465."`
 	SMTPPorts       []int         `toml:"smtp_ports" doc:"SMTP ports that get mailgate's bans only, e.g. [25]; never rate-limited or closed by a mode (port 25 must stay open to the world for incoming mail). Empty = port 25 is not touched."`
-	Rate            int           `toml:"rate" doc:"autoban and protected: new connections per address per rate_per to the retrieval and submission ports above which the address is banned by the kernel (the seed's 10/minute). Trusted networks and addresses are exempt."`
+	Rate            int           `toml:"rate" doc:"autoban and protected: new connections per address per rate_per to the retrieval and submission ports above which the address is banned by the kernel (10/minute, a common choice). Trusted networks and addresses are exempt."`
 	RatePer         time.Duration `toml:"rate_per" doc:"The unit of rate: 1s, 1m or 1h."`
 	AutobanFor      time.Duration `toml:"autoban_for" doc:"How long the kernel bans a rate offender, 1s to 720h."`
 	Bans            bool          `toml:"bans" doc:"Put mailgate's bans (brute force, 'mailgate ban add') into the kernel, so a banned address cannot even connect to a mail port."`
-	TrustedFor      time.Duration `toml:"trusted_for" doc:"How long an address that logged in successfully over IMAP or POP3 is trusted (the seed's 1 day): exempt from the rate limit, and in protected and private modes let through to the ports it would otherwise not reach. 1s to 720h."`
+	TrustedFor      time.Duration `toml:"trusted_for" doc:"How long an address that logged in successfully over IMAP or POP3 is trusted (1 day): exempt from the rate limit, and in protected and private modes let through to the ports it would otherwise not reach. 1s to 720h."`
 	ReconcileEvery  time.Duration `toml:"reconcile_every" doc:"How often the kernel sets are re-asserted from mailgate's state (an element deleted by hand comes back; nothing is ever flushed). 1s to 24h."`
 	Priority        int           `toml:"priority" doc:"Priority of mailgate's input chain; below 0 runs it before a distribution's own filter table (priority 0), -199 to 300."`
 }

@@ -99,14 +99,26 @@ func ToRule(row Row) (rules.Rule, error) {
 		// ISPConfig compares ip = client address: such a row blocks nothing.
 		return rules.Rule{}, fmt.Errorf("%s: ip none with mode b blocks nothing in ISPConfig and is not a valid rule; drop the row", row.where())
 	}
-	r.Comment = "imported from ISPConfig"
+	r.Comment = importedComment
 	if row.RestrictionID > 0 {
-		r.Comment = fmt.Sprintf("imported from ISPConfig (restriction_id %d)", row.RestrictionID)
+		r.Comment = fmt.Sprintf("%s (restriction_id %d)", importedComment, row.RestrictionID)
 	}
 	if err := r.Validate(); err != nil {
 		return rules.Rule{}, fmt.Errorf("%s: %w", row.where(), err)
 	}
 	return r, nil
+}
+
+// importedComment starts the comment of every rule ToRule makes; it is how
+// `import ispconfig --sync` tells the rules an import created from rules
+// made by hand.
+const importedComment = "imported from ISPConfig"
+
+// Imported reports whether a rule's comment marks it as created by an
+// ISPConfig import (ToRule).
+func Imported(comment string) bool {
+	rest, ok := strings.CutPrefix(comment, importedComment)
+	return ok && (rest == "" || strings.HasPrefix(rest, " (restriction_id "))
 }
 
 // ToRules converts every row. On any failure it returns no rules and an
