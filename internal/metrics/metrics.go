@@ -64,6 +64,9 @@ func New() *Metrics {
 	if len(policy.Reasons()) > numReasons {
 		panic("metrics: numReasons is smaller than policy's reasons")
 	}
+	// # TYPE lines, so that Prometheus knows counters from gauges. The
+	// switch is the library's, process-wide; mailgate wants it always.
+	vm.ExposeMetadata(true)
 	m := &Metrics{set: vm.NewSet()}
 	for _, c := range []string{"store", "firewall", "geoip"} {
 		m.errors.Store(c, m.set.GetOrCreateCounter(`mailgate_errors_total{component="`+c+`"}`))
