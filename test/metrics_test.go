@@ -133,7 +133,9 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
 		t.Fatal(err)
 	}
-	code, body := get(t, "http://"+metricsAddr+"/healthz")
+	// The store is checked at most once a second: the answer turns
+	// within a few.
+	code, body := waitHealth(t, "http://"+metricsAddr+"/healthz", http.StatusServiceUnavailable)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "store") || strings.Count(body, "\n") != 1 {
 		t.Errorf("/healthz with the store locked = %d %q, want 503 and one line naming the store", code, body)
 	}
@@ -149,8 +151,22 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	if code, body := get(t, "http://"+metricsAddr+"/healthz"); code != http.StatusOK {
+	if code, body := waitHealth(t, "http://"+metricsAddr+"/healthz", http.StatusOK); code != http.StatusOK {
 		t.Errorf("/healthz after the lock went = %d %q, want 200", code, body)
+	}
+}
+
+// waitHealth fetches url until it answers want, for up to 10 s, and
+// returns the last answer.
+func waitHealth(t *testing.T, url string, want int) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get(t, url)
+		if code == want || time.Now().After(deadline) {
+			return code, body
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -110,7 +110,15 @@ type storeProbe struct {
 	st pinger
 	mu sync.Mutex
 	p  *ping // the ping in flight, nil when none
+
+	last   *ping // the last finished ping
+	lastAt time.Time
 }
+
+// probeEvery is how often the store is pinged at most: a local user
+// fetching /healthz or /metrics in a loop must not keep taking the
+// store's write lock.
+const probeEvery = time.Second
 
 type ping struct {
 	done chan struct{}
@@ -120,13 +128,17 @@ type ping struct {
 func (s *storeProbe) check(ctx context.Context) error {
 	s.mu.Lock()
 	p := s.p
-	if p == nil {
+	switch {
+	case p != nil:
+	case s.last != nil && time.Since(s.lastAt) < probeEvery:
+		p = s.last
+	default:
 		p = &ping{done: make(chan struct{})}
 		s.p = p
 		go func() {
 			p.err = s.st.Ping(context.Background())
 			s.mu.Lock()
-			s.p = nil
+			s.p, s.last, s.lastAt = nil, p, time.Now()
 			s.mu.Unlock()
 			close(p.done)
 		}()
