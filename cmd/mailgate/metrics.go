@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ type telemetry struct {
 	m       *metrics.Metrics
 	errs    *errorRing
 	started time.Time
+	now     func() time.Time // the clock of the scrape cache
 
 	mu        sync.Mutex
 	listeners []*listenerState
@@ -39,7 +41,7 @@ type listenerState struct {
 
 func newTelemetry(now time.Time) *telemetry {
 	m := metrics.New()
-	t := &telemetry{m: m, errs: &errorRing{m: m}, started: now}
+	t := &telemetry{m: m, errs: &errorRing{m: m}, started: now, now: time.Now}
 	m.Gauge(`mailgate_start_time_seconds`, func() float64 { return float64(now.Unix()) })
 	m.Gauge(`mailgate_build_info{version="`+strings.ReplaceAll(version, `"`, ``)+`"}`, func() float64 { return 1 })
 	return t
@@ -212,12 +214,29 @@ func (t *telemetry) status(permits func() int, geo *geoip.Locator) func(now time
 	}
 }
 
+// scrapeEvery is how long one rendering of /metrics is served.
+const scrapeEvery = time.Second
+
 // metricsServer serves GET /metrics and GET /healthz on [metrics] listen.
 func (t *telemetry) metricsServer(health func(ctx context.Context) error, log *slog.Logger) *http.Server {
 	mux := http.NewServeMux()
+	// One scrape at a time, and its text reused for a second: a scrape
+	// walks every ban, and a local user fetching /metrics in a loop must
+	// not hold up the doors.
+	var mu sync.Mutex
+	var page []byte
+	var at time.Time
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		if now := t.now(); page == nil || now.Sub(at) >= scrapeEvery {
+			var b bytes.Buffer
+			t.m.WritePrometheus(&b)
+			page, at = b.Bytes(), now
+		}
+		out := page
+		mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		t.m.WritePrometheus(w)
+		w.Write(out) //nolint:errcheck // the scraper went away
 	})
 	mux.Handle("GET /healthz", api.HealthHandler(health))
 	return &http.Server{

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -196,5 +198,44 @@ func TestErrorRing(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("scrape lacks %s", want)
 		}
+	}
+}
+
+// TestScrapeCached: /metrics renders at most once a second.
+func TestScrapeCached(t *testing.T) {
+	tel := newTelemetry(time.Now())
+	t0 := time.Unix(1_800_000_000, 0)
+	var offset atomic.Int64 // the server's goroutines read the clock
+	tel.now = func() time.Time { return t0.Add(time.Duration(offset.Load())) }
+	srv := httptest.NewServer(tel.metricsServer(nil, slog.New(slog.DiscardHandler)).Handler)
+	defer srv.Close()
+	count := func() string {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for l := range strings.Lines(string(b)) {
+			if strings.HasPrefix(l, "mailgate_decisions_total{") {
+				return strings.TrimSpace(l[strings.LastIndexByte(l, ' '):])
+			}
+		}
+		return "none"
+	}
+	a := policy.Attempt{Door: "dovecot"}
+	tel.m.Verdict(t0, &a, &policy.Verdict{})
+	if got := count(); got != "1" {
+		t.Fatalf("first scrape: %s", got)
+	}
+	tel.m.Verdict(t0, &a, &policy.Verdict{})
+	offset.Store(int64(500 * time.Millisecond))
+	if got := count(); got != "1" {
+		t.Errorf("half a second later: %s, want the cached 1", got)
+	}
+	offset.Store(int64(time.Second))
+	if got := count(); got != "2" {
+		t.Errorf("a second later: %s, want 2", got)
 	}
 }
