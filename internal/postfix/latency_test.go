@@ -34,7 +34,10 @@ func TestLatencyReported(t *testing.T) {
 				raw = "get 127.0.0.94\n"
 			}
 			c.SetDeadline(time.Now().Add(10 * time.Second))
-			for range 2 {
+			// The server reports a request's time after writing its
+			// answer: once the third answer is here, the first two are
+			// reported.
+			for range 3 {
 				if _, err := c.Write([]byte(raw)); err != nil {
 					t.Fatal(err)
 				}
@@ -42,8 +45,8 @@ func TestLatencyReported(t *testing.T) {
 					t.Fatalf("answer %q, closed %v, %v", got, closed, err)
 				}
 			}
-			if got := n.Load(); got != 2 {
-				t.Errorf("Latency called %d times for 2 requests", got)
+			if got := n.Load(); got < 2 || got > 3 {
+				t.Errorf("Latency called %d times after 3 answers, want 2 or 3", got)
 			}
 		})
 	}
