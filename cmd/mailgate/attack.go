@@ -82,6 +82,9 @@ func cmdStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 		return printJSON(stdout, s)
 	}
 	fmt.Fprintf(stdout, "mailgate %s, up since %s (%s)\n", s.Version, s.Started.Format(time.RFC3339), time.Duration(s.UptimeSeconds)*time.Second)
+	if err := printStatusMore(stdout, &s); err != nil {
+		return err
+	}
 	bf := s.BruteForce
 	if bf == nil {
 		return nil
@@ -104,6 +107,51 @@ func cmdStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 		fmt.Fprintf(stdout, "under attack: ON since %s (%d failed logins in the last 10 minutes, usual %.1f); mailgate attack end lifts it\n", a.Since.Format(time.RFC3339), a.Failures, a.Usual)
 	default:
 		fmt.Fprintf(stdout, "under attack: not now (%d failed logins in the last 10 minutes, usual %.1f, %d would mean an attack)\n", a.Failures, a.Usual, a.Threshold)
+	}
+	return nil
+}
+
+// printStatusMore prints the doors, permits, firewall, GeoIP database and
+// last errors of a status.
+func printStatusMore(w io.Writer, s *api.StatusJSON) error {
+	if len(s.Doors) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  LISTENER\tADDRESS\tUP\tREQUESTS 1m\tREFUSED 1m\tREQUESTS 1h\tREFUSED 1h")
+		for _, d := range s.Doors {
+			up := "yes"
+			if !d.Up {
+				up = "NO"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\n", d.Listener, d.Listen, up, d.MinuteRequests, d.MinuteRefusals, d.HourRequests, d.HourRefusals)
+		}
+		fmt.Fprintln(w, "doors (requests and refusals count per door, shared by its listeners):")
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if s.Permits != nil {
+		fmt.Fprintf(w, "relay permits: %d\n", *s.Permits)
+	}
+	if f := s.Firewall; f != nil {
+		switch {
+		case f.Error != "":
+			fmt.Fprintf(w, "firewall: %s mode; the kernel's ruleset cannot be read: %s\n", f.Mode, f.Error)
+		case f.InSync:
+			fmt.Fprintf(w, "firewall: %s mode; the kernel matches\n", f.Mode)
+		default:
+			fmt.Fprintf(w, "firewall: %s mode; the kernel differs in %d lines (mailgate firewall show)\n", f.Mode, f.DriftLines)
+		}
+	}
+	if g := s.GeoIP; g != nil {
+		fmt.Fprintf(w, "geoip: %s (%s), built %s, loaded %s\n", g.Path, g.Type, g.Built.Format(time.DateOnly), g.Loaded.Format(time.RFC3339))
+	}
+	if len(s.Errors) == 0 {
+		fmt.Fprintln(w, "errors: none since the start")
+	} else {
+		fmt.Fprintf(w, "last %d errors:\n", len(s.Errors))
+		for _, e := range s.Errors {
+			fmt.Fprintf(w, "  %s %s\n", e.Time.Format(time.RFC3339), e.Message)
+		}
 	}
 	return nil
 }

@@ -58,6 +58,8 @@ func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 // serve builds every component in dependency order and runs until ctx is
 // done: config → store → rules → engine → decision log → doors → admin API.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	tel := newTelemetry(time.Now())
+	log = tel.wrapLog(log)
 	fixed, err := configRules(&cfg)
 	if err != nil {
 		return err
@@ -86,6 +88,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer dw.Close()
 	dlog := policy.NewDecisionLog(dw)
+	dlog.Observe(tel.m)
 
 	bf := cfg.BruteForce
 	tracker := abuse.New(bf.Abuse())
@@ -204,9 +207,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	var servers []*http.Server
 	start := func(name string, srv *http.Server, ln net.Listener) {
 		servers = append(servers, srv)
+		stopped := tel.listening(name, ln.Addr().String())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer stopped()
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", name, err)
 			}
@@ -232,7 +237,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			MaxTarpit:    max(bf.LoginTarpit, bf.StaleTarpit),
 		}, engine, dlog, log.With("door", "dovecot"))
 		start("dovecot", &http.Server{
-			Handler:           h,
+			Handler:           tel.timed("dovecot", h),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
@@ -267,7 +272,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			OnReport:        onReport,
 		}, engine, v, dlog, log.With("door", "nginx"))
 		start("nginx", &http.Server{
-			Handler:           h,
+			Handler:           tel.timed("nginx", h),
 			ReadHeaderTimeout: 5 * time.Second,
 			// A stale client's tarpit plus a password check.
 			WriteTimeout:   maxTarpit + n.VerifyTimeout + 10*time.Second,
@@ -293,6 +298,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			LimitAction:  pc.LimitAction,
 			IdleTimeout:  pc.IdleTimeout,
 			MaxConns:     pc.MaxConnections,
+			Latency:      tel.latency("postfix"),
 		}, engine, pm, lim, dlog, log.With("door", "postfix"))
 		pfx = postfix.NewServer(h, log.With("door", "postfix"))
 		defer pfx.Close()
@@ -312,9 +318,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			if err != nil {
 				return fmt.Errorf("postfix.%s: %w", name, err)
 			}
+			stopped := tel.listening("postfix-"+name, addr)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer stopped()
 				if err := serve(ln); err != nil && !errors.Is(err, postfix.ErrServerClosed) {
 					errc <- fmt.Errorf("postfix %s: %w", name, err)
 				}
@@ -385,6 +393,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if limiter != nil {
 		admin.WithLimits(limiter)
 	}
+	var permitCount func() int
+	if grants != nil {
+		permitCount = grants.t.Len
+	}
+	probe := &storeProbe{st: st}
+	tel.gauges(tracker, permitCount, geo, probe)
+	admin.WithHealth(tel.health(probe)).WithStatus(tel.status(permitCount, geo))
+	if cfg.Metrics.Listen != "" {
+		mln, err := listenMetrics(cfg.Metrics.Listen)
+		if err != nil {
+			return err
+		}
+		start("metrics", tel.metricsServer(tel.health(probe), log), mln)
+	}
 	admin.WithBruteForce(tracker, func(now time.Time, actor string) {
 		s := tracker.SurgeState(now)
 		dlog.Surge(now, s, actor)
@@ -417,7 +439,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			case now := <-t.C:
 				gone, err := book.Expire(bg, now)
 				if err != nil && bg.Err() == nil {
-					log.Error("expiring rules", "err", err)
+					log.Error("expiring rules", "kind", "store", "err", err)
 				}
 				for _, r := range gone {
 					log.Info("rule expired", "id", r.ID, "rule", store.Detail(&r))

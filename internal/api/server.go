@@ -56,8 +56,10 @@ type Server struct {
 	fwMode    string
 	fwDiff    func(want, have string) string
 
-	bf         BruteForce                        // nil: no brute-force state is served
-	onSurgeEnd func(now time.Time, actor string) // see WithBruteForce
+	bf         BruteForce                           // nil: no brute-force state is served
+	statusMore func(now time.Time, out *StatusJSON) // nil: see WithStatus
+	health     func(ctx context.Context) error      // nil: always healthy; see WithHealth
+	onSurgeEnd func(now time.Time, actor string)    // see WithBruteForce
 
 	backup BackupFunc // nil: GET /v1/backup answers 404
 }
@@ -104,7 +106,7 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, VersionJSON{Version: s.version, Rules: s.idx.Len()})

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"mailgate/internal/abuse"
@@ -22,6 +23,50 @@ type StatusJSON struct {
 	Started       time.Time       `json:"started"`
 	UptimeSeconds int64           `json:"uptime_seconds"`
 	BruteForce    *BruteForceJSON `json:"bruteforce,omitempty"`
+
+	Doors    []DoorJSON          `json:"doors,omitempty"`
+	Permits  *int                `json:"permits,omitempty"` // active relay permits; absent when relay permits are off
+	Firewall *FirewallStatusJSON `json:"firewall,omitempty"`
+	GeoIP    *GeoIPJSON          `json:"geoip,omitempty"`
+	Errors   []LogErrorJSON      `json:"errors"` // the last error log records, oldest first
+}
+
+// DoorJSON is one listener of a door, with the door's traffic: requests
+// are verdicts, refusals the verdicts that refused (decision=deny).
+type DoorJSON struct {
+	Door           string `json:"door"`
+	Listener       string `json:"listener"` // e.g. dovecot, postfix-socketmap_listen
+	Listen         string `json:"listen"`
+	Up             bool   `json:"up"`
+	MinuteRequests uint64 `json:"requests_last_minute"`
+	MinuteRefusals uint64 `json:"refusals_last_minute"`
+	HourRequests   uint64 `json:"requests_last_hour"`
+	HourRefusals   uint64 `json:"refusals_last_hour"`
+}
+
+// FirewallStatusJSON is the firewall's mode and whether the kernel's
+// ruleset differs from the one mailgate wants.
+type FirewallStatusJSON struct {
+	Mode       string `json:"mode"`
+	InSync     bool   `json:"in_sync"`
+	DriftLines int    `json:"drift_lines"` // lines 'mailgate firewall show' marks + or -
+	Error      string `json:"error,omitempty"`
+}
+
+// GeoIPJSON is the loaded GeoIP database.
+type GeoIPJSON struct {
+	Path          string    `json:"path"`
+	Type          string    `json:"type"`
+	Built         time.Time `json:"built"`
+	Loaded        time.Time `json:"loaded"`
+	AgeSeconds    int64     `json:"age_seconds"` // since Built
+	LoadedSeconds int64     `json:"loaded_seconds_ago"`
+}
+
+// LogErrorJSON is one error log record.
+type LogErrorJSON struct {
+	Time    time.Time `json:"time"`
+	Message string    `json:"message"` // the message and its attributes, key=value
 }
 
 // BruteForceJSON is the brute-force tracker's part of the status.
@@ -76,5 +121,32 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 			Stale: st.Stale, AddrBans: st.AddrBans, LoginBans: st.LoginBans,
 			Rules: windows(s.bf.Config()), UnderAttack: fromSurge(s.bf.SurgeState(now))}
 	}
+	if s.fw != nil {
+		fs := &FirewallStatusJSON{Mode: s.fwMode}
+		if want, have, err := s.fw.Show(now); err != nil {
+			fs.Error = oneLine(err.Error())
+		} else {
+			fs.DriftLines = driftLines(s.fwDiff(want, have))
+			fs.InSync = fs.DriftLines == 0
+		}
+		out.Firewall = fs
+	}
+	if s.statusMore != nil {
+		s.statusMore(now, &out)
+	}
+	if out.Errors == nil {
+		out.Errors = []LogErrorJSON{}
+	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// driftLines counts the lines of a diff that add or remove.
+func driftLines(diff string) int {
+	n := 0
+	for l := range strings.Lines(diff) {
+		if strings.HasPrefix(l, "+") || strings.HasPrefix(l, "-") {
+			n++
+		}
+	}
+	return n
 }

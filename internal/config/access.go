@@ -35,6 +35,9 @@ func (c *Config) Warnings() []string {
 	if c.Admin.Listen != "" && !loopbackListen(c.Admin.Listen) {
 		w = append(w, "admin.listen: "+c.Admin.Listen+" is not a loopback address: the admin API speaks plain HTTP, so the bearer token and every change travel unencrypted; listen on 127.0.0.1 (or ::1) and put a TLS-terminating proxy in front for remote use (docs/cli.md)")
 	}
+	if c.Metrics.Listen != "" && !loopbackListen(c.Metrics.Listen) {
+		w = append(w, "metrics.listen: "+c.Metrics.Listen+" is not a loopback address: anyone who reaches it reads how many logins each door refuses, and why, with no password; listen on 127.0.0.1 (or ::1) and scrape through a tunnel or a TLS proxy (docs/metrics.md)")
+	}
 	if c.Dovecot.Enabled && !loopbackListen(c.Dovecot.Listen) {
 		w = append(w, "dovecot.listen: "+c.Dovecot.Listen+" is not a loopback address: the API key travels unencrypted; keep the door on loopback or a private network only Dovecot's hosts can reach")
 	}

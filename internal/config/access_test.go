@@ -38,6 +38,8 @@ func TestWarnings(t *testing.T) {
 		{"admin on ::1", func(c *Config) { c.Admin.Listen = "[::1]:4080" }, ""},
 		{"admin on localhost", func(c *Config) { c.Admin.Listen = "localhost:4080" }, ""},
 		{"admin on every address", func(c *Config) { c.Admin.Listen = ":4080" }, "admin.listen: :4080 is not a loopback address"},
+		{"metrics on loopback", func(c *Config) { c.Metrics.Listen = "127.0.0.1:9477" }, ""},
+		{"metrics on every address", func(c *Config) { c.Metrics.Listen = "0.0.0.0:9477" }, "metrics.listen: 0.0.0.0:9477 is not a loopback address"},
 		{"admin on a LAN address", func(c *Config) { c.Admin.Listen = "192.0.2.1:4080" }, "TLS-terminating proxy"},
 		{"admin on a host name", func(c *Config) { c.Admin.Listen = "mail.example.com:4080" }, "admin.listen"},
 		{"dovecot on every address", func(c *Config) { c.Dovecot.Listen = "0.0.0.0:4001" }, "dovecot.listen: 0.0.0.0:4001 is not a loopback address"},

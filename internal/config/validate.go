@@ -62,6 +62,11 @@ func (c *Config) Validate() error {
 	case strings.ContainsRune(c.Admin.Socket, 0):
 		bad("admin.socket", "contains a NUL byte")
 	}
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%v", err)
+		}
+	}
 	if c.Admin.Listen != "" {
 		if err := checkHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen", "%v", err)
@@ -796,6 +801,7 @@ func (c *Config) checkListeners(bad func(key, format string, args ...any)) {
 		}
 	}
 	add("admin.listen", c.Admin.Listen, true)
+	add("metrics.listen", c.Metrics.Listen, true)
 	add("dovecot.listen", c.Dovecot.Listen, c.Dovecot.Enabled)
 	add("nginx.listen", c.Nginx.Listen, c.Nginx.Enabled && !c.Nginx.Unix())
 	add("postfix.listen", c.Postfix.Listen, c.Postfix.Enabled)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailgate/internal/metrics"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 )
@@ -155,5 +156,38 @@ func BenchmarkParseEncodingJSON(b *testing.B) {
 		if _, err := rules.ParseAddr(ref.Remote); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkHandlerAllowMetrics is HandlerAllow/discard with the metrics
+// on, as serve wires them: the decision log's observer counts the verdict
+// and the handler is timed for the latency histogram. The difference to
+// HandlerAllow/discard is what the metrics cost per decision.
+func BenchmarkHandlerAllowMetrics(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			now := time.Unix(1_800_000_000, 0)
+			dlog := policy.NewDecisionLog(io.Discard)
+			m := metrics.New()
+			if on {
+				dlog.Observe(m)
+			}
+			h := NewHandler(Config{APIKey: "myapikey", Now: func() time.Time { return now }}, benchEngine(b), dlog, nil)
+			req := newBenchRequest("command=allow", aliceBody)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := &discardWriter{h: http.Header{}}
+				t0 := time.Now()
+				h.ServeHTTP(w, req.next())
+				if on {
+					m.Latency("dovecot", time.Since(t0))
+				}
+				h.sessions.forget("zHU7R9RgWLZ/AAAB", now)
+			}
+		})
 	}
 }

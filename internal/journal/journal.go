@@ -216,7 +216,7 @@ func (j *Journal[K, V]) Flush(ctx context.Context, now time.Time) (written, retr
 		j.mu.Unlock()
 		retry = len(failed)
 		if first {
-			j.log.Error(j.cfg.Name+": writing to the store failed; retrying at the next flush", "rows", len(failed), "err", errs[0])
+			j.log.Error(j.cfg.Name+": writing to the store failed; retrying at the next flush", "kind", "store", "rows", len(failed), "err", errs[0])
 		}
 	} else {
 		for i, k := range failed {
@@ -231,7 +231,7 @@ func (j *Journal[K, V]) Flush(ctx context.Context, now time.Time) (written, retr
 	}
 	if j.cfg.Tidy != nil {
 		if err := j.cfg.Tidy(ctx, now); err != nil {
-			j.log.Error(j.cfg.Name+": deleting expired rows", "err", err)
+			j.log.Error(j.cfg.Name+": deleting expired rows", "kind", "store", "err", err)
 		}
 	}
 	return written, retry

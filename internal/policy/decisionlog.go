@@ -27,7 +27,20 @@ type DecisionLog struct {
 	mu  sync.Mutex
 	w   io.Writer
 	buf []byte
+	obs Observer
 }
+
+// Observer sees every verdict and login result the log is given, whether
+// or not lines are written (the metrics count them). It is called on the
+// request path and must not block or allocate.
+type Observer interface {
+	Verdict(now time.Time, a *Attempt, v *Verdict)
+	Result(now time.Time, a *Attempt, success bool)
+}
+
+// Observe makes o see every verdict and result; call it before the log is
+// used.
+func (l *DecisionLog) Observe(o Observer) { l.obs = o }
 
 // NewDecisionLog returns a log writing to w; a nil w discards.
 func NewDecisionLog(w io.Writer) *DecisionLog {
@@ -36,6 +49,9 @@ func NewDecisionLog(w io.Writer) *DecisionLog {
 
 // Verdict logs a verdict.
 func (l *DecisionLog) Verdict(now time.Time, a *Attempt, v *Verdict) {
+	if l != nil && l.obs != nil {
+		l.obs.Verdict(now, a, v)
+	}
 	if l == nil || l.w == nil {
 		return
 	}
@@ -47,6 +63,9 @@ func (l *DecisionLog) Verdict(now time.Time, a *Attempt, v *Verdict) {
 
 // Result logs a login result reported by a door.
 func (l *DecisionLog) Result(now time.Time, a *Attempt, success bool) {
+	if l != nil && l.obs != nil {
+		l.obs.Result(now, a, success)
+	}
 	if l == nil || l.w == nil {
 		return
 	}

@@ -86,6 +86,9 @@ type Config struct {
 	// Now is the servers' clock; nil means time.Now. (Handler methods
 	// take the time as an argument.)
 	Now func() time.Time
+	// Latency, if set, is told how long each request took to answer,
+	// from the request read to the answer written (the metrics).
+	Latency func(time.Duration)
 }
 
 // Defaults of Config, and the values of LimitAction.
@@ -160,6 +163,7 @@ type Handler struct {
 	idle     time.Duration
 	maxConns int
 	now      func() time.Time
+	latency  func(time.Duration) // nil: not measured
 
 	limit throttle.Log
 }
@@ -184,6 +188,7 @@ func NewHandler(cfg Config, e Engine, permits Permits, limits Limiter, dlog *pol
 		idle:     cfg.IdleTimeout,
 		maxConns: cfg.MaxConns,
 		now:      cfg.Now,
+		latency:  cfg.Latency,
 	}
 	if h.now == nil {
 		h.now = time.Now

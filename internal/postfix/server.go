@@ -270,12 +270,14 @@ func (s *Server) policyConn(c net.Conn, st *connState, relayOnly bool) {
 			return
 		}
 		st.busy()
+		t0 := time.Now()
 		action := s.h.Policy(&r, relayOnly, s.h.now())
 		out = append(append(append(out[:0], "action="...), action...), "\n\n"...)
 		if err := answer(c, br, bw, out); err != nil {
 			s.connEnd(c, "policy", err)
 			return
 		}
+		s.latency(t0)
 	}
 }
 
@@ -292,11 +294,13 @@ func (s *Server) socketmapConn(c net.Conn, st *connState) {
 		}
 		req = payload
 		st.busy()
+		t0 := time.Now()
 		out = appendNetstring(out[:0], s.h.socketmapReply(payload, s.h.now()))
 		if err := answer(c, br, bw, out); err != nil {
 			s.connEnd(c, "socketmap", err)
 			return
 		}
+		s.latency(t0)
 	}
 }
 
@@ -313,15 +317,24 @@ func (s *Server) tcpConn(c net.Conn, st *connState, mapName string) {
 		}
 		line = l
 		st.busy()
+		t0 := time.Now()
 		reply := s.h.tcpReply(l, mapName, s.h.now())
 		out = append(append(out[:0], reply...), '\n')
 		if err := answer(c, br, bw, out); err != nil {
 			s.connEnd(c, "tcp_table", err)
 			return
 		}
+		s.latency(t0)
 		if reply[0] == '4' {
 			return // Postfix disconnects after a 400 (dict_tcp.c); finish flushes it
 		}
+	}
+}
+
+// latency reports the time since t0 to Config.Latency, if set.
+func (s *Server) latency(t0 time.Time) {
+	if f := s.h.latency; f != nil {
+		f(time.Since(t0))
 	}
 }
 

@@ -580,3 +580,20 @@ func decodeRule(r *rules.Rule, scope, service, action, match string) error {
 	}
 	return nil
 }
+
+// Ping checks that the store answers: it takes the write lock (what every
+// persisted ban, permit and rule needs) and reads the schema version, then
+// lets go. Another process holding the write lock past ctx, or a file that
+// cannot be read, fails it.
+func (s *SQLite) Ping(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite store %q: %w", s.path, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // nothing was written
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_version`).Scan(&n); err != nil {
+		return fmt.Errorf("sqlite store %q: %w", s.path, err)
+	}
+	return nil
+}
