@@ -44,6 +44,7 @@ Usage:
   mailgate status [--json]                        version, uptime, bans, the brute-force rules and windows
   mailgate attack [--json]                        is the server "under attack" (bruteforce.under_attack)?
   mailgate attack end                             end it now (logins from new places are let in again)
+  mailgate reload [--json]                        re-read the daemon's config file and apply it (also SIGHUP)
   mailgate audit [--limit N] [--json]             who changed which rule
   mailgate import ispconfig (--csv F | --sql F | --mysql DSN) [--dry-run]
   mailgate import user-allowed --file F [--dry-run]   login|CC, login|IP lines
@@ -144,6 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdAttack(ctx, rest, stdout)
 	case "status":
 		return cmdStatus(ctx, rest, stdout)
+	case "reload":
+		return cmdReload(ctx, rest, stdout)
 	case "explain":
 		return cmdExplain(ctx, rest, stdout)
 	case "audit":
