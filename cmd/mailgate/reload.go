@@ -160,6 +160,10 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 	cfg, used, err := config.LoadOrDefault(r.path)
 	res.File = used
 	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			res.File = ce.File
+		}
 		return refuse(err)
 	}
 	if err := checkDovecotKey(&cfg, io.Discard); err != nil {
@@ -392,13 +396,21 @@ func cmdReload(ctx context.Context, args []string, stdout io.Writer) error {
 	} else if len(pos) > 0 {
 		return fmt.Errorf("%w: reload takes no arguments (got %q)", errUsage, pos[0])
 	}
+	var res api.ReloadJSON
 	c, err := cf.client()
-	if err != nil {
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ce):
+		// The file that names the admin socket does not parse: it is
+		// (most likely) the daemon's own file, which the daemon would
+		// refuse with the same errors. Nothing is sent.
+		res = api.ReloadJSON{File: ce.File, Errors: errorLines(err), Applied: []string{}, NeedsRestart: []string{}, Warnings: []string{}}
+	case err != nil:
 		return err
-	}
-	res, err := c.Reload(ctx)
-	if err != nil {
-		return fmt.Errorf("reload: %w", err)
+	default:
+		if res, err = c.Reload(ctx); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
 	}
 	if *jsonOut {
 		if err := printJSON(stdout, res); err != nil {
