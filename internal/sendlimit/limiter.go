@@ -42,11 +42,11 @@ type Limiter struct {
 	mu       sync.Mutex
 	def      Limits
 	accounts map[string]Limits // owned copy of Config.Accounts
-	slots  map[string]int32 // login → slot
-	chunks [][]account      // slot i is chunks[i/chunkLen][i%chunkLen]
-	links  []link           // slot i's place in the recency list
-	head   int32            // most recently active slot; none when empty
-	tail   int32            // least recently active slot: evicted first
+	slots    map[string]int32  // login → slot
+	chunks   [][]account       // slot i is chunks[i/chunkLen][i%chunkLen]
+	links    []link            // slot i's place in the recency list
+	head     int32             // most recently active slot; none when empty
+	tail     int32             // least recently active slot: evicted first
 }
 
 // Accounts live in chunks of chunkLen (fewer when MaxAccounts is small),
