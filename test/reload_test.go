@@ -167,10 +167,12 @@ recipients_per_hour = 10
 
 	// 1. mailgate reload: every reloadable section changes, and one
 	// listen address.
+	decisions := filepath.Join(dir, "decisions.log")
 	newDovecot := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	v2 := strings.Replace(e.config(fmt.Sprintf(`
 [log]
 level = "debug"
+decisions = %q
 
 [policy]
 deny_networks = ["192.0.2.50/32"]
@@ -188,10 +190,10 @@ recipients_per_hour = 4
 
 [messages]
 global_deny = "Reloaded: go away ({ip})."
-`, e.geo)), fmt.Sprintf("listen = %q\napi_key", e.dovecot), fmt.Sprintf("listen = %q\napi_key", newDovecot), 1)
+`, decisions, e.geo)), fmt.Sprintf("listen = %q\napi_key", e.dovecot), fmt.Sprintf("listen = %q\napi_key", newDovecot), 1)
 	e.write(t, v2)
 	r := e.reload(t, true)
-	for _, k := range []string{"log.level", "policy.deny_networks", "policy.trusted_networks", "geoip.database", "geoip.deny_countries", "bruteforce.addr_failures", "limits.recipients_per_hour", "messages"} {
+	for _, k := range []string{"log.level", "log.decisions", "policy.deny_networks", "policy.trusted_networks", "geoip.database", "geoip.deny_countries", "bruteforce.addr_failures", "limits.recipients_per_hour", "messages"} {
 		if !slices.Contains(r.Applied, k) {
 			t.Errorf("applied %v: no %s", r.Applied, k)
 		}
@@ -237,6 +239,22 @@ global_deny = "Reloaded: go away ({ip})."
 	}
 	if got := e.rcpt(t, "carol@example.test", "msg1"); !strings.HasPrefix(got, "action=DEFER") && !strings.HasPrefix(got, "action=4") {
 		t.Errorf("5th recipient of 4 (3 counted before the reload): %q", got)
+	}
+	// log.decisions: the decision lines go to the new file, the
+	// level to debug.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(decisions)
+		if strings.Contains(string(b), "reason=send_limit") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no send_limit decision in %s after the reload:\n%s", decisions, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(mg.DecisionLog(), "reason=send_limit") {
+		t.Errorf("a decision after the reload still went to stdout")
 	}
 	// The Dovecot door still listens where it did (needs a restart).
 	if code, _, err := rawHTTP("tcp", e.dovecot, "GET / HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"); err != nil || code == 0 {
