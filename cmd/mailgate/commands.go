@@ -36,7 +36,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "serve", synopsis: "", short: "run the daemon",
-			long: "Runs the doors (Dovecot, nginx, Postfix) and the admin API until SIGTERM or SIGINT. SIGHUP reopens the decision log file and reloads the GeoIP database.",
+			long: "Runs the doors (Dovecot, nginx, Postfix) and the admin API until SIGTERM or SIGINT. SIGHUP reopens the decision log file, reloads the GeoIP database and re-reads the config file (as mailgate reload does).",
 			run:  withStderr(cmdServe)},
 		{name: "config check", synopsis: "", short: "check a config file and print what Dovecot needs",
 			long: "Loads and validates the config file (or the built-in defaults), prints every problem with its key path, where the Dovecot door's key file is, and the warnings serve would log. Creates nothing.",
@@ -64,6 +64,7 @@ func commands() []command {
 		{name: "firewall apply", synopsis: "[--json]", short: "write the ruleset now (the daemon does at start and every reconcile_every)", run: out(cmdFirewallApply)},
 		{name: "attack", synopsis: "[--json]", short: "is the server under attack (bruteforce.under_attack)?", run: out(cmdAttack(false))},
 		{name: "attack end", synopsis: "[--json]", short: "end \"under attack\" now (logins from new places are let in again)", run: out(cmdAttack(true))},
+		{name: "reload", synopsis: "[--json]", short: "re-read the daemon's config file and apply it, keeping counters, bans and permits (also SIGHUP, systemctl reload)", run: out(cmdReload)},
 		{name: "audit", synopsis: "[--limit N] [--json]", short: "who changed which rule, ban or permit", run: out(cmdAudit)},
 		{name: "import ispconfig", synopsis: "(--csv F | --sql F | --mysql DSN) [--dry-run] [--sync] [--json]", short: "import ISPConfig's mail_user_ip_restriction rules", run: out(cmdImportISPConfig)},
 		{name: "import user-allowed", synopsis: "--file F [--dry-run] [--json]", short: "import login|CC and login|IP lines (the nginx country script's exceptions)", run: out(cmdImportUserAllowed)},

@@ -18,9 +18,8 @@ import (
 // a clean shutdown or a log rotation loses nothing; a crash (kill -9)
 // loses at most the last decisionFlushEvery.
 type decisionWriter struct {
-	path string
-
 	mu      sync.Mutex
+	path    string    // "" unless writing to a file
 	f       *os.File  // nil unless path is set
 	out     io.Writer // what buf writes to
 	buf     *bufio.Writer
@@ -43,8 +42,7 @@ func openDecisionWriter(where string) (*decisionWriter, error) {
 		return newDecisionWriter(io.Discard), nil
 	default:
 		d := &decisionWriter{}
-		d.path = where
-		if err := d.Reopen(); err != nil {
+		if err := d.Retarget(where); err != nil {
 			return nil, fmt.Errorf("log.decisions: %w", err)
 		}
 		return d, nil
@@ -89,22 +87,48 @@ func (d *decisionWriter) flush() {
 // Reopen writes what is buffered to the old file and goes on in a new one
 // at the same path.
 func (d *decisionWriter) Reopen() error {
-	if d.path == "" {
+	d.mu.Lock()
+	path := d.path
+	d.mu.Unlock()
+	if path == "" {
 		return nil
 	}
-	f, err := os.OpenFile(d.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return err
+	return d.Retarget(path)
+}
+
+// Retarget writes what is buffered to the old destination and goes on in
+// where (as log.decisions says: stdout, stderr, off or a file's path).
+// When the new file cannot be opened, nothing changes.
+func (d *decisionWriter) Retarget(where string) error {
+	var out io.Writer
+	var f *os.File
+	switch where {
+	case "stdout":
+		out = os.Stdout
+	case "stderr":
+		out = os.Stderr
+	case "off":
+		out = io.Discard
+	default:
+		var err error
+		if f, err = os.OpenFile(where, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err != nil {
+			return err
+		}
+		out = f
+	}
+	path := where
+	if f == nil {
+		path = ""
 	}
 	d.mu.Lock()
 	old := d.f
 	if d.buf != nil {
 		d.buf.Flush() //nolint:errcheck // a line the old file cannot take is lost, as unbuffered
-		d.buf.Reset(f)
+		d.buf.Reset(out)
 	} else {
-		d.buf = bufio.NewWriterSize(f, decisionBuffer)
+		d.buf = bufio.NewWriterSize(out, decisionBuffer)
 	}
-	d.f, d.out = f, f
+	d.f, d.out, d.path = f, out, path
 	d.mu.Unlock()
 	if old != nil {
 		old.Close()

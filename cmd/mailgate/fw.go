@@ -32,7 +32,7 @@ type firewall struct {
 	tracker    *abuse.Tracker
 	st         *store.SQLite
 	log        *slog.Logger
-	trustedFor time.Duration
+	trustedFor time.Duration // nc, trustedFor and reconcile: guarded by mu (a reload changes them)
 	reconcile  time.Duration
 
 	// apply serializes whole applies (start, reconcile, 'firewall apply')
@@ -102,6 +102,32 @@ func newFirewallState(fw *nft.Firewall, nc nft.Config, cfg config.Firewall, trac
 		},
 	}, log)
 	return f
+}
+
+// reconfigure applies a reloaded [firewall] section and trusted networks
+// to the running firewall and writes the new ruleset into the same table.
+// An invalid config changes nothing; a failed write is logged, and every
+// reconcile tries again (as at start).
+func (f *firewall) reconfigure(cfg config.Firewall, trustedNets []netip.Prefix, now time.Time) error {
+	nc := nftConfig(cfg, trustedNets)
+	if err := f.fw.SetConfig(nc); err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
+	f.mu.Lock()
+	f.nc, f.trustedFor, f.reconcile = nc, cfg.TrustedFor, cfg.ReconcileEvery
+	f.mu.Unlock()
+	if added, removed, err := f.Apply(now); err != nil {
+		f.log.Error("firewall: applying the reloaded config failed; every reconcile tries again", "err", err)
+	} else {
+		f.log.Info("firewall applied", "mode", cfg.Mode, "added", added, "removed", removed)
+	}
+	return nil
+}
+
+func (f *firewall) reconcileEvery() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reconcile
 }
 
 // nftConfig turns the [firewall] section into the nft package's config.
@@ -194,7 +220,10 @@ func (f *firewall) Apply(now time.Time) (added, removed int, err error) {
 
 // Show returns the ruleset wanted and the kernel's.
 func (f *firewall) Show(now time.Time) (want, have string, err error) {
-	want = nft.Render(f.nc, f.state(now), now)
+	f.mu.Lock()
+	nc := f.nc
+	f.mu.Unlock()
+	want = nft.Render(nc, f.state(now), now)
 	have, err = f.fw.Kernel()
 	return want, have, err
 }
@@ -246,9 +275,9 @@ func (f *firewall) login(login string, svc rules.Service, addr netip.Addr, now t
 		return
 	}
 	addr = addr.Unmap().WithZone("")
-	t := store.TrustedAddr{Addr: addr, Login: login, Expires: now.Add(f.trustedFor)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	t := store.TrustedAddr{Addr: addr, Login: login, Expires: now.Add(f.trustedFor)}
 	prev, had := f.trusted[addr]
 	if !had && len(f.trusted) >= maxTrusted {
 		return
@@ -274,7 +303,8 @@ func (f *firewall) run(ctx context.Context) {
 	defer func() { <-done }()
 	flush := time.NewTicker(fwFlush)
 	defer flush.Stop()
-	rec := time.NewTicker(f.reconcile)
+	every := f.reconcileEvery()
+	rec := time.NewTicker(every)
 	defer rec.Stop()
 	for {
 		select {
@@ -283,6 +313,10 @@ func (f *firewall) run(ctx context.Context) {
 			return
 		case now := <-flush.C:
 			f.flush(ctx, now)
+			if e := f.reconcileEvery(); e != every { // a reload changed it
+				every = e
+				rec.Reset(every)
+			}
 		case now := <-rec.C:
 			f.refreshNets(ctx, now)
 			f.apply.Lock()

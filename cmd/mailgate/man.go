@@ -96,7 +96,7 @@ func writeMan(w io.Writer, cmds []command) {
 	}
 	p(".SH SIGNALS")
 	p(".TP\nSIGTERM, SIGINT\n%s", roff("Stop: the doors stop accepting, requests in flight are answered, state is written."))
-	p(".TP\nSIGHUP\n%s", roff("Reopen the decision log file (logrotate) and reload the GeoIP database."))
+	p(".TP\nSIGHUP\n%s", roff("Reopen the decision log file (logrotate), reload the GeoIP database, and re-read the config file as mailgate reload does: what can change at run time is applied, what needs a restart is logged, a broken file is refused and the running config stays."))
 	p(".SH SEE ALSO")
 	p(`.BR dovecot (1),`)
 	p(`.BR postfix (1),`)

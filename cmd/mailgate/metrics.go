@@ -158,7 +158,8 @@ func (s *storeProbe) check(ctx context.Context) error {
 }
 
 // gauges registers the values read at each scrape.
-func (t *telemetry) gauges(tracker *abuse.Tracker, permits func() int, geo *geoip.Locator, st *storeProbe) {
+// geo returns the GeoIP database in use (nil: none); a reload may change it.
+func (t *telemetry) gauges(tracker *abuse.Tracker, permits func() int, geo func() *geoip.Locator, st *storeProbe) {
 	// Stats walks every ban once per kind: scrapes are seconds apart.
 	t.m.Gauge(`mailgate_bans{kind="address"}`, func() float64 { return float64(tracker.Stats().AddrBans) })
 	t.m.Gauge(`mailgate_bans{kind="login"}`, func() float64 { return float64(tracker.Stats().LoginBans) })
@@ -171,10 +172,16 @@ func (t *telemetry) gauges(tracker *abuse.Tracker, permits func() int, geo *geoi
 	if permits != nil {
 		t.m.Gauge(`mailgate_relay_permits`, func() float64 { return float64(permits()) })
 	}
-	if geo != nil {
-		t.m.Gauge(`mailgate_geoip_build_timestamp_seconds`, func() float64 { return float64(geo.Info().Built.Unix()) })
-		t.m.Gauge(`mailgate_geoip_loaded_timestamp_seconds`, func() float64 { return float64(geo.Info().Loaded.Unix()) })
+	geoTime := func(pick func(geoip.Info) time.Time) func() float64 {
+		return func() float64 {
+			if g := geo(); g != nil {
+				return float64(pick(g.Info()).Unix())
+			}
+			return 0 // no database (a reload may add one)
+		}
 	}
+	t.m.Gauge(`mailgate_geoip_build_timestamp_seconds`, geoTime(func(i geoip.Info) time.Time { return i.Built }))
+	t.m.Gauge(`mailgate_geoip_loaded_timestamp_seconds`, geoTime(func(i geoip.Info) time.Time { return i.Loaded }))
 	t.m.Gauge(`mailgate_store_up`, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), api.HealthTimeout)
 		defer cancel()
@@ -187,7 +194,7 @@ func (t *telemetry) gauges(tracker *abuse.Tracker, permits func() int, geo *geoi
 
 // status fills in GET /v1/status's doors, permits, GeoIP database and
 // errors.
-func (t *telemetry) status(permits func() int, geo *geoip.Locator) func(now time.Time, out *api.StatusJSON) {
+func (t *telemetry) status(permits func() int, geo func() *geoip.Locator) func(now time.Time, out *api.StatusJSON) {
 	return func(now time.Time, out *api.StatusJSON) {
 		t.mu.Lock()
 		ls := t.listeners
@@ -205,8 +212,8 @@ func (t *telemetry) status(permits func() int, geo *geoip.Locator) func(now time
 			n := permits()
 			out.Permits = &n
 		}
-		if geo != nil {
-			i := geo.Info()
+		if g := geo(); g != nil {
+			i := g.Info()
 			out.GeoIP = &api.GeoIPJSON{Path: i.Path, Type: i.DatabaseType, Built: i.Built.UTC(), Loaded: i.Loaded.UTC(),
 				AgeSeconds: int64(now.Sub(i.Built) / time.Second), LoadedSeconds: int64(now.Sub(i.Loaded) / time.Second)}
 		}

@@ -17,6 +17,7 @@ import (
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/config"
+	"mailgate/internal/geoip"
 	"mailgate/internal/policy"
 )
 
@@ -26,7 +27,7 @@ func scrapeAll(t *testing.T) string {
 	t.Helper()
 	tel := newTelemetry(time.Now())
 	tr := abuse.New(config.Default().BruteForce.Abuse())
-	tel.gauges(tr, func() int { return 3 }, nil, &storeProbe{st: fakePinger{}})
+	tel.gauges(tr, func() int { return 3 }, func() *geoip.Locator { return nil }, &storeProbe{st: fakePinger{}})
 	now := time.Now()
 	a := policy.Attempt{Door: "dovecot"}
 	tel.m.Verdict(now, &a, &policy.Verdict{})

@@ -46,18 +46,22 @@ func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	log := slog.New(logHandler(stderr, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}))
+	level := new(slog.LevelVar) // a reload changes it
+	level.Set(logLevel(cfg.Log.Level))
+	log := slog.New(logHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if used == "" {
 		log.Info("no config file; running on built-in defaults", "looked_for", config.DefaultPath)
 	} else {
 		log.Info("config loaded", "file", used)
 	}
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, *cfgPath, log, level)
 }
 
 // serve builds every component in dependency order and runs until ctx is
 // done: config → store → rules → engine → decision log → doors → admin API.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+// path is the --config given (re-read by a reload), level the log level
+// (set by a reload).
+func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger, level *slog.LevelVar) error {
 	tel := newTelemetry(time.Now())
 	log = tel.wrapLog(log)
 	fixed, err := configRules(&cfg)
@@ -97,17 +101,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	engine := policy.New(idx, policy.Messages(cfg.Messages)).
 		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
-	var geo *geoip.Locator
+	geo := &geoHolder{log: log.With("component", "geoip")}
+	defer geo.close()
 	if cfg.GeoIP.Database != "" {
-		geo, err = geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, log.With("component", "geoip"))
+		loc, err := geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, log.With("component", "geoip"))
 		if err != nil {
 			return fmt.Errorf("geoip.database: %w", err)
 		}
-		defer geo.Close()
-		i := geo.Info()
-		log.Info("geoip database loaded", "path", i.Path, "format", i.Format, "type", i.DatabaseType,
-			"country_field", i.CountryField, "built", i.Built.Format(time.DateOnly))
-		engine.WithCountries(countryLookup(geo), cfg.GeoIP.Countries())
+		engine.WithCountries(geo.swap(loc), cfg.GeoIP.Countries())
 	} else if n := countryRules(ctx, book); n > 0 {
 		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 	}
@@ -197,13 +198,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer stopBG()
 	var wg sync.WaitGroup
 	errc := make(chan error, 16) // every listener may fail once
-	if geo != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			geo.Watch(bg)
-		}()
-	}
 	var servers []*http.Server
 	start := func(name string, srv *http.Server, ln net.Listener) {
 		servers = append(servers, srv)
@@ -357,7 +351,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	banbook := api.NewBanbook(persist, tracker)
 	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithBackup(st.Backup).
-		WithGeoIP(geo != nil)
+		WithGeoIP(cfg.GeoIP.Database != "")
 	if fwall != nil {
 		banbook.OnChange(fwall.bans)
 		// From the kernel's ruleset to the wanted one: "+" lines are what
@@ -398,8 +392,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		permitCount = grants.t.Len
 	}
 	probe := &storeProbe{st: st}
-	tel.gauges(tracker, permitCount, geo, probe)
-	admin.WithHealth(tel.health(probe)).WithStatus(tel.status(permitCount, geo))
+	tel.gauges(tracker, permitCount, geo.current, probe)
+	admin.WithHealth(tel.health(probe)).WithStatus(tel.status(permitCount, geo.current))
 	if cfg.Metrics.Listen != "" {
 		mln, err := listenMetrics(cfg.Metrics.Listen)
 		if err != nil {
@@ -412,6 +406,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		dlog.Surge(now, s, actor)
 		log.Info("under attack: ended by hand", "by", actor)
 	})
+	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dw: dw, admin: admin}
+	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
 		return fmt.Errorf("admin.socket: %w", err)
@@ -496,11 +493,8 @@ loop:
 			} else {
 				log.Info("decision log reopened")
 			}
-			if geo != nil {
-				if err := geo.Reload(); err != nil {
-					log.Error("geoip database not reloaded; the loaded one stays in use", "err", err)
-				}
-			}
+			geo.reopen()
+			rl.reload(ctx, "SIGHUP", time.Now())
 		}
 	}
 	log.Info("shutting down")

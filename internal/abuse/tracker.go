@@ -36,20 +36,8 @@ type Tracker struct {
 	cfg  Config
 	seed maphash.Seed
 
-	// Word layout of an address's state: the rule (b) ring, then the
-	// spray set of (login hash, last failure), then the hour and the day
-	// window. A login's: the rule (a) ring, then the address set of (key
-	// hi, key lo, last failure), then the hour and the day window.
-	addrSpray    int
-	addrSlow     int
-	loginAddrs   int
-	loginAddrCap int
-	loginSlow    int
-	// How long a key's state matters after its last failure: its
-	// longest window.
-	addrKeep, loginKeep time.Duration
-	// The slow windows (Config.HourWindow, Config.DayWindow).
-	hourWindow, dayWindow window
+	shape
+	v6bits int // cfg.IPv6Prefix, fixed for the tracker's life (read without the lock)
 
 	mu        sync.RWMutex
 	addrs     *lru[addrKey]
@@ -69,6 +57,42 @@ type Tracker struct {
 	surgeMuted  int64        // EndSurge: no new surge before this
 	underAttack atomic.Bool  // surge.on, read without the lock by Check
 	countries   *lru[uint64] // a login's usual countries (by login hash); nil when surges are off
+}
+
+// shape is the layout of a tracker's per-key state, derived from its
+// Config.
+type shape struct {
+	// Word layout of an address's state: the rule (b) ring, then the
+	// spray set of (login hash, last failure), then the hour and the day
+	// window. A login's: the rule (a) ring, then the address set of (key
+	// hi, key lo, last failure), then the hour and the day window.
+	addrSpray    int
+	addrSlow     int
+	loginAddrs   int
+	loginAddrCap int
+	loginSlow    int
+	// How long a key's state matters after its last failure: its
+	// longest window.
+	addrKeep, loginKeep time.Duration
+	// The slow windows (Config.HourWindow, Config.DayWindow).
+	hourWindow, dayWindow window
+}
+
+// shapeOf returns the layout of cfg.
+func shapeOf(cfg *Config) shape {
+	var t shape
+	t.hourWindow = newWindow(cfg.HourWindow, hourBuckets)
+	t.dayWindow = newWindow(cfg.DayWindow, dayBuckets)
+	t.addrSpray = cfg.AddrFailures
+	t.addrSlow = t.addrSpray + 2*cfg.SprayLogins
+	t.loginAddrs = cfg.LoginFailures
+	t.loginAddrCap = max(cfg.LoginMinAddrs, minLoginAddrs)
+	t.loginSlow = t.loginAddrs + 3*t.loginAddrCap
+	t.addrKeep = max(cfg.AddrWindow, keepFor(cfg.spray(), cfg.SprayWindow),
+		keepFor(cfg.AddrHourFailures > 0, t.hourWindow.span()), keepFor(cfg.AddrDayFailures > 0, t.dayWindow.span()))
+	t.loginKeep = max(cfg.LoginWindow,
+		keepFor(cfg.LoginHourFailures > 0, t.hourWindow.span()), keepFor(cfg.LoginDayFailures > 0, t.dayWindow.span()))
+	return t
 }
 
 // addrKey is a client address as counted: the IPv4 address (in its
@@ -132,17 +156,8 @@ func New(cfg Config) *Tracker {
 		hist:      map[histKey]hist{},
 		stale:     map[staleKey]int64{},
 	}
-	t.hourWindow = newWindow(cfg.HourWindow, hourBuckets)
-	t.dayWindow = newWindow(cfg.DayWindow, dayBuckets)
-	t.addrSpray = cfg.AddrFailures
-	t.addrSlow = t.addrSpray + 2*cfg.SprayLogins
-	t.loginAddrs = cfg.LoginFailures
-	t.loginAddrCap = max(cfg.LoginMinAddrs, minLoginAddrs)
-	t.loginSlow = t.loginAddrs + 3*t.loginAddrCap
-	t.addrKeep = max(cfg.AddrWindow, keepFor(cfg.spray(), cfg.SprayWindow),
-		keepFor(cfg.AddrHourFailures > 0, t.hourWindow.span()), keepFor(cfg.AddrDayFailures > 0, t.dayWindow.span()))
-	t.loginKeep = max(cfg.LoginWindow,
-		keepFor(cfg.LoginHourFailures > 0, t.hourWindow.span()), keepFor(cfg.LoginDayFailures > 0, t.dayWindow.span()))
+	t.shape = shapeOf(&cfg)
+	t.v6bits = cfg.IPv6Prefix
 	t.addrs = newLRU[addrKey](cfg.MaxKeys, t.addrSlow+2)
 	t.logins = newLRU[uint64](cfg.MaxKeys, t.loginSlow+2)
 	t.pairs = newLRU[pairKey](cfg.MaxKeys, pairStride)
@@ -166,14 +181,18 @@ func keepFor(on bool, d time.Duration) time.Duration {
 }
 
 // Config returns the tracker's configuration.
-func (t *Tracker) Config() Config { return t.cfg }
+func (t *Tracker) Config() Config {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.cfg
+}
 
 func (t *Tracker) keyOf(a netip.Addr) addrKey {
 	a = a.Unmap()
 	b := a.As16()
 	k := addrKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 	if a.Is6() {
-		if bits := t.cfg.IPv6Prefix; bits <= 64 {
+		if bits := t.v6bits; bits <= 64 {
 			k.hi &= ^uint64(0) << (64 - bits)
 			k.lo = 0
 		} else {
@@ -191,7 +210,7 @@ func (t *Tracker) prefixOf(k addrKey) netip.Prefix {
 	if a.Is4In6() {
 		return netip.PrefixFrom(a.Unmap(), 32)
 	}
-	return netip.PrefixFrom(a, t.cfg.IPv6Prefix)
+	return netip.PrefixFrom(a, t.v6bits)
 }
 
 func (t *Tracker) loginHash(login string) uint64 { return maphash.String(t.seed, login) }

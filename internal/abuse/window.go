@@ -56,7 +56,10 @@ func (wd window) age(w int64, n int64) uint64 {
 }
 
 // add counts one failure at n in the word.
-func (wd window) add(w *int64, n int64) {
+func (wd window) add(w *int64, n int64) { wd.addN(w, n, 1) }
+
+// addN counts c failures at n in the word (the bucket saturates at 255).
+func (wd window) addN(w *int64, n int64, c int) {
 	age := wd.age(*w, n)
 	counts := uint64(*w) & (1<<wd.shift() - 1)
 	if age >= uint64(wd.buckets) {
@@ -66,9 +69,7 @@ func (wd window) add(w *int64, n int64) {
 		// dropping those past the window.
 		counts = (counts << (8 * age)) & (1<<wd.shift() - 1)
 	}
-	if counts&0xff < 0xff {
-		counts++
-	}
+	counts += uint64(min(c, int(0xff-counts&0xff)))
 	*w = int64(wd.index(n)<<wd.shift() | counts)
 }
 

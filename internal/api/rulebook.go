@@ -42,6 +42,10 @@ func NewRulebook(st RuleStore, idx *rules.Index, fixed []rules.Rule) *Rulebook {
 func (b *Rulebook) Load(ctx context.Context, now time.Time) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.loadLocked(ctx, now)
+}
+
+func (b *Rulebook) loadLocked(ctx context.Context, now time.Time) (int, error) {
 	rs, err := b.store.Rules(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("loading rules: %w", err)
@@ -55,6 +59,21 @@ func (b *Rulebook) Load(ctx context.Context, now time.Time) (int, error) {
 	n := len(live)
 	b.idx.Replace(append(live, b.fixed...))
 	return n, nil
+}
+
+// SetFixed replaces the config file's rules (a reload): the index is
+// rebuilt from the store and fixed in one swap, so a decision sees the
+// old set or the new one. On an error nothing changes.
+func (b *Rulebook) SetFixed(ctx context.Context, now time.Time, fixed []rules.Rule) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.fixed
+	b.fixed = fixed
+	if _, err := b.loadLocked(ctx, now); err != nil {
+		b.fixed = old
+		return err
+	}
+	return nil
 }
 
 // Add stores rs in one transaction, then puts them in the index.
@@ -100,7 +119,10 @@ func (b *Rulebook) List(ctx context.Context) ([]rules.Rule, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(rs, b.fixed...), nil
+	b.mu.Lock()
+	fixed := b.fixed
+	b.mu.Unlock()
+	return append(rs, fixed...), nil
 }
 
 // Get returns stored rule id.

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -48,7 +49,7 @@ type Server struct {
 	tokenHash [sha256.Size]byte
 	now       func() time.Time
 	started   time.Time
-	geoip     bool        // country rules can match: a GeoIP database is configured
+	geoip     atomic.Bool // country rules can match: a GeoIP database is configured
 	permits   *Permitbook // nil: relay permits are off
 	onLogin   OnLoginFunc // nil: relay permits are off
 	limits    LimitLister // nil: sending limits are off
@@ -62,6 +63,8 @@ type Server struct {
 	onSurgeEnd func(now time.Time, actor string)    // see WithBruteForce
 
 	backup BackupFunc // nil: GET /v1/backup answers 404
+
+	reloadFn func(ctx context.Context, actor string) ReloadJSON // nil: POST /v1/reload answers 409
 }
 
 // NewServer returns the admin API over book and engine. token, if not
@@ -76,9 +79,12 @@ func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, 
 // Without one, rules matching countries are refused: they would never
 // match, and an allow rule by country would shut the account out.
 func (s *Server) WithGeoIP(on bool) *Server {
-	s.geoip = on
+	s.SetGeoIP(on)
 	return s
 }
+
+// SetGeoIP is WithGeoIP for a running server (a reload).
+func (s *Server) SetGeoIP(on bool) { s.geoip.Store(on) }
 
 // WithRelay serves the relay permit endpoints over pb, and login reports
 // (POST /v1/logins) through onLogin. Without it they answer 409: relay
@@ -133,6 +139,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/attack", s.showAttack)
 	mux.HandleFunc("POST /v1/attack/end", s.endAttack)
 	mux.HandleFunc("GET /v1/backup", s.serveBackup)
+	mux.HandleFunc("POST /v1/reload", s.reload)
 	return s.authenticate(mux)
 }
 
@@ -242,7 +249,7 @@ func (s *Server) addRules(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
-		if rs[i].Countries != "" && !s.geoip {
+		if rs[i].Countries != "" && !s.geoip.Load() {
 			writeError(w, http.StatusBadRequest, errors.New("match: country rules need a GeoIP database; set [geoip] database in the config and restart mailgate"))
 			return
 		}

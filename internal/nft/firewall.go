@@ -80,6 +80,20 @@ func New(cfg Config, conn Conn, log *slog.Logger) (*Firewall, error) {
 	return &Firewall{cfg: cfg, conn: conn, log: log, table: table(), want: newDesired()}, nil
 }
 
+// SetConfig replaces the configuration (a reload); the next Apply writes
+// the rules and the chain it renders, into the same table and sets. An
+// invalid cfg is refused, nothing changed.
+func (f *Firewall) SetConfig(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.TrustedNets = slices.Clone(cfg.TrustedNets)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfg = cfg
+	return nil
+}
+
 // Apply makes table inet mailgate hold the sets and the input chain of the
 // configured mode and the elements of st, in one transaction: the table,
 // the chain and missing sets are created, the chain's rules are replaced,

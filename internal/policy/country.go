@@ -118,8 +118,14 @@ func kindKey(k CountryKind) string {
 // country list p to logins. Call it while wiring, before the engine is
 // used.
 func (e *Engine) WithCountries(lookup CountryLookup, p CountryPolicy) *Engine {
-	e.geo, e.countries = lookup, p
+	e.SetCountries(lookup, p)
 	return e
+}
+
+// SetCountries replaces the GeoIP lookup (nil: none) and the global
+// country list, for decisions that start after it returns.
+func (e *Engine) SetCountries(lookup CountryLookup, p CountryPolicy) {
+	e.update(func(s *Settings) { s.Geo, s.Countries = lookup, p })
 }
 
 // Country labels for Attempt.Country when the database names none.
@@ -130,11 +136,11 @@ const (
 
 // country looks the client up once per attempt and records the answer in
 // a.Country. cc is the code country rules match ("" for none).
-func (e *Engine) country(a *Attempt) (cc string, kind CountryKind) {
-	if e.geo == nil || !a.Client.IsValid() {
+func (s *Settings) country(a *Attempt) (cc string, kind CountryKind) {
+	if s.Geo == nil || !a.Client.IsValid() {
 		return "", CountryUnknown
 	}
-	cc, kind = e.geo(a.Client)
+	cc, kind = s.Geo(a.Client)
 	switch {
 	case kind == CountryFound && len(cc) == 2:
 		a.Country = cc

@@ -11,6 +11,7 @@ package policy
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"mailgate/internal/abuse"
@@ -20,16 +21,25 @@ import (
 // Engine decides attempts against an index of rules and, when set up
 // with WithAbuse, the brute-force tracker's bans and counters.
 type Engine struct {
-	idx  *rules.Index
-	msgs Messages
+	idx   *rules.Index
+	abuse *abuse.Tracker // nil: no bans
 
-	geo       CountryLookup // nil: no GeoIP
-	countries CountryPolicy
+	// set is swapped whole by the setters (a reload); a decision loads
+	// it once, so it sees one consistent version without a lock.
+	set atomic.Pointer[Settings]
+}
 
-	abuse       *abuse.Tracker // nil: no bans
-	count       bool           // feed reported results to abuse
-	loginTarpit time.Duration
-	staleTarpit time.Duration
+// Settings are the engine's run-time settings: what a reload may change.
+// A Settings value is never modified once the engine holds it.
+type Settings struct {
+	Messages Messages // complete: New and SetMessages fill in DefaultMessages
+
+	Geo       CountryLookup // nil: no GeoIP
+	Countries CountryPolicy
+
+	Count       bool // feed reported results to the tracker
+	LoginTarpit time.Duration
+	StaleTarpit time.Duration
 }
 
 // WithAbuse makes the engine consult t's bans on every decision and, when
@@ -37,18 +47,54 @@ type Engine struct {
 // attempts wait loginTarpit and are then refused; a stale client's wait
 // staleTarpit. Call it while wiring, before the engine is used.
 func (e *Engine) WithAbuse(t *abuse.Tracker, count bool, loginTarpit, staleTarpit time.Duration) *Engine {
-	e.abuse, e.count, e.loginTarpit, e.staleTarpit = t, count, loginTarpit, staleTarpit
+	e.abuse = t
+	e.SetAbuse(count, loginTarpit, staleTarpit)
 	return e
 }
 
 // New returns an engine over idx. msgs are the user-visible refusal texts;
 // reasons missing from it fall back to DefaultMessages.
 func New(idx *rules.Index, msgs Messages) *Engine {
+	e := &Engine{idx: idx}
+	e.set.Store(&Settings{Messages: fullMessages(msgs)})
+	return e
+}
+
+func fullMessages(msgs Messages) Messages {
 	m := DefaultMessages()
 	for k, v := range msgs {
 		m[k] = v
 	}
-	return &Engine{idx: idx, msgs: m}
+	return m
+}
+
+// Settings returns the engine's current settings (not to be modified).
+func (e *Engine) Settings() *Settings { return e.set.Load() }
+
+// update swaps in a copy of the settings changed by f. Setters may run
+// concurrently with decisions and with each other.
+func (e *Engine) update(f func(s *Settings)) {
+	for {
+		old := e.set.Load()
+		s := *old
+		f(&s)
+		if e.set.CompareAndSwap(old, &s) {
+			return
+		}
+	}
+}
+
+// SetMessages replaces the refusal texts; reasons missing from msgs fall
+// back to DefaultMessages.
+func (e *Engine) SetMessages(msgs Messages) {
+	m := fullMessages(msgs)
+	e.update(func(s *Settings) { s.Messages = m })
+}
+
+// SetAbuse changes whether reported results are counted and the tarpits
+// of banned logins and stale clients. The tracker is WithAbuse's.
+func (e *Engine) SetAbuse(count bool, loginTarpit, staleTarpit time.Duration) {
+	e.update(func(s *Settings) { s.Count, s.LoginTarpit, s.StaleTarpit = count, loginTarpit, staleTarpit })
 }
 
 // Index returns the engine's rule index, for the caller to keep in step
@@ -82,8 +128,9 @@ func (e *Engine) Decide(a *Attempt, now time.Time, tr *Trace) Verdict {
 // is not explicit (a country is not a trusted place): the verdict is then
 // the account's allow, but decided is false.
 func (e *Engine) decideRules(a *Attempt, now time.Time, tr *Trace) (v Verdict, decided bool) {
-	cc, kind := e.country(a)
-	if e.geo != nil {
+	set := e.set.Load()
+	cc, kind := set.country(a)
+	if set.Geo != nil {
 		tr.add("country", a.Country, 0, "")
 	}
 	if !a.Client.IsValid() {
@@ -154,21 +201,21 @@ func (e *Engine) decideRules(a *Attempt, now time.Time, tr *Trace) (v Verdict, d
 		}
 		return v, true
 	}
-	if e.geo != nil && e.countries.active() {
-		blocked := e.countries.blocks(cc, kind)
+	if countries := &set.Countries; set.Geo != nil && countries.active() {
+		blocked := countries.blocks(cc, kind)
 		switch {
 		case blocked && extra.Found:
 			if tr != nil {
-				tr.add("global country list", "exception", extra.ID, e.countries.why(cc, kind)+"; the account's extra rule "+extraDetail(extra)+" lets it in")
+				tr.add("global country list", "exception", extra.ID, countries.why(cc, kind)+"; the account's extra rule "+extraDetail(extra)+" lets it in")
 			}
 		case blocked:
 			if tr != nil {
-				tr.add("global country list", "blocked", 0, e.countries.why(cc, kind))
+				tr.add("global country list", "blocked", 0, countries.why(cc, kind))
 			}
 			return Verdict{Action: Deny, Reason: ReasonCountryBlocked, Source: "config"}, true
 		default:
 			if tr != nil {
-				tr.add("global country list", "passed", 0, e.countries.why(cc, kind))
+				tr.add("global country list", "passed", 0, countries.why(cc, kind))
 			}
 		}
 	}
@@ -205,7 +252,7 @@ func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict)
 			if tr != nil {
 				tr.add("login bans", "banned", 0, banDetail(st.LoginBan, now))
 			}
-			return Verdict{Action: Deny, Reason: ReasonBannedLogin, BanID: st.LoginBan.ID, Delay: e.loginTarpit}
+			return Verdict{Action: Deny, Reason: ReasonBannedLogin, BanID: st.LoginBan.ID, Delay: e.set.Load().LoginTarpit}
 		}
 	} else {
 		tr.add("login bans", "not banned", 0, "")
@@ -225,7 +272,7 @@ func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict)
 	}
 	if st.Stale {
 		tr.add("stale password", "stale", 0, "this address keeps failing with the same password: tarpitted, never banned")
-		return Verdict{Action: Tarpit, Reason: ReasonStalePassword, Delay: e.staleTarpit}
+		return Verdict{Action: Tarpit, Reason: ReasonStalePassword, Delay: e.set.Load().StaleTarpit}
 	}
 	tr.add("stale password", "no", 0, "")
 	return pass
@@ -244,13 +291,13 @@ func banDetail(b abuse.BanRef, now time.Time) string {
 // or an address the account's own allow rule names. It returns the bans
 // the result created, for the caller to persist and log.
 func (e *Engine) Report(a *Attempt, success bool, now time.Time) []abuse.Ban {
-	if e.abuse == nil || !e.count || !a.Client.IsValid() {
+	if e.abuse == nil || !e.set.Load().Count || !a.Client.IsValid() {
 		return nil
 	}
 	if v, explicit := e.decideRules(a, now, nil); explicit && (v.Reason == ReasonTrusted || v.Reason == ReasonAccountAllow) {
 		return nil
 	}
-	cc, _ := e.country(a)
+	cc, _ := e.set.Load().country(a)
 	return e.abuse.Record(abuse.Event{Login: a.Login, Addr: a.Client, PwHash: a.PwHash, Success: success, Country: cc}, now)
 }
 
@@ -268,7 +315,7 @@ func (e *Engine) Message(a *Attempt, v *Verdict) string {
 	if v.Action != Deny {
 		return ""
 	}
-	return e.msgs.Message(a, v)
+	return e.set.Load().Messages.Message(a, v)
 }
 
 // LevelName is the account level whose rules decided the verdict: the

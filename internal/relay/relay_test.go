@@ -104,7 +104,7 @@ func TestKey(t *testing.T) {
 	}
 	for _, tc := range tests {
 		if got := tc.tab.Key(addr(tc.in)); got != prefix(tc.want) {
-			t.Errorf("Key(%s) with ipv6_prefix %d = %s, want %s", tc.in, tc.tab.cfg.IPv6Prefix, got, tc.want)
+			t.Errorf("Key(%s) with ipv6_prefix %d = %s, want %s", tc.in, tc.tab.s().cfg.IPv6Prefix, got, tc.want)
 		}
 	}
 	if got := t64.Key(netip.Addr{}); got.IsValid() {
@@ -143,8 +143,8 @@ func run(t *testing.T, tab *Table, steps []step) {
 			if s.prefix != "" && p.Prefix != prefix(s.prefix) {
 				t.Fatalf("step %d: permit %s, want %s", i, p.Prefix, s.prefix)
 			}
-			if (o == Granted || o == Refreshed) && (!p.Expires.Equal(now.Add(tab.cfg.TTL)) || p.Login != s.login) {
-				t.Fatalf("step %d: permit %+v, want expiry %s and login %s", i, p, now.Add(tab.cfg.TTL), s.login)
+			if (o == Granted || o == Refreshed) && (!p.Expires.Equal(now.Add(tab.s().cfg.TTL)) || p.Login != s.login) {
+				t.Fatalf("step %d: permit %+v, want expiry %s and login %s", i, p, now.Add(tab.s().cfg.TTL), s.login)
 			}
 		case "check":
 			p, ok := tab.Check(a, now)

@@ -28,7 +28,7 @@ type seen struct {
 // whether the network is shared now. A network not yet remembered takes
 // the place of the least recently seen one when MaxPermits networks are.
 func (t *Table) seeLocked(key netip.Prefix, login string, now time.Time) bool {
-	if !t.track {
+	if !t.s().track {
 		return false
 	}
 	at := now.UnixNano()
@@ -36,7 +36,7 @@ func (t *Table) seeLocked(key netip.Prefix, login string, now time.Time) bool {
 	switch {
 	case n != nil:
 		t.unlinkLocked(n)
-	case len(t.nets) >= t.cfg.MaxPermits && t.oldest != nil:
+	case len(t.nets) >= t.s().cfg.MaxPermits && t.oldest != nil:
 		n = t.oldest // reused, with its logins slice
 		t.unlinkLocked(n)
 		delete(t.nets, keyOf(n.key))
@@ -55,14 +55,14 @@ func (t *Table) seeLocked(key netip.Prefix, login string, now time.Time) bool {
 	}
 	switch {
 	case i < len(n.logins): // seen before: move to the front
-	case len(n.logins) < t.perNet:
+	case len(n.logins) < t.s().perNet:
 		n.logins = append(n.logins, seen{})
 	default:
 		i = len(n.logins) - 1 // full: the least recent one goes
 	}
 	copy(n.logins[1:i+1], n.logins[:i])
 	n.logins[0] = seen{login: login, at: at}
-	return t.cfg.SharedLogins > 0 && t.recent(n, at) >= t.cfg.SharedLogins
+	return t.s().cfg.SharedLogins > 0 && t.recent(n, at) >= t.s().cfg.SharedLogins
 }
 
 // clear0 empties s, dropping its references to login strings.
@@ -73,7 +73,7 @@ func clear0(s []seen) []seen {
 
 // within reports whether a login at was within SharedWindow before now
 // (a login exactly SharedWindow ago is not).
-func (t *Table) within(now, at int64) bool { return now-at < int64(t.cfg.SharedWindow) }
+func (t *Table) within(now, at int64) bool { return now-at < int64(t.s().cfg.SharedWindow) }
 
 // recent counts n's logins within SharedWindow before now.
 func (t *Table) recent(n *netLogins, now int64) int {
@@ -104,7 +104,7 @@ func (t *Table) sharedLocked(key netip.Prefix, now time.Time) (bool, []string) {
 			accounts = append(accounts, s.login)
 		}
 	}
-	return t.cfg.SharedLogins > 0 && c >= t.cfg.SharedLogins, accounts
+	return t.s().cfg.SharedLogins > 0 && c >= t.s().cfg.SharedLogins, accounts
 }
 
 // forgetStaleLocked forgets the networks with no login within

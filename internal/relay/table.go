@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -29,10 +31,7 @@ const (
 // form a second map with a least-recently-seen list, each keeping at most
 // max(SharedLogins+8, 10) distinct logins (the most recent ones).
 type Table struct {
-	cfg    Config // immutable after New; Never normalized
-	grant  [256]bool
-	track  bool // remember logins per network (SharedWindow > 0)
-	perNet int  // logins kept per network
+	set atomic.Pointer[settings] // swapped whole by Reconfigure
 
 	mu      sync.RWMutex
 	permits map[netKey]*entry
@@ -42,6 +41,17 @@ type Table struct {
 	oldest  *netLogins // least recently seen network
 	evicted uint64
 }
+
+// settings are a table's configuration and what follows from it; never
+// modified once stored.
+type settings struct {
+	cfg    Config // Never normalized
+	grant  [256]bool
+	track  bool // remember logins per network (SharedWindow > 0)
+	perNet int  // logins kept per network
+}
+
+func (t *Table) s() *settings { return t.set.Load() }
 
 // netKey is a permit network as a map key: its 16-byte address (IPv4 in
 // its mapped form). The prefix length follows from the family and
@@ -72,17 +82,49 @@ func New(cfg Config) *Table {
 		panic(fmt.Sprintf("relay.New: invalid config: %v", err))
 	}
 	t := &Table{
-		cfg:     cfg,
-		track:   cfg.SharedWindow > 0,
-		perNet:  max(cfg.SharedLogins+8, maxAccounts),
 		permits: map[netKey]*entry{},
 		nets:    map[netKey]*netLogins{},
 	}
-	for _, s := range cfg.Services {
-		t.grant[s] = true
+	t.set.Store(settingsOf(cfg))
+	return t
+}
+
+// ErrNeedsRestart is returned by Reconfigure for a change it cannot make
+// to a live table.
+var ErrNeedsRestart = errors.New("needs a restart")
+
+// Reconfigure replaces the table's configuration (a reload): TTL (for
+// permits granted or refreshed from now on; those held keep their
+// expiry), services, never networks, shared-network detection. The
+// permits held stay, also those a new never network covers (remove them
+// with Remove if they must go). IPv6Prefix and MaxPermits key and size
+// the table: a change of either is refused with ErrNeedsRestart. cfg must
+// be valid.
+func (t *Table) Reconfigure(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
-	t.cfg.Services = slices.Clone(cfg.Services)
-	t.cfg.Never = make([]netip.Prefix, 0, len(cfg.Never))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.s().cfg
+	if cfg.IPv6Prefix != old.IPv6Prefix || cfg.MaxPermits != old.MaxPermits {
+		return ErrNeedsRestart
+	}
+	t.set.Store(settingsOf(cfg))
+	return nil
+}
+
+func settingsOf(cfg Config) *settings {
+	s := &settings{
+		cfg:    cfg,
+		track:  cfg.SharedWindow > 0,
+		perNet: max(cfg.SharedLogins+8, maxAccounts),
+	}
+	for _, sv := range cfg.Services {
+		s.grant[sv] = true
+	}
+	s.cfg.Services = slices.Clone(cfg.Services)
+	s.cfg.Never = make([]netip.Prefix, 0, len(cfg.Never))
 	for _, p := range cfg.Never {
 		if !p.IsValid() {
 			continue
@@ -92,9 +134,9 @@ func New(cfg Config) *Table {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
-		t.cfg.Never = append(t.cfg.Never, p.Masked())
+		s.cfg.Never = append(s.cfg.Never, p.Masked())
 	}
-	return t
+	return s
 }
 
 // Key returns the permit network of addr: the address itself for IPv4
@@ -109,13 +151,13 @@ func (t *Table) Key(addr netip.Addr) netip.Prefix {
 	if addr.Is4() {
 		return netip.PrefixFrom(addr, 32)
 	}
-	p, _ := addr.Prefix(t.cfg.IPv6Prefix) // drops the zone; bits validated
+	p, _ := addr.Prefix(t.s().cfg.IPv6Prefix) // drops the zone; bits validated
 	return p
 }
 
 // never reports whether addr (unmapped, no zone) is in Config.Never.
 func (t *Table) never(addr netip.Addr) bool {
-	for _, p := range t.cfg.Never {
+	for _, p := range t.s().cfg.Never {
 		if p.Contains(addr) {
 			return true
 		}
@@ -164,8 +206,8 @@ func (t *Table) Login(login string, svc rules.Service, door string, addr netip.A
 	if t.never(addr) {
 		return Permit{}, NeverNetwork
 	}
-	granting := t.grant[svc]
-	if shared && t.cfg.RefuseShared {
+	granting := t.s().grant[svc]
+	if shared && t.s().cfg.RefuseShared {
 		var removed Permit
 		if e := t.permits[keyOf(key)]; e != nil && !e.p.Manual() {
 			removed = e.p
@@ -179,7 +221,7 @@ func (t *Table) Login(login string, svc rules.Service, door string, addr netip.A
 	if !granting {
 		return Permit{}, NotGranting
 	}
-	exp := now.Add(t.cfg.TTL)
+	exp := now.Add(t.s().cfg.TTL)
 	if e := t.permits[keyOf(key)]; e != nil {
 		p := &e.p
 		if now.Before(p.Expires) {
@@ -235,7 +277,7 @@ func (t *Table) Add(p Permit, now time.Time) (Permit, error) {
 		if addr.Is4() {
 			return Permit{}, fmt.Errorf("relay permit for %s: an IPv4 permit covers one address, not a network", p.Prefix)
 		}
-		return Permit{}, fmt.Errorf("relay permit for %s: an IPv6 permit covers one address's /%d network (ipv6_prefix), not a /%d", p.Prefix, t.cfg.IPv6Prefix, p.Prefix.Bits())
+		return Permit{}, fmt.Errorf("relay permit for %s: an IPv6 permit covers one address's /%d network (ipv6_prefix), not a /%d", p.Prefix, t.s().cfg.IPv6Prefix, p.Prefix.Bits())
 	}
 	if t.never(addr) {
 		return Permit{}, fmt.Errorf("relay permit for %s: the address is in a network that never gets relay permits (never)", p.Prefix)
@@ -381,7 +423,7 @@ func (t *Table) Restore(ps []Permit, now time.Time) int {
 		if addr.Is4() && !p.Prefix.IsSingleIP() {
 			continue // an IPv4 network; also a mapped IPv6 one
 		}
-		if addr.Is6() && p.Prefix.Bits() < t.cfg.IPv6Prefix {
+		if addr.Is6() && p.Prefix.Bits() < t.s().cfg.IPv6Prefix {
 			continue
 		}
 		if t.never(addr) || len(p.Login) > MaxLoginLen || len(p.Comment) > MaxCommentLen || len(p.By) > MaxByLen {
@@ -403,7 +445,7 @@ func (t *Table) Restore(ps []Permit, now time.Time) int {
 			}
 			continue
 		}
-		if len(t.permits) >= t.cfg.MaxPermits && !t.heap[0].e.p.Expires.Before(p.Expires) {
+		if len(t.permits) >= t.s().cfg.MaxPermits && !t.heap[0].e.p.Expires.Before(p.Expires) {
 			continue // every permit held expires no earlier
 		}
 		t.insertLocked(p)
@@ -433,7 +475,7 @@ func (t *Table) Evicted() uint64 {
 // insertLocked adds p, whose network has no entry, evicting the permit
 // closest to expiry when the table is full.
 func (t *Table) insertLocked(p Permit) {
-	if len(t.permits) >= t.cfg.MaxPermits && len(t.heap) > 0 {
+	if len(t.permits) >= t.s().cfg.MaxPermits && len(t.heap) > 0 {
 		t.removeLocked(t.heap[0].e)
 		t.evicted++
 	}

@@ -36,17 +36,17 @@ const recentInstances = 8
 // more complex, for no measurable gain. List holds the mutex while it
 // reads every tracked sender (tens of milliseconds for 100,000).
 type Limiter struct {
-	def         Limits
-	accounts    map[string]Limits // owned copy of Config.Accounts
 	maxAccounts int
 	seed        maphash.Seed // for instance hashes
 
-	mu     sync.Mutex
-	slots  map[string]int32 // login → slot
-	chunks [][]account      // slot i is chunks[i/chunkLen][i%chunkLen]
-	links  []link           // slot i's place in the recency list
-	head   int32            // most recently active slot; none when empty
-	tail   int32            // least recently active slot: evicted first
+	mu       sync.Mutex
+	def      Limits
+	accounts map[string]Limits // owned copy of Config.Accounts
+	slots    map[string]int32  // login → slot
+	chunks   [][]account       // slot i is chunks[i/chunkLen][i%chunkLen]
+	links    []link            // slot i's place in the recency list
+	head     int32             // most recently active slot; none when empty
+	tail     int32             // least recently active slot: evicted first
 }
 
 // Accounts live in chunks of chunkLen (fewer when MaxAccounts is small),
@@ -100,10 +100,30 @@ func New(cfg Config) *Limiter {
 	}
 }
 
+// SetLimits replaces the limits (a reload) and applies them to every
+// tracked sender at once; the counts stay. cfg.MaxAccounts is ignored:
+// the bound is New's.
+func (l *Limiter) SetLimits(cfg Config) {
+	accounts := maps.Clone(cfg.Accounts)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.def, l.accounts = cfg.Default, accounts
+	for i := l.head; i != none; i = l.links[i].next {
+		a := l.acct(i)
+		a.limits = l.limitsForLocked(a.login)
+	}
+}
+
 // LimitsFor returns login's limits: its own entry in Config.Accounts, else
 // its domain's ("@" and what follows the last "@"), else Config.Default.
 // The caller normalises login (lower-case, trimmed).
 func (l *Limiter) LimitsFor(login string) Limits {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limitsForLocked(login)
+}
+
+func (l *Limiter) limitsForLocked(login string) Limits {
 	if lim, ok := l.accounts[login]; ok {
 		return lim
 	}
@@ -210,7 +230,7 @@ func (l *Limiter) Usage(login string, now time.Time) Usage {
 	defer l.mu.Unlock()
 	i, ok := l.slots[login]
 	if !ok {
-		return Usage{Login: login, Limits: l.LimitsFor(login)}
+		return Usage{Login: login, Limits: l.limitsForLocked(login)}
 	}
 	return l.acct(i).usage(now.Unix())
 }
@@ -277,7 +297,7 @@ func (l *Limiter) touchLocked(login string, sec int64) *account {
 	a := l.acct(i)
 	*a = account{
 		login:  strings.Clone(login), // not pinning the caller's buffer
-		limits: l.LimitsFor(login),
+		limits: l.limitsForLocked(login),
 		minute: floorDiv(sec, 60),
 		hour:   floorDiv(sec, 3600),
 	}
