@@ -9,12 +9,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"os/user"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -45,7 +42,7 @@ func (c clientFlags) client() (*api.Client, error) {
 		if path == "" {
 			path = config.DefaultPath
 		}
-		if g := fileGroup(path); g != "" {
+		if g := api.FileGroup(path); g != "" {
 			return nil, fmt.Errorf("permission denied reading %s (it names the admin socket): run this as root, or as a member of the group %s (adduser $USER %s, then log in again)", path, g, g)
 		}
 		return nil, fmt.Errorf("permission denied reading %s (it names the admin socket): run this as root, or give --socket", path)
@@ -54,24 +51,6 @@ func (c clientFlags) client() (*api.Client, error) {
 		return nil, err
 	}
 	return api.NewUnixClient(cfg.Admin.Socket), nil
-}
-
-// fileGroup names the group of the file at path, or "" when it cannot be
-// read.
-func fileGroup(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return ""
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return ""
-	}
-	gid := strconv.FormatUint(uint64(st.Gid), 10)
-	if g, err := user.LookupGroupId(gid); err == nil {
-		return g.Name
-	}
-	return gid
 }
 
 func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {

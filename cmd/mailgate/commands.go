@@ -271,7 +271,7 @@ func cmdHelp(_ context.Context, fs *flag.FlagSet, args []string, stdout io.Write
 func nearest(s string, candidates []string) string {
 	best, bestD := "", 0
 	for _, c := range candidates {
-		d := editDistance(s, c)
+		d := config.EditDistance(s, c)
 		if best == "" || d < bestD {
 			best, bestD = c, d
 		}
@@ -288,28 +288,6 @@ func didYouMean(s string, candidates []string) string {
 		return fmt.Sprintf("; did you mean %s?", n)
 	}
 	return ""
-}
-
-// editDistance is the Levenshtein distance of a and b (bytes; both are
-// short command-line words).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // groups are the first words of two-word commands, in table order.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailgate/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/mailgate.8 from the command table")
@@ -161,7 +163,7 @@ func TestEditDistance(t *testing.T) {
 		a, b string
 		d    int
 	}{{"", "", 0}, {"a", "", 1}, {"status", "stauts", 2}, {"kitten", "sitting", 3}, {"json", "json", 0}} {
-		if got := editDistance(c.a, c.b); got != c.d {
+		if got := config.EditDistance(c.a, c.b); got != c.d {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
 		}
 	}

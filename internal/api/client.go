@@ -42,9 +42,9 @@ func NewUnixClient(path string) *Client {
 	}
 }
 
-// socketGroup names the group of the socket at path, or "" when it cannot
-// be read.
-func socketGroup(path string) string {
+// FileGroup names the group of the file (or socket) at path, or "" when
+// it cannot be read.
+func FileGroup(path string) string {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return ""
@@ -102,7 +102,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			return fmt.Errorf("mailgate is not running (nothing answers on %s); start it with 'systemctl start mailgate' or 'mailgate serve', or point --config/--socket at the right socket", c.socket)
 		}
 		if c.socket != "" && errors.Is(err, syscall.EACCES) {
-			if g := socketGroup(c.socket); g != "" {
+			if g := FileGroup(c.socket); g != "" {
 				return fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the group %s (adduser $USER %s, then log in again)", c.socket, g, g)
 			}
 			return fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the socket's group", c.socket)

@@ -345,7 +345,7 @@ func suggest(key []string) string {
 	best, bestD := "", 3
 	for i := range t.NumField() {
 		name := tomlName(t.Field(i))
-		d := editDistance(strings.ToLower(last), name)
+		d := EditDistance(strings.ToLower(last), name)
 		if d < bestD {
 			best, bestD = name, d
 		}
@@ -356,8 +356,9 @@ func suggest(key []string) string {
 	return toml.Key(append(append([]string{}, key[:len(key)-1]...), best)).String()
 }
 
-// editDistance is the Levenshtein distance, for short names only.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance of a and b in bytes, for the
+// "did you mean" of short names only: past 64 bytes it is 1<<30.
+func EditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 1 << 30
 	}
