@@ -180,6 +180,27 @@ func TestFirewallModes(t *testing.T) {
 	if out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "trusted_v4"); strings.Contains(out, nobody.Addr4.String()) {
 		t.Errorf("the banned address is still trusted:\n%s", out)
 	}
+
+	// A reload (no restart) that makes 2222 the retrieval port: the rules
+	// are rewritten in the same table and its sets kept, so the ban
+	// made by hand above now closes 2222 and no longer 143.
+	reloaded := strings.Replace(fwConfig(dir, "private", "1h", office.Addr4), "retrieval_ports = [143]", "retrieval_ports = [2222]", 1)
+	if err := os.WriteFile(mg.ConfigPath, []byte(reloaded), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := mg.PID()
+	if out := mg.MustCLI(t, "reload"); !strings.Contains(out, "firewall.retrieval_ports") {
+		t.Errorf("reload did not apply firewall.retrieval_ports:\n%s", out)
+	}
+	eventually(nobody, other, harness.TimedOut, 3*time.Second, "reloaded, the new retrieval port from a banned address")
+	expect(nobody, imap, harness.Connected, "reloaded, 143 is no longer a mail port")
+	expect(office, other, harness.Connected, "reloaded, the new retrieval port from a trusted network")
+	if out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "banned_v4"); !strings.Contains(out, nobody.Addr4.String()) {
+		t.Errorf("the reload lost the ban:\n%s", out)
+	}
+	if mg.PID() != pid {
+		t.Errorf("the daemon was restarted (pid %d, now %d)", pid, mg.PID())
+	}
 }
 
 // reportLogin posts a successful IMAP login from addr to the Dovecot door
