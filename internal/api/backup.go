@@ -1,14 +1,11 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"syscall"
 )
 
 // BackupFunc writes a consistent copy of the store (a SQLite database
@@ -72,32 +69,11 @@ func (sw *startWriter) Write(p []byte) (int, error) {
 // Backup streams a consistent copy of the daemon's store into w. It
 // returns the number of bytes written; a reply cut short is an error.
 func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/backup", nil)
+	resp, err := c.send(ctx, http.MethodGet, "/v1/backup", nil)
 	if err != nil {
-		return 0, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if c.user != "" {
-		req.Header.Set("X-Mailgate-User", c.user)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if c.socket != "" && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
-			return 0, fmt.Errorf("mailgate is not running (nothing answers on %s); start it with 'mailgate serve', or point --config/--socket at the right socket", c.socket)
-		}
 		return 0, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		var e ErrorJSON
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
-		}
-		return 0, &APIError{Status: resp.StatusCode, Message: e.Error}
-	}
 	if ct := resp.Header.Get("Content-Type"); ct != backupContentType {
 		return 0, fmt.Errorf("backup: unexpected reply of type %q", ct)
 	}

@@ -83,11 +83,31 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	resp, err := c.send(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBytes))
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// send makes one request (a JSON body when body is not nil) and returns
+// the reply of a 2xx status; any other status is an *APIError, and a
+// socket nobody answers on or the caller may not open is an error that
+// says what to do.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
@@ -99,32 +119,26 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if c.socket != "" && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
-			return fmt.Errorf("mailgate is not running (nothing answers on %s); start it with 'systemctl start mailgate' or 'mailgate serve', or point --config/--socket at the right socket", c.socket)
+			return nil, fmt.Errorf("mailgate is not running (nothing answers on %s); start it with 'systemctl start mailgate' or 'mailgate serve', or point --config/--socket at the right socket", c.socket)
 		}
 		if c.socket != "" && errors.Is(err, syscall.EACCES) {
 			if g := FileGroup(c.socket); g != "" {
-				return fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the group %s (adduser $USER %s, then log in again)", c.socket, g, g)
+				return nil, fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the group %s (adduser $USER %s, then log in again)", c.socket, g, g)
 			}
-			return fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the socket's group", c.socket)
+			return nil, fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the socket's group", c.socket)
 		}
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBytes))
-	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		var e ErrorJSON
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
 		}
-		return &APIError{Status: resp.StatusCode, Message: e.Error}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
 	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(b, out)
+	return resp, nil
 }
 
 // AddRule adds one rule.
