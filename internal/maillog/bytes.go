@@ -1,0 +1,71 @@
+package maillog
+
+import "bytes"
+
+// Small helpers over []byte that take string literals without converting
+// them (the compiler turns []byte(s) of a constant into no allocation, but
+// not every call site; these keep the hot path obviously allocation-free).
+
+func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
+
+func indexString(b []byte, s string) int {
+	return bytes.Index(b, []byte(s))
+}
+
+func lastIndexString(b []byte, s string) int {
+	return bytes.LastIndex(b, []byte(s))
+}
+
+func hasPrefix(b []byte, s string) bool {
+	return len(b) >= len(s) && string(b[:len(s)]) == s
+}
+
+func hasSuffix(b []byte, s string) bool {
+	return len(b) >= len(s) && string(b[len(b)-len(s):]) == s
+}
+
+func trimPrefix(b []byte, s string) []byte {
+	if hasPrefix(b, s) {
+		return b[len(s):]
+	}
+	return b
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func allDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// atoi parses a short run of digits; it stops at the first non-digit and
+// saturates instead of overflowing.
+func atoi(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if !isDigit(c) {
+			break
+		}
+		if n > 1e8 {
+			return 1e9
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// digitsLen is the length of the run of digits at b's start.
+func digitsLen(b []byte) int {
+	i := 0
+	for i < len(b) && isDigit(b[i]) {
+		i++
+	}
+	return i
+}
