@@ -129,6 +129,26 @@ func printStatusMore(w io.Writer, s *api.StatusJSON) error {
 			return err
 		}
 	}
+	if len(s.Logs) > 0 {
+		fmt.Fprintln(w, "log door:")
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SOURCE\tSTATE\tLINES\tEVENTS\tSKIPPED\tLONG\tLAG BYTES\tLAST LINE")
+		for _, l := range s.Logs {
+			last := "never"
+			if !l.LastLine.IsZero() {
+				last = (time.Duration(l.LastLineSeconds) * time.Second).String() + " ago"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", l.Source, l.State, l.Lines, l.Events, l.Skipped+l.Stale, l.LongLines, l.LagBytes, last)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, l := range s.Logs {
+			if l.Problem != "" {
+				fmt.Fprintf(w, "  %s: %s\n", l.Source, l.Problem)
+			}
+		}
+	}
 	if s.Permits != nil {
 		fmt.Fprintf(w, "relay permits: %d\n", *s.Permits)
 	}

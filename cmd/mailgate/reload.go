@@ -60,6 +60,7 @@ var reloadTable = []reloadRule{
 	{"firewall.enabled", false, "turns a part of the daemon on or off"},
 	{"messages", true, "the texts refused users see"},
 	{"metrics", false, "a listener"},
+	{"logs", false, "the log door's followers (files, journalctl) are started at start"},
 }
 
 // reloadRuleFor returns the most specific entry of reloadTable for key.

@@ -348,6 +348,21 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}
 	}
 
+	var logs *logDoor
+	if cfg.Logs.Enabled {
+		// The log door reports as the doors do: a decision line, then
+		// the tracker, permits and firewall trust.
+		logs = newLogDoor(&cfg, func(a *policy.Attempt, success bool, now time.Time) {
+			dlog.Result(now, a, success)
+			onReport(a, success, now)
+		}, log.With("door", "log"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			logs.run(bg, cfg.Logs.Poll)
+		}()
+	}
+
 	banbook := api.NewBanbook(persist, tracker)
 	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithBackup(st.Backup).
@@ -393,7 +408,15 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	}
 	probe := &storeProbe{st: st}
 	tel.gauges(tracker, permitCount, geo.current, probe)
-	admin.WithHealth(tel.health(probe)).WithStatus(tel.status(permitCount, geo.current))
+	status := tel.status(permitCount, geo.current)
+	if logs != nil {
+		logs.gauges(tel)
+		status = func(now time.Time, out *api.StatusJSON) {
+			tel.status(permitCount, geo.current)(now, out)
+			logs.status(now, out)
+		}
+	}
+	admin.WithHealth(tel.health(probe)).WithStatus(status)
 	if cfg.Metrics.Listen != "" {
 		mln, err := listenMetrics(cfg.Metrics.Listen)
 		if err != nil {

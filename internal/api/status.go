@@ -28,7 +28,8 @@ type StatusJSON struct {
 	Permits  *int                `json:"permits,omitempty"` // active relay permits; absent when relay permits are off
 	Firewall *FirewallStatusJSON `json:"firewall,omitempty"`
 	GeoIP    *GeoIPJSON          `json:"geoip,omitempty"`
-	Errors   []LogErrorJSON      `json:"errors"` // the last error log records, oldest first
+	Logs     []LogSourceJSON     `json:"logs,omitempty"` // the log door's sources
+	Errors   []LogErrorJSON      `json:"errors"`         // the last error log records, oldest first
 }
 
 // DoorJSON is one listener of a door, with the door's traffic: requests
@@ -42,6 +43,30 @@ type DoorJSON struct {
 	MinuteRefusals uint64 `json:"refusals_last_minute"`
 	HourRequests   uint64 `json:"requests_last_hour"`
 	HourRefusals   uint64 `json:"refusals_last_hour"`
+}
+
+// LogSourceJSON is one source of the log door: a file or the journal.
+type LogSourceJSON struct {
+	Source string `json:"source"` // the file's path, or journald
+	Kind   string `json:"kind"`   // file or journald
+	State  string `json:"state"`  // ok, lagging, missing, restarting, starting
+	// Problem says why the source is stopped or lagging; "" when it is
+	// read as it should be.
+	Problem         string    `json:"problem,omitempty"`
+	Lines           uint64    `json:"lines"`      // lines read
+	Events          uint64    `json:"events"`     // login outcomes counted
+	Other           uint64    `json:"other"`      // lines that are not login outcomes
+	Skipped         uint64    `json:"skipped"`    // outcomes of programs or services another door reports
+	Stale           uint64    `json:"stale"`      // outcomes older than logs.max_age
+	LongLines       uint64    `json:"long_lines"` // lines longer than logs.max_line, skipped
+	Rotations       uint64    `json:"rotations,omitempty"`
+	Truncations     uint64    `json:"truncations,omitempty"`
+	Offset          int64     `json:"offset,omitempty"`
+	LagBytes        int64     `json:"lag_bytes,omitempty"`
+	PID             int       `json:"pid,omitempty"`    // journalctl's
+	Starts          uint64    `json:"starts,omitempty"` // journalctl processes started
+	LastLine        time.Time `json:"last_line,omitzero"`
+	LastLineSeconds int64     `json:"last_line_seconds,omitempty"`
 }
 
 // FirewallStatusJSON is the firewall's mode and whether the kernel's

@@ -35,6 +35,7 @@ type Config struct {
 	Firewall   Firewall   `toml:"firewall" doc:"Firewall modes on nftables (docs/firewall.md). mailgate owns one table, 'table inet mailgate', and touches nothing else; its sets are a cache of mailgate's bans and trusted addresses, written in batches off the request path and re-asserted every reconcile_every. Needs CAP_NET_ADMIN (root). 'mailgate firewall show' prints the ruleset mailgate wants and how the kernel's differs."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
+	Logs     Logs              `toml:"logs" doc:"The log door (docs/logs.md): mail logs read for login outcomes, for servers that cannot ask mailgate (Postfix with Cyrus SASL, a Dovecot without the policy API)."`
 	Metrics  Metrics           `toml:"metrics" doc:"Prometheus metrics (docs/metrics.md): decisions by door, service, action and reason, latency per door, bans, permits, errors, and the process's own. Off by default."`
 	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
 }
@@ -393,6 +394,7 @@ func Default() Config {
 			MaxKeys:           1_000_000,
 			MaxKnownGood:      1_000_000,
 		},
+		Logs:     defaultLogs(),
 		Messages: map[string]string(policy.DefaultMessages()),
 	}
 }

@@ -112,6 +112,7 @@ func (c *Config) Validate() error {
 	c.Relay.validate(bad)
 	c.Limits.validate(bad)
 	c.Firewall.validate(bad)
+	c.Logs.validate(bad)
 	c.checkListeners(bad)
 
 	_, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)

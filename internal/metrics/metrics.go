@@ -22,7 +22,7 @@ import (
 )
 
 // Doors are the door label values; anything else counts as "other".
-var doorNames = [...]string{"dovecot", "nginx", "postfix", "cli", "other"}
+var doorNames = [...]string{"dovecot", "nginx", "postfix", "log", "cli", "other"}
 
 const (
 	numDoors    = len(doorNames)
