@@ -1,0 +1,375 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"mailgate/test/harness"
+)
+
+// The log door test's users.
+const (
+	ldAlice, ldAlicePW = "alice@example.test", "Ld-Alice-Secret-7171"
+	ldWrongPW          = "Ld-Wrong-Secret-0000"
+)
+
+// ldEnv is what the log door scenarios share.
+type ldEnv struct {
+	dir string
+	mg  *harness.MG
+	dc  *harness.Dovecot // policy door OFF: mailgate learns only from its log
+	pf  *harness.Postfix // asks mailgate's Postfix door (relay checks)
+}
+
+// TestLogDoorEndToEnd is issue 13's log door against the real Dovecot
+// 2.3 (no auth_policy_server_url: mailgate's Dovecot door is off) and
+// Postfix 3.7 (relay checks through the Postfix door): mailgate follows
+// Dovecot's log_path file and nothing else.
+//
+//   - failed IMAP logins from one address ban it, through the log alone;
+//   - an IMAP login grants a relay permit that Postfix honours;
+//   - the log is rotated by rename (Dovecot reopens on SIGUSR1) and by
+//     copytruncate in the middle of a run of failures: every failure is
+//     counted once (the decision log has one auth=failure line per
+//     failed login Dovecot logged), and the run still bans;
+//   - failures logged while mailgate is stopped are counted after its
+//     restart, and nothing read before is counted again.
+//
+// Without the log door none of it happens: no door reports anything.
+func TestLogDoorEndToEnd(t *testing.T) {
+	harness.RequirePostfix(t)
+	harness.RequireSwaks(t)
+	harness.Require(t, harness.DovecotPackages)
+	env := ldSetup(t)
+
+	t.Run("failures ban through the log", func(t *testing.T) {
+		const src = "127.0.31.1"
+		ldFail(t, env, src, 5)
+		ldWaitFailures(t, env, src, 5)
+		env.mg.WaitLogLine(t, map[string]string{"event": "ban", "kind": "address", "ip": src})
+		ldWantBanned(t, env, src)
+	})
+	t.Run("login grants a relay permit Postfix honours", func(t *testing.T) {
+		const src = "127.0.32.1"
+		rlRcpt(t, rlSend(t, env.pf, src, rlRelayTo, ""), 554, "Relay access denied")
+		if err := harness.IMAPLogin(ldContext(t), netip.MustParseAddr(src), env.dc.IMAPAddr, ldAlice, ldAlicePW); err != nil {
+			t.Fatal(err)
+		}
+		env.mg.WaitLogLine(t, map[string]string{"auth": "success", "door": "log", "service": "imap", "login": ldAlice, "ip": src})
+		env.mg.WaitLogLine(t, map[string]string{"event": "permit", "ip": src})
+		rlAccepted(t, rlSend(t, env.pf, src, rlRelayTo, ""))
+		if p := rlFindPermit(t, env.mg, src); p == nil || p.Door != "log" || p.Account != ldAlice {
+			t.Errorf("permit of %s: %+v, want one granted by the log door to %s", src, p, ldAlice)
+		}
+	})
+	t.Run("rotation by rename", func(t *testing.T) {
+		const src = "127.0.33.1"
+		ldFail(t, env, src, 2)
+		ldWaitFailures(t, env, src, 2)
+		if err := os.Rename(env.dc.LogPath, env.dc.LogPath+".1"); err != nil {
+			t.Fatal(err)
+		}
+		// Dovecot still writes to the renamed file until it reopens.
+		ldFail(t, env, src, 1)
+		ldWaitDovecotLines(t, env.dc.LogPath+".1", src, 1)
+		ldDovecotReopen(t, env.dc)
+		ldFail(t, env, src, 2)
+		ldWaitFailures(t, env, src, 5)
+		env.mg.WaitLogLine(t, map[string]string{"event": "ban", "kind": "address", "ip": src})
+	})
+	t.Run("copytruncate", func(t *testing.T) {
+		const src = "127.0.34.1"
+		ldFail(t, env, src, 2)
+		ldWaitFailures(t, env, src, 2)
+		b, err := os.ReadFile(env.dc.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(env.dc.LogPath+".2", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(env.dc.LogPath, 0); err != nil {
+			t.Fatal(err)
+		}
+		ldFail(t, env, src, 3)
+		ldWaitFailures(t, env, src, 5)
+		env.mg.WaitLogLine(t, map[string]string{"event": "ban", "kind": "address", "ip": src})
+		st := ldStatus(t, env)
+		if st.Rotations < 1 || st.Truncations < 1 || st.State != "ok" || st.Problem != "" {
+			t.Errorf("status of the log source: %+v, want ok with a rotation and a truncation", st)
+		}
+	})
+	t.Run("restart resumes from the saved position", func(t *testing.T) {
+		const src = "127.0.35.1"
+		before := ldFailureCounts(env)
+		env.mg.Terminate(10 * time.Second)
+		ldFail(t, env, src, 2)
+		ldWaitDovecotLines(t, env.dc.LogPath, src, 2)
+		env.mg.Restart()
+		ldWaitFailures(t, env, src, 2)
+		// Let a few polls pass: nothing read before the restart may come
+		// again (a wrong resume re-reads the whole file).
+		ldFail(t, env, "127.0.35.2", 1)
+		ldWaitFailures(t, env, "127.0.35.2", 1)
+		after := ldFailureCounts(env)
+		for ip, n := range before {
+			if after[ip] != n {
+				t.Errorf("%s: %d failures counted before the restart, %d after: read again", ip, n, after[ip])
+			}
+		}
+	})
+	// Every failure Dovecot logged was counted exactly once.
+	logged := ldDovecotFailures(t, env.dc.LogPath+".1", env.dc.LogPath+".2", env.dc.LogPath)
+	counted := ldFailureCounts(env)
+	for ip, n := range logged {
+		if counted[ip] != n {
+			t.Errorf("%s: Dovecot logged %d failed logins, the log door counted %d", ip, n, counted[ip])
+		}
+	}
+	t.Logf("failed logins per address, as Dovecot logged them: %v", logged)
+}
+
+func ldSetup(t *testing.T) *ldEnv {
+	dir := harness.TempDir(t, "logdoor-e2e-")
+	env := &ldEnv{dir: dir}
+	users := map[string]string{ldAlice: ldAlicePW}
+	// No PolicyURL: this Dovecot never talks to mailgate.
+	env.dc = harness.StartDovecot(t, harness.DovecotOptions{Users: users, AuthListener: true})
+	policyAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t)))
+	main := readSnippet(t, pfMainSnippet)
+	env.pf = harness.StartPostfix(t, harness.PostfixOptions{
+		DovecotSASL: env.dc.AuthAddr,
+		Extra:       replaceAll(t, main, pfDocPolicy, "inet:"+policyAddr, "etc/"+pfMainSnippet),
+	})
+	env.mg = harness.StartMailgate(t, ldConfig(dir, policyAddr, env.dc.LogPath))
+	waitListening(t, policyAddr)
+	return env
+}
+
+// ldConfig is mailgate's config: the Dovecot door off, the log door on
+// Dovecot's log file, relay permits and the Postfix door on.
+func ldConfig(dir, policyAddr, logPath string) string {
+	return fmt.Sprintf(`
+[store]
+path = %q
+
+[admin]
+socket = %q
+
+[dovecot]
+enabled = false
+
+[relay]
+enabled = true
+ttl = "10m"
+never_networks = ["127.0.9.0/24"]
+hook_socket = ""
+
+[postfix]
+enabled = true
+listen = %q
+
+[logs]
+enabled = true
+poll = "50ms"
+state_dir = %q
+
+[[logs.file]]
+path = %q
+`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), policyAddr, filepath.Join(dir, "state"), logPath)
+}
+
+func ldContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ldFail makes n failed IMAP logins from src, at once (Dovecot delays
+// each failure by 2 s), as a login of src's own (an unknown user), so
+// that each scenario's failures ban its address and never a shared login.
+func ldFail(t *testing.T, env *ldEnv, src string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			login := "guess-" + strings.ReplaceAll(src, ".", "-") + "@example.test"
+			err := harness.IMAPLogin(ldContext(t), netip.MustParseAddr(src), env.dc.IMAPAddr, login, ldWrongPW)
+			var le *harness.LoginError
+			if err == nil || !asLoginError(err, &le) {
+				errs <- fmt.Errorf("IMAP login with a wrong password from %s: %v, want a refusal", src, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func asLoginError(err error, le **harness.LoginError) bool {
+	e, ok := err.(*harness.LoginError)
+	*le = e
+	return ok
+}
+
+// ldFailureCounts counts the log door's auth=failure lines per address.
+func ldFailureCounts(env *ldEnv) map[string]int {
+	out := map[string]int{}
+	for _, l := range harness.Find(harness.ParseLog(env.mg.DecisionLog()), map[string]string{"auth": "failure", "door": "log"}) {
+		out[l["ip"]]++
+	}
+	return out
+}
+
+// ldWaitFailures waits until the log door counted exactly n failures of
+// src, and fails if it counts more.
+func ldWaitFailures(t *testing.T, env *ldEnv, src string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := ldFailureCounts(env)[src]
+		if got == n {
+			return
+		}
+		if got > n || time.Now().After(deadline) {
+			t.Fatalf("log door failures of %s: %d, want %d\nDovecot log:\n%s", src, got, n, env.dc.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ldDovecotFailures counts the failed logins Dovecot logged per address
+// (one "auth failed, N attempts" disconnect line per connection).
+func ldDovecotFailures(t *testing.T, paths ...string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			i := strings.Index(line, "(auth failed, ")
+			if i < 0 || !strings.Contains(line, "imap-login:") {
+				continue
+			}
+			n, _ := strconv.Atoi(strings.Fields(line[i+len("(auth failed, "):])[0])
+			_, rest, _ := strings.Cut(line, "rip=")
+			ip, _, _ := strings.Cut(rest, ",")
+			out[ip] += n
+		}
+	}
+	return out
+}
+
+// ldWaitDovecotLines waits until the Dovecot log at path has n failed
+// logins of src.
+func ldWaitDovecotLines(t *testing.T, path, src string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for ldDovecotFailures(t, path)[src] < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: fewer than %d failed logins of %s logged", path, n, src)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ldDovecotReopen makes Dovecot reopen its log files (what logrotate's
+// postrotate does: doveadm log reopen, i.e. SIGUSR1 to the master).
+func ldDovecotReopen(t *testing.T, dc *harness.Dovecot) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dc.Dir, "run", "master.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(dc.LogPath); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Dovecot did not reopen %s after SIGUSR1", dc.LogPath)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ldWantBanned wants src in `mailgate ban list`.
+func ldWantBanned(t *testing.T, env *ldEnv, src string) {
+	t.Helper()
+	out := env.mg.MustCLI(t, "ban", "list", "--json")
+	var bans []struct {
+		IP string `json:"ip"`
+	}
+	if err := json.Unmarshal([]byte(out), &bans); err != nil {
+		t.Fatalf("ban list --json: %v\n%s", err, out)
+	}
+	for _, b := range bans {
+		if b.IP == src || b.IP == src+"/32" {
+			return
+		}
+	}
+	t.Fatalf("%s not in ban list:\n%s", src, out)
+}
+
+// ldSource is a log source as `mailgate status --json` shows it.
+type ldSource struct {
+	Source      string `json:"source"`
+	State       string `json:"state"`
+	Problem     string `json:"problem"`
+	Lines       int    `json:"lines"`
+	Events      int    `json:"events"`
+	Rotations   int    `json:"rotations"`
+	Truncations int    `json:"truncations"`
+	PID         int    `json:"pid"`
+	Starts      int    `json:"starts"`
+}
+
+func ldStatus(t *testing.T, env *ldEnv) ldSource {
+	t.Helper()
+	out := env.mg.MustCLI(t, "status", "--json")
+	var s struct {
+		Logs []ldSource `json:"logs"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || len(s.Logs) != 1 {
+		t.Fatalf("status --json: %v, want one log source\n%s", err, out)
+	}
+	return s.Logs[0]
+}
+
+// ldCopyFile copies a file (for the journal replayer).
+func ldCopyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var _ = exec.Command
