@@ -24,7 +24,7 @@ type Logs struct {
 // LogFile is one [[logs.file]] entry.
 type LogFile struct {
 	Path     string   `toml:"path" doc:"The log file, an absolute path."`
-	Programs []string `toml:"programs" doc:"Whose lines count: dovecot, postfix, nginx. Empty = automatic: every program except one whose logins a door already reports (dovecot when [dovecot] is enabled, as Postfix's SASL checks then go through Dovecot's auth too; nginx when [nginx] is enabled), so that no failure counts twice."`
+	Programs []string `toml:"programs" doc:"Whose lines count: dovecot, postfix, nginx. Empty = automatic: every program except those whose logins a door already reports, so that no failure counts twice: with [dovecot] enabled, dovecot and postfix (Dovecot's auth policy sees Postfix's SASL checks too, when Postfix uses Dovecot SASL: with Cyrus SASL, set [\"postfix\"]); with [nginx] enabled, nginx."`
 	Services []string `toml:"services" doc:"Which services count (imap, pop3, smtp, submission, sieve). Empty = all."`
 }
 
@@ -88,7 +88,10 @@ func (c *Config) LogPrograms(list []string) []string {
 	}
 	var out []string
 	for _, p := range logPrograms {
-		if (p == "dovecot" && c.Dovecot.Enabled) || (p == "nginx" && c.Nginx.Enabled) {
+		// With the Dovecot door on, Dovecot reports its logins, and
+		// Postfix's SASL checks when it uses Dovecot SASL (the usual
+		// setup; Cyrus SASL needs programs = ["postfix"]).
+		if (p == "dovecot" || p == "postfix") && c.Dovecot.Enabled || p == "nginx" && c.Nginx.Enabled {
 			continue
 		}
 		out = append(out, p)

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailgate/internal/config"
+	"mailgate/internal/policy"
+)
+
+type reported struct {
+	a       policy.Attempt
+	success bool
+}
+
+// TestLogDoorEvents: a log line becomes the report a door would make:
+// door "log", the line's service, login and address; a Dovecot summary of
+// N failed attempts counts N times; the lines of a program another door
+// reports, of a service left out, or older than max_age do not count.
+func TestLogDoorEvents(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(dir, "mailgate.db")
+	cfg.Dovecot.Enabled = false
+	cfg.Logs.Enabled = true
+	cfg.Logs.Files = []config.LogFile{{Path: path, Services: []string{"imap", "smtp"}}}
+	var got []reported
+	now := time.Date(2026, 12, 5, 19, 0, 0, 0, time.Local)
+	d := newLogDoor(&cfg, func(a *policy.Attempt, success bool, _ time.Time) {
+		got = append(got, reported{*a, success})
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := d.sources[0]
+	s.now = func() time.Time { return now }
+
+	lines := []string{
+		"Dec 05 18:59:58 imap-login: Info: Login: user=<alice@example.test>, method=PLAIN, rip=192.0.2.1, lip=127.0.0.1, mpid=1, session=<a>",
+		"Dec 05 18:59:59 imap-login: Info: Disconnected: Connection closed (auth failed, 3 attempts in 6 secs): user=<bob@example.test>, method=PLAIN, rip=192.0.2.2, lip=127.0.0.1, session=<b>",
+		// pop3 is not in services.
+		"Dec 05 18:59:59 pop3-login: Info: Login: user=<carol@example.test>, method=PLAIN, rip=192.0.2.3, lip=127.0.0.1, mpid=2, session=<c>",
+		// An hour old: max_age is 10m.
+		"Dec 05 17:59:59 imap-login: Info: Login: user=<dave@example.test>, method=PLAIN, rip=192.0.2.4, lip=127.0.0.1, mpid=3, session=<d>",
+		"Dec 05 18:59:59 auth: Info: passwd-file(bob@example.test,192.0.2.2,<b>): Password mismatch",
+	}
+	// The file exists at the first look: reading starts at its end.
+	if err := os.WriteFile(path, []byte("Dec 05 18:00:00 imap-login: Info: Login: user=<old@example.test>, method=PLAIN, rip=192.0.2.9, lip=127.0.0.1, mpid=9, session=<o>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.file.Step(now)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(strings.Join(lines, "\n") + "\n")
+	f.Close()
+	s.file.Step(now)
+	want := []reported{
+		{policy.Attempt{Door: "log", Login: "alice@example.test", Client: netip.MustParseAddr("192.0.2.1"), Session: "a"}, true},
+		{policy.Attempt{Door: "log", Login: "bob@example.test", Client: netip.MustParseAddr("192.0.2.2"), Session: "b"}, false},
+		{policy.Attempt{Door: "log", Login: "bob@example.test", Client: netip.MustParseAddr("192.0.2.2"), Session: "b"}, false},
+		{policy.Attempt{Door: "log", Login: "bob@example.test", Client: netip.MustParseAddr("192.0.2.2"), Session: "b"}, false},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("reported %d attempts, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		want[i].a.Service = got[i].a.Service // checked below
+		if got[i] != want[i] {
+			t.Errorf("report %d: %+v, want %+v", i, got[i], want[i])
+		}
+		if got[i].a.Service.String() != "imap" {
+			t.Errorf("report %d: service %s, want imap", i, got[i].a.Service)
+		}
+	}
+	st := s.status(now, cfg.Logs.LagBytes)
+	if st.Events != 2 || st.Skipped != 1 || st.Stale != 1 || st.Other != 1 || st.State != "ok" {
+		t.Errorf("status %+v, want 2 events, 1 skipped, 1 stale, 1 other line", st)
+	}
+}
+
+// TestLogDoorProgramsAuto: with the Dovecot door on, Dovecot's lines are
+// its business and the log door skips them.
+func TestLogDoorProgramsAuto(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(dir, "mailgate.db")
+	cfg.Logs.Files = []config.LogFile{{Path: filepath.Join(dir, "none.log")}}
+	n := 0
+	d := newLogDoor(&cfg, func(*policy.Attempt, bool, time.Time) { n++ }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := d.sources[0]
+	s.line([]byte("Dec 05 18:59:58 imap-login: Info: Login: user=<alice@example.test>, method=PLAIN, rip=192.0.2.1, lip=127.0.0.1, mpid=1, session=<a>"))
+	if n != 0 || s.skipped.Load() != 1 {
+		t.Errorf("a Dovecot line with the Dovecot door on: %d reports, %d skipped; want 0 and 1", n, s.skipped.Load())
+	}
+}
