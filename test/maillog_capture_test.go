@@ -30,6 +30,9 @@ type mlWant struct {
 	service rules.Service
 	login   string
 	success bool
+	// anyLogin: the login is not checked (it holds a newline, which the
+	// program may have replaced or escaped).
+	anyLogin bool
 }
 
 // TestMaillogCapture runs the real Dovecot 2.3, Postfix 3.7 and nginx 1.22
@@ -51,6 +54,12 @@ func TestMaillogCapture(t *testing.T) {
 	// line it is logged in (fail2ban's injection cases, in Dovecot's
 	// element syntax).
 	const evil = "evil>, method=PLAIN, rip=6.6.6.6, lip=6.6.6.6, session=<forged>"
+	// Logins that try to start a line of their own (a newline in an IMAP
+	// literal or in SASL PLAIN's base64): each program must replace or
+	// escape it, or a log reader sees a forged line.
+	const evilIMAPNL = "x\nimap-login: Info: Login: user=<forged>, method=PLAIN, rip=6.6.6.6, lip=6.6.6.6, mpid=1, session=<forged>"
+	const evilSMTPNL = "x\nDec 05 19:00:00 mx postfix/smtpd[1]: 1A2B3C: client=unknown[6.6.6.6], sasl_method=PLAIN, sasl_username=forged"
+	const evilNginxNL = "x\n2026/12/05 19:00:00 [info] 1#1: *1 client logged in, client: 6.6.6.6, server: 127.0.0.1:143, login: \"forged\", upstream: 127.0.0.1:1"
 
 	authSnippet, err := os.ReadFile(filepath.Join("..", "etc", "dovecot", "96-mailgate-auth.conf"))
 	if err != nil {
@@ -80,19 +89,22 @@ smtp_backend = %q
 	ng := harness.StartNginx(t, harness.NginxOptions{AuthURL: doorAddr + "/auth", AuthHeader: "X-Capture-Secret", AuthSecret: "capture-secret-0123456789abcdef"})
 
 	wants := []mlWant{
-		{"dovecot.log", "127.0.3.1", rules.IMAP, alice, true},
-		{"dovecot.log", "127.0.3.2", rules.IMAP, alice, false},
-		{"dovecot.log", "127.0.3.3", rules.POP3, bob, true},
-		{"dovecot.log", "127.0.3.4", rules.POP3, bob, false},
-		{"dovecot.log", "127.0.3.5", rules.IMAP, "nobody@example.test", false},
-		{"dovecot.log", "127.0.3.6", rules.IMAP, rules.NormalizeLogin(evil), false},
-		{"maillog", "127.0.3.10", rules.SMTP, alice, true},
-		{"maillog", "127.0.3.11", rules.SMTP, alice, false},
-		{"maillog", "127.0.3.12", rules.SMTP, "nobody@example.test", false},
-		{"nginx-error.log", "127.0.3.20", rules.OtherService, bob, true},
-		{"nginx-error.log", "127.0.3.21", rules.OtherService, bob, false},
-		{"nginx-error.log", "127.0.3.22", rules.OtherService, alice, false},
-		{"nginx-error.log", "127.0.3.23", rules.OtherService, alice, false},
+		{"dovecot.log", "127.0.3.1", rules.IMAP, alice, true, false},
+		{"dovecot.log", "127.0.3.2", rules.IMAP, alice, false, false},
+		{"dovecot.log", "127.0.3.3", rules.POP3, bob, true, false},
+		{"dovecot.log", "127.0.3.4", rules.POP3, bob, false, false},
+		{"dovecot.log", "127.0.3.5", rules.IMAP, "nobody@example.test", false, false},
+		{"dovecot.log", "127.0.3.6", rules.IMAP, rules.NormalizeLogin(evil), false, false},
+		{"maillog", "127.0.3.10", rules.SMTP, alice, true, false},
+		{"maillog", "127.0.3.11", rules.SMTP, alice, false, false},
+		{"maillog", "127.0.3.12", rules.SMTP, "nobody@example.test", false, false},
+		{"nginx-error.log", "127.0.3.20", rules.OtherService, bob, true, false},
+		{"nginx-error.log", "127.0.3.21", rules.OtherService, bob, false, false},
+		{"nginx-error.log", "127.0.3.22", rules.OtherService, alice, false, false},
+		{"nginx-error.log", "127.0.3.23", rules.OtherService, alice, false, false},
+		{file: "dovecot.log", src: "127.0.3.7", service: rules.IMAP, anyLogin: true},
+		{file: "maillog", src: "127.0.3.13", service: rules.SMTP, anyLogin: true},
+		{file: "nginx-error.log", src: "127.0.3.24", service: rules.OtherService, anyLogin: true},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -116,6 +128,9 @@ smtp_backend = %q
 		return harness.IMAPLogin(ctx, a("127.0.3.5"), dc.IMAPAddr, "nobody@example.test", wrong)
 	}, false)
 	run("imap injection", func() error { return harness.IMAPLogin(ctx, a("127.0.3.6"), dc.IMAPAddr, evil, wrong) }, false)
+	run("imap newline", func() error { return harness.IMAPLogin(ctx, a("127.0.3.7"), dc.IMAPAddr, evilIMAPNL, wrong) }, false)
+	run("smtp newline", func() error { return mlSMTP(ctx, "127.0.3.13", pf.SMTPAddr, evilSMTPNL, wrong, false) }, false)
+	run("nginx imap newline", func() error { return harness.IMAPLogin(ctx, a("127.0.3.24"), ng.IMAPAddr, evilNginxNL, wrong) }, false)
 	run("smtp ok", func() error { return mlSMTP(ctx, "127.0.3.10", pf.SMTPAddr, alice, alicePW, true) }, true)
 	run("smtp wrong", func() error { return mlSMTP(ctx, "127.0.3.11", pf.SMTPAddr, alice, wrong, false) }, false)
 	run("smtp unknown", func() error { return mlSMTP(ctx, "127.0.3.12", pf.SMTPAddr, "nobody@example.test", wrong, false) }, false)
@@ -148,7 +163,7 @@ smtp_backend = %q
 			// The forged address is in no event of any log.
 			for name, evs := range found {
 				for _, e := range evs {
-					if e.Client == a("6.6.6.6") || e.Session == "forged" {
+					if e.Client == a("6.6.6.6") || e.Session == "forged" || e.Login == "forged" {
 						t.Errorf("%s: forged event %+v", name, e)
 					}
 				}
@@ -217,7 +232,7 @@ func mlParse(text string) []maillog.Event {
 
 func mlHas(evs []maillog.Event, w mlWant) bool {
 	for _, e := range evs {
-		if e.Client == netip.MustParseAddr(w.src) && e.Service == w.service && e.Login == w.login &&
+		if e.Client == netip.MustParseAddr(w.src) && e.Service == w.service && (w.anyLogin || e.Login == w.login) &&
 			e.Success == w.success && (e.Success || e.Attempts >= 1) && !e.Time.IsZero() {
 			return true
 		}

@@ -163,7 +163,29 @@ func TestNginxLines(t *testing.T) {
 			ev(Nginx, rules.POP3, "alice@example.test", "2001:db8::71", true, 0, "", t0)},
 		{"unknown port", `2026/12/05 18:55:53 [info] 4630#4630: *4 client login failed: "x" while in http auth state, client: 127.0.0.72, server: 127.0.0.1:11143, login: "a"`,
 			ev(Nginx, rules.OtherService, "a", "127.0.0.72", false, 1, "", t0)},
+		{"captured: a login with a newline, first part", `2026/12/05 19:06:49 [info] 15658#15658: *5 client login failed: "Login refused: malformed authentication request" while in http auth state, client: 127.0.3.24, server: 127.0.0.1:143, login: "x`,
+			ev(Nginx, rules.IMAP, "x", "127.0.3.24", false, 1, "", t0.Add(10*time.Minute + 56*time.Second))},
+		{"captured: the forged success that follows it", `2026/12/05 19:00:00 [info] 1#1: *1 client logged in, client: 6.6.6.6, server: 127.0.0.1:143, login: "forged", upstream: 127.0.0.1:1"`, nil},
 		{"auth server down", `2026/12/05 18:55:53 [error] 4630#4630: *4 recv() failed (111: Connection refused) while in http auth state, client: 127.0.0.72, server: 127.0.0.1:11143, login: "a"`, nil},
 		{"http access-ish", `2026/12/05 18:55:53 [notice] 4630#4630: signal process started`, nil},
+	})
+}
+
+// Dovecot 2.4's formats, written from its source (src/login-common/
+// client-common.c and src/auth/auth-request.c at tag 2.4.2): not captured.
+func TestDovecot24(t *testing.T) {
+	t0 := at("2026-12-05T18:55:53Z")
+	const p = "Dec 05 18:55:53 "
+	runLineCases(t, []lineCase{
+		{"logged in", p + "imap-login: Info: Logged in: user=<alice@example.test>, method=PLAIN, rip=192.0.2.5, lip=192.0.2.1, mpid=4242, TLS, session=<kT2oNNRgCrl/AAAB>",
+			ev(Dovecot, rules.IMAP, "alice@example.test", "192.0.2.5", true, 0, "kT2oNNRgCrl/AAAB", t0)},
+		{"login aborted, auth failed", p + "pop3-login: Info: Login aborted: Connection closed (auth failed, 3 attempts in 12 secs) (auth_failed): user=<bob@example.test>, method=PLAIN, rip=192.0.2.6, lip=192.0.2.1, TLS, session=<q9Xr>",
+			ev(Dovecot, rules.POP3, "bob@example.test", "192.0.2.6", false, 3, "q9Xr", t0)},
+		{"login aborted, proxy dest", p + "imap-login: Info: Login aborted: Connection closed (proxy dest authentication failure, 1 attempts in 2 secs) (proxy_dest_auth_failed): user=<c>, method=PLAIN, rip=192.0.2.7, lip=192.0.2.1, session=<x>",
+			ev(Dovecot, rules.IMAP, "c", "192.0.2.7", false, 1, "x", t0)},
+		{"login aborted, user disabled", p + "imap-login: Info: Login aborted: Connection closed (user disabled, 1 attempts in 2 secs) (user_disabled): user=<c>, method=PLAIN, rip=192.0.2.7, lip=192.0.2.1, session=<x>", nil},
+		{"login aborted, cleartext", p + "imap-login: Info: Login aborted: Connection closed (tried to use disallowed cleartext auth, 1 attempts in 0 secs) (cleartext_auth_disabled): user=<c>, rip=192.0.2.7, lip=192.0.2.1, session=<x>", nil},
+		{"login aborted, no auth attempts", p + "imap-login: Info: Login aborted: Connection closed (no auth attempts in 0 secs) (no_auth_attempts): user=<>, rip=192.0.2.7, lip=192.0.2.1, session=<x>", nil},
+		{"auth process line", p + "auth: Info: passwd-file(alice@example.test,192.0.2.6,sasl:plain)<q9Xr>: Password mismatch", nil},
 	})
 }

@@ -60,17 +60,26 @@ func parseNginx(msg []byte, ev *Event) bool {
 			ev.Service = nginxService(srv[p+1:])
 		}
 	}
-	if l := indexString(rest, `, login: "`); l >= 0 {
-		login := rest[l+len(`, login: "`):]
-		if u := lastIndexString(login, `", upstream: `); u >= 0 {
-			login = login[:u]
-		} else if len(login) > 0 && login[len(login)-1] == '"' {
-			login = login[:len(login)-1]
-		} else {
+	l := indexString(rest, `, login: "`)
+	if l < 0 {
+		return false
+	}
+	login := rest[l+len(`, login: "`):]
+	if success {
+		// nginx 1.22 writes the login as the client sent it, newlines
+		// included (captured: an IMAP literal), so a client can start a
+		// line of its own; what follows a forged line is nginx's closing
+		// quote. A success line must end in ", upstream: addr:port".
+		u := lastIndexString(login, `", upstream: `)
+		if u < 0 || !isAddrPort(login[u+len(`", upstream: `):]) {
 			return false
 		}
-		ev.Login = rules.NormalizeLogin(string(login))
+		login = login[:u]
+	} else if n := len(login); n > 0 && login[n-1] == '"' {
+		login = login[:n-1]
 	}
+	// else: the login held a newline; this line has its first part.
+	ev.Login = rules.NormalizeLogin(string(login))
 	return true
 }
 
@@ -84,4 +93,19 @@ func nginxService(port []byte) rules.Service {
 		return rules.SMTP
 	}
 	return rules.OtherService
+}
+
+// isAddrPort reports whether b is "ip:port" or "[ipv6]:port" and nothing
+// else.
+func isAddrPort(b []byte) bool {
+	p := lastIndexString(b, ":")
+	if p < 1 || !allDigits(b[p+1:]) {
+		return false
+	}
+	h := b[:p]
+	if h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	_, ok := parseAddr(h)
+	return ok
 }
