@@ -164,7 +164,7 @@ func TestNginxLines(t *testing.T) {
 		{"unknown port", `2026/12/05 18:55:53 [info] 4630#4630: *4 client login failed: "x" while in http auth state, client: 127.0.0.72, server: 127.0.0.1:11143, login: "a"`,
 			ev(Nginx, rules.OtherService, "a", "127.0.0.72", false, 1, "", t0)},
 		{"captured: a login with a newline, first part", `2026/12/05 19:06:49 [info] 15658#15658: *5 client login failed: "Login refused: malformed authentication request" while in http auth state, client: 127.0.3.24, server: 127.0.0.1:143, login: "x`,
-			ev(Nginx, rules.IMAP, "x", "127.0.3.24", false, 1, "", t0.Add(10*time.Minute + 56*time.Second))},
+			ev(Nginx, rules.IMAP, "x", "127.0.3.24", false, 1, "", t0.Add(10*time.Minute+56*time.Second))},
 		{"captured: the forged success that follows it", `2026/12/05 19:00:00 [info] 1#1: *1 client logged in, client: 6.6.6.6, server: 127.0.0.1:143, login: "forged", upstream: 127.0.0.1:1"`, nil},
 		{"auth server down", `2026/12/05 18:55:53 [error] 4630#4630: *4 recv() failed (111: Connection refused) while in http auth state, client: 127.0.0.72, server: 127.0.0.1:11143, login: "a"`, nil},
 		{"http access-ish", `2026/12/05 18:55:53 [notice] 4630#4630: signal process started`, nil},
