@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -247,7 +246,12 @@ func ldWaitFailures(t *testing.T, env *ldEnv, src string, n int) {
 			return
 		}
 		if got > n || time.Now().After(deadline) {
-			t.Fatalf("log door failures of %s: %d, want %d\nDovecot log:\n%s", src, got, n, env.dc.Log())
+			dlog := ""
+			if env.dc != nil {
+				dlog = "\nDovecot log:\n" + env.dc.Log()
+			}
+			st, _, _ := env.mg.CLI("status", "--json")
+			t.Fatalf("log door failures of %s: %d, want %d\nstatus: %s%s", src, got, n, st, dlog)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -360,16 +364,144 @@ func ldStatus(t *testing.T, env *ldEnv) ldSource {
 	return s.Logs[0]
 }
 
-// ldCopyFile copies a file (for the journal replayer).
-func ldCopyFile(t *testing.T, from, to string, mode os.FileMode) {
-	t.Helper()
-	b, err := os.ReadFile(from)
+// TestLogDoorJournald is the journald path where the test machine has no
+// journal: mailgate's [logs.journald] command is a script that plays
+// recorded `journalctl -o json` entries (testdata/logdoor/journal.json:
+// Dovecot's failed and successful IMAP logins through syslog, and other
+// entries) as `journalctl --follow` would, honouring --after-cursor.
+//
+//   - five failures from one address ban it, through the journal alone;
+//   - a journalctl that dies is started again after the last entry read
+//     (the failures around it are counted once);
+//   - entries written while mailgate is stopped are counted after its
+//     restart (the cursor file), and nothing read before comes again;
+//   - at shutdown journalctl is stopped by its PID.
+func TestLogDoorJournald(t *testing.T) {
+	dir := harness.TempDir(t, "logdoor-journal-")
+	recorded, err := os.ReadFile("testdata/logdoor/journal.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(to, b, mode); err != nil {
+	entries := strings.SplitAfter(string(recorded), "\n")
+	entries = entries[:len(entries)-1] // after the last newline
+	if len(entries) != 9 {
+		t.Fatalf("testdata/logdoor/journal.json: %d entries, want 9", len(entries))
+	}
+	rec := filepath.Join(dir, "journal.json")
+	if err := os.WriteFile(rec, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
+	replay, err := filepath.Abs("../internal/logfollow/testdata/journalctl-replay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := filepath.Join(dir, "journalctl")
+	script := fmt.Sprintf("#!/bin/sh\nJOURNAL_REPLAY_FILE=%s exec %s \"$@\"\n", rec, replay)
+	if err := os.WriteFile(cmd, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := &ldEnv{dir: dir}
+	env.mg = harness.StartMailgate(t, fmt.Sprintf(`
+[store]
+path = %q
 
-var _ = exec.Command
+[admin]
+socket = %q
+
+[dovecot]
+enabled = false
+
+[logs]
+enabled = true
+state_dir = %q
+# The recorded entries carry last year's times.
+max_age = "0s"
+
+[logs.journald]
+enabled = true
+command = %q
+units = ["dovecot.service", "postfix@-.service"]
+`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), filepath.Join(dir, "state"), cmd))
+
+	// starts waits for the n-th start of the replayer, past the point
+	// where it knows where to start, and returns its arguments.
+	starts := func(n int) string {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			b, _ := os.ReadFile(rec + ".args")
+			if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(b) > 0 && len(lines) >= n {
+				return lines[n-1]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("journalctl not started %d times; arguments so far:\n%s", n, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	add := func(from, to int) {
+		t.Helper()
+		f, err := os.OpenFile(rec, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(strings.Join(entries[from:to], "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cursor := func(i int) string {
+		var e struct {
+			Cursor string `json:"__CURSOR"`
+		}
+		if err := json.Unmarshal([]byte(entries[i]), &e); err != nil {
+			t.Fatal(err)
+		}
+		return e.Cursor
+	}
+
+	args := starts(1)
+	for _, want := range []string{"--follow", "--output=json", "--all", "--since=now", "_SYSTEMD_UNIT=dovecot.service", "_SYSTEMD_UNIT=postfix@-.service"} {
+		if !strings.Contains(" "+args+" ", " "+want+" ") {
+			t.Errorf("journalctl arguments %q lack %s", args, want)
+		}
+	}
+	add(0, 3) // two failures, a Postfix line
+	ldWaitFailures(t, env, "127.0.36.1", 2)
+
+	// journalctl dies; it is started again after the last entry read.
+	st := ldStatus(t, env)
+	if st.PID == 0 || st.State != "ok" || st.Source != "journald" {
+		t.Fatalf("status of the journal source: %+v, want ok with journalctl's PID", st)
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if args := starts(2); !strings.Contains(args, "--after-cursor="+cursor(2)) {
+		t.Errorf("journalctl started again with %q, want --after-cursor=%s", args, cursor(2))
+	}
+	add(3, 8) // three more failures, alice's login
+	ldWaitFailures(t, env, "127.0.36.1", 5)
+	env.mg.WaitLogLine(t, map[string]string{"event": "ban", "kind": "address", "ip": "127.0.36.1"})
+	ldWantBanned(t, env, "127.0.36.1")
+	env.mg.WaitLogLine(t, map[string]string{"auth": "success", "door": "log", "service": "imap", "login": ldAlice, "ip": "127.0.37.1"})
+	if st := ldStatus(t, env); st.Starts != 2 || st.Events != 6 {
+		t.Errorf("status of the journal source: %+v, want 2 starts and 6 events", st)
+	}
+
+	// Stopped: journalctl goes with mailgate; an entry comes meanwhile.
+	pid := ldStatus(t, env).PID
+	env.mg.Terminate(10 * time.Second)
+	if syscall.Kill(pid, 0) == nil {
+		t.Errorf("journalctl (pid %d) still runs after mailgate stopped", pid)
+	}
+	add(8, 9)
+	env.mg.Restart()
+	if args := starts(3); !strings.Contains(args, "--after-cursor="+cursor(7)) {
+		t.Errorf("journalctl after the restart started with %q, want --after-cursor=%s", args, cursor(7))
+	}
+	ldWaitFailures(t, env, "127.0.38.1", 1)
+	if n := ldFailureCounts(env)["127.0.36.1"]; n != 5 {
+		t.Errorf("127.0.36.1: %d failures counted, want 5 (read again after the restart?)", n)
+	}
+}

@@ -79,7 +79,8 @@ func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool,
 			Units:        j.Units,
 			Identifiers:  j.Identifiers,
 			PositionFile: positionFile(dir, "journald", ""),
-			MaxLine:      l.MaxLine,
+			// An entry is its MESSAGE (at most max_line) and metadata.
+			MaxLine: max(l.MaxLine, maillog.MaxJournalLineLen),
 		}, s.journalLine, log.With("source", "journald"))
 		d.sources = append(d.sources, s)
 	}
