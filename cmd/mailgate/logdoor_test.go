@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/policy"
 )
@@ -97,5 +98,61 @@ func TestLogDoorProgramsAuto(t *testing.T) {
 	s.line([]byte("Dec 05 18:59:58 imap-login: Info: Login: user=<alice@example.test>, method=PLAIN, rip=192.0.2.1, lip=127.0.0.1, mpid=1, session=<a>"))
 	if n != 0 || s.skipped.Load() != 1 {
 		t.Errorf("a Dovecot line with the Dovecot door on: %d reports, %d skipped; want 0 and 1", n, s.skipped.Load())
+	}
+}
+
+// TestStatusPrintsLogSources: `mailgate status` names each log source,
+// and the problem of one that is stopped or lagging.
+func TestStatusPrintsLogSources(t *testing.T) {
+	var b strings.Builder
+	s := api.StatusJSON{Logs: []api.LogSourceJSON{
+		{Source: "/var/log/dovecot.log", Kind: "file", State: "ok", Lines: 10, Events: 3},
+		{Source: "journald", Kind: "journald", State: "restarting", Problem: "journalctl is not running since 2026-12-05T19:12:00Z (started 6 times): exit status 1"},
+	}}
+	if err := printStatusMore(&b, &s); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"log door:", "/var/log/dovecot.log", "restarting", "journald: journalctl is not running since"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestLogDoorCheckLogs: a source that goes missing is logged once, and
+// again when it is read again.
+func TestLogDoorCheckLogs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(dir, "mailgate.db")
+	cfg.Logs.Files = []config.LogFile{{Path: path}}
+	var logged strings.Builder
+	d := newLogDoor(&cfg, func(*policy.Attempt, bool, time.Time) {}, slog.New(slog.NewTextHandler(&logged, nil)))
+	s := d.sources[0]
+	now := time.Date(2026, 12, 5, 19, 0, 0, 0, time.UTC)
+	s.file.Step(now)
+	d.check(now)
+	d.check(now.Add(5 * time.Second))
+	if n := strings.Count(logged.String(), "source is stopped or lagging"); n != 1 {
+		t.Fatalf("%d warnings for a missing file, want 1:\n%s", n, logged.String())
+	}
+	if st := s.status(now, cfg.Logs.LagBytes); st.State != "missing" || !strings.Contains(st.Problem, "missing since") {
+		t.Errorf("status %+v", st)
+	}
+	os.WriteFile(path, []byte("x\n"), 0o644)
+	s.file.Step(now.Add(6 * time.Second))
+	d.check(now.Add(10 * time.Second))
+	if !strings.Contains(logged.String(), "source is read again") {
+		t.Errorf("no info line when the file came back:\n%s", logged.String())
+	}
+
+	// Written faster than read: lagging.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(strings.Repeat("y", 5000) + "\n")
+	f.Close()
+	if st := s.status(now, 4096); st.State != "lagging" || st.LagBytes != 5001 {
+		t.Errorf("status with 5001 bytes unread: %+v, want lagging", st)
 	}
 }
