@@ -123,6 +123,8 @@ func (j *Journal) Run(ctx context.Context) {
 	backoff := j.opt.MinBackoff
 	for {
 		t0 := j.now()
+		lines := j.lines.Load()
+		cursor := j.cursor
 		err := j.runOnce(ctx)
 		if ctx.Err() != nil {
 			j.setState("stopped", "")
@@ -131,6 +133,13 @@ func (j *Journal) Run(ctx context.Context) {
 		msg := "journalctl ended"
 		if err != nil {
 			msg = err.Error()
+		}
+		if cursor != "" && j.cursor == cursor && j.lines.Load() == lines && strings.Contains(msg, "cursor") {
+			// journalctl refuses the saved cursor (another machine's
+			// journal, a cursor file edited by hand): starting again
+			// with it would fail forever.
+			j.log.Warn("journalctl refuses the saved cursor; reading from now on", "cursor", cursor, "err", msg)
+			j.cursor = ""
 		}
 		if j.now().Sub(t0) >= time.Minute {
 			backoff = j.opt.MinBackoff

@@ -168,3 +168,30 @@ func TestJournalCommandMissing(t *testing.T) {
 		t.Fatalf("status %+v, want the start error", s)
 	}
 }
+
+// TestJournalBadCursor: a saved cursor journalctl refuses is dropped
+// after one failed start, instead of failing forever.
+func TestJournalBadCursor(t *testing.T) {
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "journal.json")
+	os.WriteFile(rec, []byte(entry(1)), 0o644)
+	pos := filepath.Join(dir, "journal.cursor")
+	if err := SavePosition(pos, Position{Source: "journald", Cursor: "s=gone;i=1"}); err != nil {
+		t.Fatal(err)
+	}
+	jl := &journalLines{}
+	j := NewJournal(JournalOptions{Command: replayer(t, rec), PositionFile: pos, MinBackoff: time.Millisecond}, jl.handle, discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { j.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for range 1000 {
+		if args, _ := os.ReadFile(rec + ".args"); strings.Contains(string(args), "--since=now") {
+			appendTo(t, rec, entry(2))
+			jl.wait(t, []string{"line 2"})
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("never started without the refused cursor: %+v", j.Status())
+}
