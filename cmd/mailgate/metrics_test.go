@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -33,6 +34,9 @@ func scrapeAll(t *testing.T) string {
 	tel.m.Verdict(now, &a, &policy.Verdict{})
 	tel.m.Result(now, &a, true)
 	tel.m.Latency("dovecot", time.Millisecond)
+	lc := config.Default()
+	lc.Logs.Files = []config.LogFile{{Path: filepath.Join(t.TempDir(), "mail.log")}}
+	newLogDoor(&lc, func(*policy.Attempt, bool, time.Time) {}, slog.New(slog.DiscardHandler)).gauges(tel)
 	var b bytes.Buffer
 	tel.m.WritePrometheus(&b)
 	return b.String()

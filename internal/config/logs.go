@@ -24,7 +24,7 @@ type Logs struct {
 // LogFile is one [[logs.file]] entry.
 type LogFile struct {
 	Path     string   `toml:"path" doc:"The log file, an absolute path."`
-	Programs []string `toml:"programs" doc:"Whose lines count: dovecot, postfix, nginx. Empty = automatic: every program except those whose logins a door already reports, so that no failure counts twice: with [dovecot] enabled, dovecot and postfix (Dovecot's auth policy sees Postfix's SASL checks too, when Postfix uses Dovecot SASL: with Cyrus SASL, set [\"postfix\"]); with [nginx] enabled, nginx."`
+	Programs []string `toml:"programs" doc:"Whose lines count: dovecot, postfix, nginx; name the programs that write the file, so that a line forged in another program's format is never taken. Empty = automatic: every program except those whose logins a door already reports, so that no failure counts twice: with [dovecot] enabled, dovecot and postfix (Dovecot's auth policy sees Postfix's SASL checks too, when Postfix uses Dovecot SASL: with Cyrus SASL, set [\"postfix\"]); with [nginx] enabled, nginx and dovecot (behind nginx, Dovecot logs nginx's address)."`
 	Services []string `toml:"services" doc:"Which services count (imap, pop3, smtp, submission, sieve). Empty = all."`
 }
 
@@ -90,8 +90,10 @@ func (c *Config) LogPrograms(list []string) []string {
 	for _, p := range logPrograms {
 		// With the Dovecot door on, Dovecot reports its logins, and
 		// Postfix's SASL checks when it uses Dovecot SASL (the usual
-		// setup; Cyrus SASL needs programs = ["postfix"]).
-		if (p == "dovecot" || p == "postfix") && c.Dovecot.Enabled || p == "nginx" && c.Nginx.Enabled {
+		// setup; Cyrus SASL needs programs = ["postfix"]). Behind the
+		// nginx door, nginx reports the logins, and Dovecot logs nginx's
+		// address, not the client's.
+		if p == "dovecot" && (c.Dovecot.Enabled || c.Nginx.Enabled) || p == "postfix" && c.Dovecot.Enabled || p == "nginx" && c.Nginx.Enabled {
 			continue
 		}
 		out = append(out, p)

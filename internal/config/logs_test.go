@@ -42,7 +42,7 @@ identifiers = ["saslauthd"]
 		t.Errorf("automatic programs with the doors off: %v", got)
 	}
 	c.Nginx.Enabled = true
-	if got := c.LogPrograms(nil); !slices.Equal(got, []string{"dovecot", "postfix"}) {
+	if got := c.LogPrograms(nil); !slices.Equal(got, []string{"postfix"}) {
 		t.Errorf("automatic programs with the nginx door on: %v", got)
 	}
 	if got := c.LogPrograms([]string{"postfix"}); !slices.Equal(got, []string{"postfix"}) {
