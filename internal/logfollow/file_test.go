@@ -255,7 +255,6 @@ func TestFileRotatedWhileDown(t *testing.T) {
 	os.Rename(path, path+".1")
 	appendTo(t, path, text(5, 6))
 	f = restart(t, path, pos, c)
-	defer f.Close()
 	check(t, c, lines(1, 6))
 
 	// Without the rotated file (compressed), the new file from 0.
@@ -267,6 +266,7 @@ func TestFileRotatedWhileDown(t *testing.T) {
 	c.got = nil
 	f = restart(t, path, pos, c)
 	check(t, c, lines(8, 8))
+	f.Close()
 }
 
 func TestFileFirstLineHash(t *testing.T) {
