@@ -45,6 +45,10 @@ type logSource struct {
 	alarm                          atomic.Value // string: the last problem logged ("" none)
 }
 
+// stuckAfter is how long a file may go unchecked before its source is
+// reported stuck (it is checked every [logs] poll, at most 10 s).
+const stuckAfter = 30 * time.Second
+
 // maxLineAttempts bounds the failures one line may count (Dovecot's
 // "auth failed, N attempts" summary).
 const maxLineAttempts = 100
@@ -185,9 +189,14 @@ func (s *logSource) status(now time.Time, lagBytes int64) api.LogSourceJSON {
 		out.State, out.Lines, out.LongLines, out.Rotations, out.Truncations = fs.State, fs.Lines, fs.LongLines, fs.Rotations, fs.Truncations
 		out.Offset, out.LagBytes = fs.Offset, fs.Lag()
 		last = fs.LastLine
-		if fs.State == "missing" {
+		switch {
+		case !fs.LastStep.IsZero() && now.Sub(fs.LastStep) > stuckAfter:
+			// The reader is blocked (a report that does not return).
+			out.State = "stuck"
+			out.Problem = "the file was last checked " + now.Sub(fs.LastStep).Round(time.Second).String() + " ago"
+		case fs.State == "missing":
 			out.Problem = "the file is missing since " + fs.MissingFrom.UTC().Format(time.RFC3339)
-		} else if fs.Lag() > lagBytes {
+		case fs.Lag() > lagBytes:
 			out.State = "lagging"
 			out.Problem = strconv.FormatInt(fs.Lag(), 10) + " bytes behind the end of the file"
 		}

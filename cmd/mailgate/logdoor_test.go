@@ -155,4 +155,8 @@ func TestLogDoorCheckLogs(t *testing.T) {
 	if st := s.status(now, 4096); st.State != "lagging" || st.LagBytes != 5001 {
 		t.Errorf("status with 5001 bytes unread: %+v, want lagging", st)
 	}
+	// Not checked for a minute (the reader is blocked): stuck.
+	if st := s.status(now.Add(time.Minute), cfg.Logs.LagBytes); st.State != "stuck" || !strings.Contains(st.Problem, "last checked 54s ago") {
+		t.Errorf("status a minute after the last check: %+v, want stuck", st)
+	}
 }

@@ -49,7 +49,7 @@ type DoorJSON struct {
 type LogSourceJSON struct {
 	Source string `json:"source"` // the file's path, or journald
 	Kind   string `json:"kind"`   // file or journald
-	State  string `json:"state"`  // ok, lagging, missing, restarting, starting
+	State  string `json:"state"`  // ok, lagging, stuck, missing, restarting, starting
 	// Problem says why the source is stopped or lagging; "" when it is
 	// read as it should be.
 	Problem         string    `json:"problem,omitempty"`

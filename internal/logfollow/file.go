@@ -62,6 +62,7 @@ type File struct {
 	state       string
 	missingFrom time.Time
 	lastLine    time.Time
+	lastStep    time.Time
 	curOff      int64
 	curIno      uint64
 
@@ -124,6 +125,11 @@ func (f *File) Close() {
 // that is gone is waited for, the old one still read (its writer may
 // still hold it open).
 func (f *File) Step(now time.Time) {
+	defer func() {
+		f.mu.Lock()
+		f.lastStep = now
+		f.mu.Unlock()
+	}()
 	if f.f == nil {
 		if !f.open(now) {
 			return
@@ -446,6 +452,7 @@ type FileStatus struct {
 	Offset      int64     // read up to here
 	Size        int64     // the size of the file at the path (-1: none)
 	LastLine    time.Time // when the last line was read
+	LastStep    time.Time // when the file was last checked (zero: never)
 	Lines       uint64    // lines read
 	LongLines   uint64    // lines skipped for being longer than MaxLine
 	Rotations   uint64
@@ -463,7 +470,7 @@ func (s FileStatus) Lag() int64 {
 // Status returns the follower's state; safe from any goroutine.
 func (f *File) Status() FileStatus {
 	f.mu.Lock()
-	s := FileStatus{Path: f.path, State: f.state, MissingFrom: f.missingFrom, Offset: f.curOff, LastLine: f.lastLine}
+	s := FileStatus{Path: f.path, State: f.state, MissingFrom: f.missingFrom, Offset: f.curOff, LastLine: f.lastLine, LastStep: f.lastStep}
 	ino := f.curIno
 	f.mu.Unlock()
 	s.Size = -1
