@@ -356,11 +356,6 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			dlog.Result(now, a, success)
 			onReport(a, success, now)
 		}, log.With("door", "log"))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			logs.run(bg, cfg.Logs.Poll)
-		}()
 	}
 
 	banbook := api.NewBanbook(persist, tracker)
@@ -493,6 +488,15 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		go func() {
 			defer wg.Done()
 			grants.run(bg)
+		}()
+	}
+
+	if logs != nil {
+		// Started last: every listener is up, nothing returns early.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			logs.run(bg, cfg.Logs.Poll)
 		}()
 	}
 
