@@ -52,7 +52,7 @@ func commands() []command {
 		{name: "explain", synopsis: "--account A --ip IP --service S [--pwhash H] [--json]", short: "the verdict on a login attempt, with every check in order",
 			long: "Exits 0 when the attempt would be allowed, 3 when it would be refused (any other verdict), 1 when the daemon cannot be asked.",
 			run:  out(cmdExplain)},
-		{name: "status", synopsis: "[--json]", short: "version, uptime, doors and their traffic, permits, firewall drift, GeoIP database, last errors, bans and the brute-force rules", long: "Requests and refusals per door count the last minute and hour since the start. GET /healthz and the Prometheus metrics are in docs/metrics.md.", run: out(cmdStatus)},
+		{name: "status", synopsis: "[--json]", short: "version, uptime, doors and their traffic, log sources, permits, firewall drift, GeoIP database, last errors, bans and the brute-force rules", long: "Requests and refusals per door count the last minute and hour since the start. A log source that is missing, lagging, stuck or restarting is named with its problem (docs/logs.md). GET /healthz and the Prometheus metrics are in docs/metrics.md.", run: out(cmdStatus)},
 		{name: "ban list", aliases: []string{"ban ls"}, synopsis: "[--json]", short: "the active bans, automatic and manual", run: out(cmdBanList)},
 		{name: "ban add", synopsis: "(--ip IP|CIDR | --account A) [--for D] [--comment T] [--json]", short: "ban an address, a network or a login", run: out(cmdBanAdd)},
 		{name: "ban rm", aliases: []string{"ban remove", "ban del"}, synopsis: "(ID | --ip IP | --account A) [--json]", short: "lift bans", run: out(cmdBanRemove)},
