@@ -73,6 +73,30 @@ func TestLogDoorEndToEnd(t *testing.T) {
 			t.Errorf("permit of %s: %+v, want one granted by the log door to %s", src, p, ldAlice)
 		}
 	})
+	t.Run("SMTP AUTH failures through Postfix's log", func(t *testing.T) {
+		const src = "127.0.39.1"
+		var wg sync.WaitGroup
+		for range 5 {
+			wg.Go(func() {
+				r, err := harness.Swaks(ldContext(t), harness.SwaksOptions{Server: env.pf.SMTPAddr, Source: netip.MustParseAddr(src),
+					From: "guess39@example.test", To: []string{rlRelayTo}, AuthUser: "guess39@example.test", AuthPassword: ldWrongPW, QuitAfter: "AUTH"})
+				if err != nil {
+					t.Error(err)
+				} else if rs := r.Replies("AUTH"); len(rs) != 1 || rs[0].Code != 535 {
+					t.Errorf("SMTP AUTH with a wrong password: %v, want 535\n%s", rs, r)
+				}
+			})
+		}
+		wg.Wait()
+		// Once each: Dovecot's auth process logs these checks too
+		// ("Password mismatch"), and they are not counted again.
+		ldWaitFailures(t, env, src, 5)
+		env.mg.WaitLogLine(t, map[string]string{"auth": "failure", "door": "log", "service": "smtp", "ip": src})
+		env.mg.WaitLogLine(t, map[string]string{"event": "ban", "kind": "address", "ip": src})
+		if !strings.Contains(env.dc.Log(), src) {
+			t.Errorf("Dovecot's log does not name %s: the double-count check checked nothing", src)
+		}
+	})
 	t.Run("rotation by rename", func(t *testing.T) {
 		const src = "127.0.33.1"
 		ldFail(t, env, src, 2)
@@ -152,14 +176,14 @@ func ldSetup(t *testing.T) *ldEnv {
 		DovecotSASL: env.dc.AuthAddr,
 		Extra:       replaceAll(t, main, pfDocPolicy, "inet:"+policyAddr, "etc/"+pfMainSnippet),
 	})
-	env.mg = harness.StartMailgate(t, ldConfig(dir, policyAddr, env.dc.LogPath))
+	env.mg = harness.StartMailgate(t, ldConfig(dir, policyAddr, env.dc.LogPath, filepath.Join(env.pf.Dir, "maillog")))
 	waitListening(t, policyAddr)
 	return env
 }
 
 // ldConfig is mailgate's config: the Dovecot door off, the log door on
 // Dovecot's log file, relay permits and the Postfix door on.
-func ldConfig(dir, policyAddr, logPath string) string {
+func ldConfig(dir, policyAddr, logPath, maillog string) string {
 	return fmt.Sprintf(`
 [store]
 path = %q
@@ -187,7 +211,14 @@ state_dir = %q
 
 [[logs.file]]
 path = %q
-`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), policyAddr, filepath.Join(dir, "state"), logPath)
+programs = ["dovecot"]
+
+# Postfix's SMTP AUTH goes to Dovecot's auth service (Dovecot SASL); its
+# failures are in Postfix's log only (Dovecot's auth lines do not count).
+[[logs.file]]
+path = %q
+programs = ["postfix"]
+`, filepath.Join(dir, "mailgate.db"), filepath.Join(dir, "admin.sock"), policyAddr, filepath.Join(dir, "state"), logPath, maillog)
 }
 
 func ldContext(t *testing.T) context.Context {
@@ -358,10 +389,10 @@ func ldStatus(t *testing.T, env *ldEnv) ldSource {
 	var s struct {
 		Logs []ldSource `json:"logs"`
 	}
-	if err := json.Unmarshal([]byte(out), &s); err != nil || len(s.Logs) != 1 {
-		t.Fatalf("status --json: %v, want one log source\n%s", err, out)
+	if err := json.Unmarshal([]byte(out), &s); err != nil || len(s.Logs) == 0 {
+		t.Fatalf("status --json: %v, want log sources\n%s", err, out)
 	}
-	return s.Logs[0]
+	return s.Logs[0] // the first [[logs.file]], or the journal
 }
 
 // TestLogDoorJournald is the journald path where the test machine has no
