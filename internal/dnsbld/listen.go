@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -88,16 +87,21 @@ func (s *Server) AddrPort() netip.AddrPort {
 	return ap
 }
 
-// Serve answers on both sockets until Shutdown; it returns the first
-// error of either (nil after Shutdown).
+// Serve answers on both sockets until Shutdown. When either fails, it
+// stops the other and returns the error (nil after Shutdown).
 func (s *Server) Serve() error {
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, d := range []*dns.Server{s.udp, s.tcp} {
-		wg.Go(func() { errs[i] = d.ActivateAndServe() })
+	errc := make(chan error, 2)
+	for _, d := range []*dns.Server{s.udp, s.tcp} {
+		go func() { errc <- d.ActivateAndServe() }()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	err := <-errc
+	if err != nil {
+		err = fmt.Errorf("dnsbl server %s: %w", s.addr, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	}
+	return errors.Join(err, <-errc)
 }
 
 // Shutdown stops both listeners; queries in flight finish within ctx.
