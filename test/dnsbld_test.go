@@ -224,3 +224,75 @@ tlsproxy  unix  -  -  n  -  0  tlsproxy
 		t.Errorf("unbanned %s is listed:\n%s", dnsblClean, pf.MailLog())
 	}
 }
+
+// TestDNSBLServerKernelAutobans: with the firewall in autoban mode, an
+// address the kernel bans for its connection rate is listed as
+// 127.0.0.3 (read from the kernel's set), beside a ban of mailgate's own
+// (127.0.0.2); a trusted network that the kernel never bans is not.
+func TestDNSBLServerKernelAutobans(t *testing.T) {
+	harness.Require(t, map[string]string{"/usr/bin/dig": "bind9-dnsutils"})
+	net := harness.NewNet(t, 3)
+	srv := net.Server
+	rate, banned, office := net.Clients[0], net.Clients[1], net.Clients[2]
+	srv.ListenTCP(t, 143, 587)
+	imap := netip.AddrPortFrom(srv.Addr4, 143)
+	dir := harness.TempDir(t, "dnsbl-fw-")
+	mg := harness.StartMailgateIn(t, srv.Name, fwConfig(dir, "autoban", "3s", office.Addr4)+`
+[dnsbl_server]
+listen = "127.0.0.1:5353"
+`)
+	digIn := func(a netip.Addr, qtype string) string {
+		t.Helper()
+		b := a.As4()
+		name := fmt.Sprintf("%d.%d.%d.%d.bans.mailgate.local.", b[3], b[2], b[1], b[0])
+		return srv.Run(t, "dig", "@127.0.0.1", "-p", "5353", "+time=2", "+tries=1", "+norecurse", name, qtype)
+	}
+	listedAs := func(out string) string {
+		if m := regexp.MustCompile(`(?m)\sIN\s+A\s+(127\.0\.0\.\d+)$`).FindStringSubmatch(out); m != nil {
+			return m[1]
+		}
+		return ""
+	}
+	if out := digIn(rate.Addr4, "A"); !strings.Contains(out, "status: NXDOMAIN") {
+		t.Fatalf("listed before any connection:\n%s", out)
+	}
+	for range 8 {
+		rate.Dial(t, imap, 500*time.Millisecond)
+		office.Dial(t, imap, 500*time.Millisecond)
+	}
+	if out := srv.Run(t, "nft", "list", "set", "inet", "mailgate", "autoban_v4"); !strings.Contains(out, rate.Addr4.String()) {
+		t.Fatalf("the kernel did not autoban %s:\n%s", rate.Addr4, out)
+	}
+	mg.MustCLI(t, "ban", "add", "--ip", banned.Addr4.String(), "--for", "1h")
+
+	// The kernel's sets are read every 5 s.
+	deadline := time.Now().Add(15 * time.Second)
+	var out string
+	for {
+		out = digIn(rate.Addr4, "A")
+		if listedAs(out) == "127.0.0.3" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if listedAs(out) != "127.0.0.3" {
+		t.Fatalf("the kernel's autoban of %s is not listed as 127.0.0.3:\n%s", rate.Addr4, out)
+	}
+	if out := digIn(rate.Addr4, "TXT"); !strings.Contains(out, `"mailgate: firewall autoban (connection rate) of `+rate.Addr4.String()+`/32 until `) {
+		t.Errorf("autoban TXT:\n%s", out)
+	}
+	if out := digIn(banned.Addr4, "A"); listedAs(out) != "127.0.0.2" {
+		t.Errorf("mailgate's own ban beside the firewall: not 127.0.0.2:\n%s", out)
+	}
+	if out := digIn(office.Addr4, "A"); !strings.Contains(out, "status: NXDOMAIN") {
+		t.Errorf("a trusted network the kernel never bans is listed:\n%s", out)
+	}
+	var st struct {
+		DNSBL *struct {
+			Autobans *int `json:"kernel_autobans"`
+		} `json:"dnsbl_server"`
+	}
+	if err := json.Unmarshal([]byte(mg.MustCLI(t, "status", "--json")), &st); err != nil || st.DNSBL == nil || st.DNSBL.Autobans == nil || *st.DNSBL.Autobans != 1 {
+		t.Errorf("status --json: %v %+v", err, st.DNSBL)
+	}
+}
