@@ -324,6 +324,7 @@ func TestParseName(t *testing.T) {
 // The real listener: UDP and TCP on one port, counted.
 func TestListenUDPAndTCP(t *testing.T) {
 	h, _ := newTestHandler(t)
+	h.now = func() time.Time { return t0 }
 	srv, err := Listen("127.0.0.1:0", h)
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +341,6 @@ func TestListenUDPAndTCP(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	h.now = func() time.Time { return t0 }
 	for _, network := range []string{"udp", "tcp"} {
 		c := &dns.Client{Net: network, Timeout: 5 * time.Second}
 		var resp *dns.Msg
@@ -400,5 +400,18 @@ func TestListenRateLimit(t *testing.T) {
 	tc := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
 	if _, _, err := tc.Exchange(query("7.2.0.192.bans.mailgate.local.", dns.TypeA), srv.Addr()); err != nil {
 		t.Errorf("tcp: %v", err)
+	}
+}
+
+// BenchmarkAnswer is one listed and one unlisted A query answered from
+// the tracker (no sockets).
+func BenchmarkAnswer(b *testing.B) {
+	h, _ := newTestHandler(b)
+	listed := query("7.2.0.192.bans.mailgate.local.", dns.TypeA)
+	unlisted := query("8.2.0.192.bans.mailgate.local.", dns.TypeA)
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Answer(listed, local, true, t0)
+		h.Answer(unlisted, local, true, t0)
 	}
 }
