@@ -164,25 +164,7 @@ func dnsblPostscreen(t *testing.T, mg *harness.MG) {
 		Users: map[string]string{alice: alicePW}, PolicyURL: mg.DovecotURL(), APIKey: apiKey, Nonce: nonce, AuthListener: true,
 	})
 	screen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	// From here this goroutine's thread is in a mount namespace whose
-	// /etc/resolv.conf names mailgate; Postfix, started from it, inherits
-	// it. The thread is never unlocked: it ends with the test.
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		t.Fatalf("unshare(CLONE_NEWNS): %v", err)
-	}
-	// Private first, so that the bind mount never reaches the host.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		t.Fatalf("making / private: %v", err)
-	}
-	resolv := filepath.Join(t.TempDir(), "resolv.conf")
-	if err := os.WriteFile(resolv, []byte("nameserver "+dnsblAddr+"\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount(resolv, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("bind-mounting resolv.conf: %v", err)
-	}
-	pf := harness.StartPostfix(t, harness.PostfixOptions{
+	pf := startPostfixResolvingAt(t, dnsblAddr, harness.PostfixOptions{
 		DovecotSASL: dc.AuthAddr,
 		Extra: `postscreen_dnsbl_sites = bans.mailgate.local*3
 postscreen_dnsbl_threshold = 3
@@ -295,4 +277,56 @@ listen = "127.0.0.1:5353"
 	if err := json.Unmarshal([]byte(mg.MustCLI(t, "status", "--json")), &st); err != nil || st.DNSBL == nil || st.DNSBL.Autobans == nil || *st.DNSBL.Autobans != 1 {
 		t.Errorf("status --json: %v %+v", err, st.DNSBL)
 	}
+}
+
+// startPostfixResolvingAt starts Postfix in a mount namespace of its own
+// whose /etc/resolv.conf names only nameserver (port 53: the only port
+// the libc resolver asks); the host's file is never touched.
+//
+// The namespace is made on this goroutine's OS thread, locked for the
+// while: Postfix, started from that thread, inherits it. Then the thread
+// goes back to the host's mount namespace and working directory and is
+// handed back to the scheduler. It must not end instead (which is what
+// leaving it locked would do): the harness starts its programs with
+// Pdeathsig, which fires when the thread that started them ends — and
+// this thread may have started mailgate or Dovecot.
+func startPostfixResolvingAt(t *testing.T, nameserver string, opts harness.PostfixOptions) *harness.Postfix {
+	t.Helper()
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+nameserver+"\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.LockOSThread()
+	host, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("opening this thread's mount namespace: %v", err)
+	}
+	defer func() {
+		if err := unix.Setns(host, unix.CLONE_NEWNS); err != nil {
+			t.Errorf("back to the host's mount namespace: %v (the thread stays locked and ends with the test)", err)
+			return
+		}
+		if err := unix.Chdir(wd); err != nil {
+			t.Errorf("back to %s: %v (the thread stays locked and ends with the test)", wd, err)
+			return
+		}
+		unix.Close(host)
+		runtime.UnlockOSThread()
+	}()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		t.Fatalf("unshare(CLONE_NEWNS): %v", err)
+	}
+	// Private first, so that the bind mount never reaches the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Fatalf("making / private: %v", err)
+	}
+	if err := unix.Mount(resolv, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind-mounting resolv.conf: %v", err)
+	}
+	return harness.StartPostfix(t, opts)
 }
