@@ -3,6 +3,7 @@ package dnsbld
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -413,5 +414,89 @@ func BenchmarkAnswer(b *testing.B) {
 	for b.Loop() {
 		h.Answer(listed, local, true, t0)
 		h.Answer(unlisted, local, true, t0)
+	}
+}
+
+// A query over MaxQuery gets no answer, over TCP or UDP.
+func TestListenQuerySizeLimit(t *testing.T) {
+	h, _ := newTestHandler(t)
+	h.now = func() time.Time { return t0 }
+	srv, err := Listen("127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	withPadding := func(n int) *dns.Msg {
+		m := query("7.2.0.192.bans.mailgate.local.", dns.TypeA)
+		m.SetEdns0(1232, false)
+		opt := m.IsEdns0()
+		opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, n)})
+		return m
+	}
+	for _, network := range []string{"tcp", "udp"} {
+		c := &dns.Client{Net: network, Timeout: time.Second, UDPSize: 4096}
+		var err error
+		for try := 0; try < 50; try++ { // Serve may not have started yet
+			if _, _, err = c.Exchange(withPadding(100), srv.Addr()); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("%s, a small query: %v", network, err)
+		}
+		if resp, _, err := c.Exchange(withPadding(MaxQuery), srv.Addr()); err == nil {
+			t.Errorf("%s: a query over %d bytes was answered: %v", network, MaxQuery, resp)
+		}
+	}
+}
+
+// A query the library itself refuses (two questions) gets FORMERR from
+// an allowed client and nothing at all from a stranger, who gets only
+// REFUSED, over UDP and TCP.
+func TestListenStrangersGetOnlyRefused(t *testing.T) {
+	h, _ := newTestHandler(t)
+	c := testConfig()
+	c.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	if err := h.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen("127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	two := query("7.2.0.192.bans.mailgate.local.", dns.TypeA)
+	two.Question = append(two.Question, two.Question[0])
+	one := query("7.2.0.192.bans.mailgate.local.", dns.TypeA)
+	for _, network := range []string{"udp", "tcp"} {
+		client := func(src string) *dns.Client {
+			d := &net.Dialer{Timeout: time.Second}
+			if network == "udp" {
+				d.LocalAddr = &net.UDPAddr{IP: net.ParseIP(src)}
+			} else {
+				d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+			}
+			return &dns.Client{Net: network, Timeout: time.Second, Dialer: d}
+		}
+		friend, stranger := client("127.0.0.1"), client("127.0.0.2")
+		var resp *dns.Msg
+		for try := 0; try < 50; try++ { // Serve may not have started yet
+			if resp, _, err = friend.Exchange(two, srv.Addr()); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || resp.Rcode != dns.RcodeFormatError {
+			t.Fatalf("%s, two questions from an allowed client: %v %v", network, resp, err)
+		}
+		if resp, _, err := stranger.Exchange(two, srv.Addr()); err == nil {
+			t.Errorf("%s, two questions from a stranger: answered %v", network, resp)
+		}
+		if resp, _, err := stranger.Exchange(one, srv.Addr()); err != nil || resp.Rcode != dns.RcodeRefused {
+			t.Errorf("%s, a stranger's query: %v %v, want REFUSED", network, resp, err)
+		}
 	}
 }

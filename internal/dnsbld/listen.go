@@ -69,12 +69,14 @@ func newServer(h *Handler, ln net.Listener, pc net.PacketConn) *Server {
 		d.MsgAcceptFunc = acceptQuery
 		d.ReadTimeout = 2 * time.Second
 		d.WriteTimeout = 2 * time.Second
+		d.DecorateReader = func(r dns.Reader) dns.Reader { return sizedReader{r} }
+		d.DecorateWriter = func(w dns.Writer) dns.Writer { return strangerFilter{w, h} }
 		return d
 	}
-	s.udp = common(&dns.Server{PacketConn: pc, UDPSize: MaxQuery})
+	// One byte over the limit: a datagram that fills the buffer was cut.
+	s.udp = common(&dns.Server{PacketConn: pc, UDPSize: MaxQuery + 1})
 	s.tcp = common(&dns.Server{Listener: s.ln, MaxTCPQueries: maxTCPQueries,
-		IdleTimeout:    func() time.Duration { return 8 * time.Second },
-		DecorateReader: func(r dns.Reader) dns.Reader { return sizedReader{r} }})
+		IdleTimeout: func() time.Duration { return 8 * time.Second }})
 	return s
 }
 
@@ -143,8 +145,8 @@ func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
 	return dns.MsgAccept
 }
 
-// sizedReader refuses TCP queries over MaxQuery (UDP reads are bounded
-// by the server's UDPSize).
+// sizedReader drops queries over MaxQuery: a TCP one closes the
+// connection, a UDP one (cut at MaxQuery+1 bytes by the read) is skipped.
 type sizedReader struct{ dns.Reader }
 
 func (r sizedReader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
@@ -153,4 +155,31 @@ func (r sizedReader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, erro
 		return nil, fmt.Errorf("dnsbl: a %d-byte query over TCP (the limit is %d)", len(m), MaxQuery)
 	}
 	return m, err
+}
+
+func (r sizedReader) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+	for {
+		m, s, err := r.Reader.ReadUDP(conn, timeout)
+		if err != nil || len(m) <= MaxQuery {
+			return m, s, err
+		}
+	}
+}
+
+// strangerFilter drops every reply to a client outside the allow list
+// but REFUSED. The handler answers strangers REFUSED; miekg/dns itself
+// answers a query it cannot parse or accept (FORMERR, NOTIMP) before the
+// handler runs, and a stranger must not get those either.
+type strangerFilter struct {
+	dns.Writer
+	h *Handler
+}
+
+func (f strangerFilter) Write(b []byte) (int, error) {
+	if ra, ok := f.Writer.(interface{ RemoteAddr() net.Addr }); ok && !f.h.set.Load().allowed(addrOf(ra.RemoteAddr())) {
+		if len(b) < 4 || int(b[3]&0xf) != dns.RcodeRefused {
+			return len(b), nil
+		}
+	}
+	return f.Writer.Write(b)
 }
