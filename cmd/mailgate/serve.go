@@ -95,22 +95,19 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	dlog.Observe(tel.m)
 
 	bf := cfg.BruteForce
-	tracker := abuse.New(bf.Abuse())
+	geo := &geoHolder{log: log.With("component", "geoip")}
+	defer geo.close()
+	engine, tracker, err := newEngine(&cfg, idx, geo)
+	if err != nil {
+		return err
+	}
 	if err := loadAbuseState(ctx, st, tracker, bf, time.Now(), log.With("component", "bruteforce")); err != nil {
 		return err
 	}
-	engine := policy.New(idx, policy.Messages(cfg.Messages)).
-		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
-	geo := &geoHolder{log: log.With("component", "geoip")}
-	defer geo.close()
-	if cfg.GeoIP.Database != "" {
-		loc, err := geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, log.With("component", "geoip"))
-		if err != nil {
-			return fmt.Errorf("geoip.database: %w", err)
+	if cfg.GeoIP.Database == "" {
+		if n := countryRules(ctx, book); n > 0 {
+			log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 		}
-		engine.WithCountries(geo.swap(loc), cfg.GeoIP.Countries())
-	} else if n := countryRules(ctx, book); n > 0 {
-		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
 
@@ -524,6 +521,26 @@ loop:
 	wg.Wait()
 	os.Remove(cfg.Admin.Socket)
 	return runErr
+}
+
+// newEngine builds the decision engine the config describes over the
+// rules in idx: the brute-force tracker ([bruteforce]) and, when [geoip]
+// database is set, the country lookup (through geo, which watches the
+// file) and the global country list. serve and replay both build their
+// engine here, so that a replay decides as the daemon does.
+func newEngine(cfg *config.Config, idx *rules.Index, geo *geoHolder) (*policy.Engine, *abuse.Tracker, error) {
+	bf := cfg.BruteForce
+	tracker := abuse.New(bf.Abuse())
+	engine := policy.New(idx, policy.Messages(cfg.Messages)).
+		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
+	if cfg.GeoIP.Database != "" {
+		loc, err := geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, geo.log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("geoip.database: %w", err)
+		}
+		engine.WithCountries(geo.swap(loc), cfg.GeoIP.Countries())
+	}
+	return engine, tracker, nil
 }
 
 // drainTimeout bounds how long shutdown waits for the requests in flight:
