@@ -323,9 +323,7 @@ func (r *Runner) Report() *Report {
 	rep := r.rep // a copy; the lists are shared until the next Feed
 	rep.Verdicts = map[string]int64{}
 	for i, n := range r.verdicts {
-		if n > 0 {
-			rep.Verdicts[policy.Action(i).String()] = n
-		}
+		rep.Verdicts[policy.Action(i).String()] = n
 	}
 	rep.Reasons = map[string]int64{}
 	for k, n := range r.reasons {
