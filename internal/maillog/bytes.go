@@ -1,20 +1,28 @@
 package maillog
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+	"unsafe"
+)
 
 // Small helpers over []byte that take string literals without converting
-// them (the compiler turns []byte(s) of a constant into no allocation, but
-// not every call site; these keep the hot path obviously allocation-free).
+// them: []byte(s) of a literal longer than 32 bytes is a heap allocation.
 
 func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
 
-func indexString(b []byte, s string) int {
-	return bytes.Index(b, []byte(s))
+// view is b as a string for the duration of a call that keeps no
+// reference to it (strings.Index and LastIndex do not).
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
-func lastIndexString(b []byte, s string) int {
-	return bytes.LastIndex(b, []byte(s))
-}
+func indexString(b []byte, s string) int { return strings.Index(view(b), s) }
+
+func lastIndexString(b []byte, s string) int { return strings.LastIndex(view(b), s) }
 
 func hasPrefix(b []byte, s string) bool {
 	return len(b) >= len(s) && string(b[:len(s)]) == s

@@ -13,8 +13,17 @@ import (
 //	imap-login: Info: Login: user=<alice@example.test>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=23639, secured, session=<zHU7R9RgWLZ/AAAB>
 //	imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<alice@example.test>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, secured, session=<mf09R9RgaLZ/AAAB>
 //	imap-login: Info: Aborted login (auth failed, 1 attempts): user=<x>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, TLS     (2.2)
+//	imap-login: Info: Logged in: user=<alice@example.test>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=23639, secured, session=<...>   (2.4)
 //	imap-login: Info: Login aborted: Connection closed (auth failed, 1 attempts in 2 secs) (auth_failed): user=<alice@example.test>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, session=<...>   (2.4)
 //	imap-login: Info: Disconnected (proxy dest auth failed): user=<x>, method=PLAIN, rip=192.0.2.4, lip=192.168.1.2, session=<...>
+//
+// Dovecot 2.4 (src/login-common/client-common.c, 2.4.2): a success is
+// "Logged in", a failure "Login aborted: <reason> (<human reason>)
+// (<event reason>)", where the human reason is "auth failed, N attempts
+// in S secs" when passwords were wrong; other human reasons ("user
+// disabled", "password expired", "authorization failed", "auth service
+// reported temporary failure", "tried to use disallowed cleartext auth")
+// are not wrong passwords and do not count.
 //
 // The elements after the colon come from login_log_format_elements
 // (default "user=<%u> method=%m rip=%r lip=%l mpid=%e %c session=<%{session}>"):
@@ -67,9 +76,12 @@ func parseDovecotProcess(name, msg []byte, ev *Event) bool {
 	msg = trimPrefix(msg, "Info: ")
 	var fields []byte
 	attempts := 0
-	if hasPrefix(msg, "Login: ") {
+	switch {
+	case hasPrefix(msg, "Login: "): // 2.3
 		fields = msg[len("Login: "):]
-	} else {
+	case hasPrefix(msg, "Logged in: "): // 2.4
+		fields = msg[len("Logged in: "):]
+	default:
 		// The reason is Dovecot's text; the elements start after the
 		// first "): ", before which no client-chosen text appears.
 		i := indexString(msg, "): ")
@@ -89,7 +101,9 @@ func parseDovecotProcess(name, msg []byte, ev *Event) bool {
 			if attempts < 1 {
 				return false
 			}
-		case hasSuffix(head, "(proxy dest auth failed)"):
+		case hasSuffix(head, "(proxy dest auth failed)"): // 2.3
+			attempts = 1
+		case indexString(head, "(proxy dest authentication failure, ") >= 0: // 2.4
 			attempts = 1
 		default:
 			return false

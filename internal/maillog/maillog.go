@@ -84,8 +84,8 @@ func parseMessage(tag, msg []byte, ev *Event) bool {
 	switch {
 	case hasPrefix(name, "dovecot"):
 		return parseDovecot(msg, ev)
-	case hasPrefix(name, "postfix"):
-		return parsePostfix(name, msg, ev)
+	case isPostfixSmtpd(name):
+		return parsePostfix(msg, ev)
 	case hasPrefix(name, "nginx"):
 		return parseNginx(msg, ev)
 	case isDovecotProcess(name):

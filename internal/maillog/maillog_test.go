@@ -21,6 +21,8 @@ func ev(prog string, svc rules.Service, login, addr string, success bool, attemp
 		Success: success, Attempts: attempts, Session: session}
 }
 
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
 func at(s string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {

@@ -46,7 +46,7 @@ func (p *prefix) parse(line []byte, ref time.Time) bool {
 		}
 	}
 	switch {
-	case isBSDTime(rest):
+	case bsdTimeLen(rest) > 0:
 		n := bsdTimeLen(rest)
 		p.timeKind, p.timeRaw = timeBSD, rest[:n]
 		rest = rest[n:]
@@ -177,12 +177,14 @@ func (p *prefix) when() time.Time {
 	switch p.timeKind {
 	case timeBSD:
 		mon := monthOf(b)
-		day := int(b[5] - '0')
-		if b[4] != ' ' {
-			day += 10 * int(b[4]-'0')
+		d := b[4:]
+		if d[0] == ' ' {
+			d = d[1:]
 		}
-		hh, mm, ss := clock(b, 7)
-		ns := frac(b[15:])
+		day := atoi(d)
+		c := len(b) - len(d) + digitsLen(d) + 1
+		hh, mm, ss := clock(b, c)
+		ns := frac(b[c+8:])
 		t := time.Date(p.ref.Year(), mon, day, hh, mm, ss, ns, loc)
 		if t.After(p.ref.Add(7 * 24 * time.Hour)) {
 			t = time.Date(p.ref.Year()-1, mon, day, hh, mm, ss, ns, loc)
@@ -215,22 +217,29 @@ func monthOf(b []byte) time.Month {
 	return 0
 }
 
-// isBSDTime reports whether b starts with "Mmm dd hh:mm:ss" (day padded
-// with a space or a zero).
-func isBSDTime(b []byte) bool {
-	if len(b) < 15 || b[3] != ' ' || monthOf(b) == 0 {
-		return false
-	}
-	if !(b[4] == ' ' || isDigit(b[4])) || !isDigit(b[5]) {
-		return false
-	}
-	return b[6] == ' ' && isClock(b, 7)
-}
-
-// bsdTimeLen is the length of the BSD time at b's start, with an optional
-// fraction ("Dec 05 18:55:53.123456", Postfix's maillog_file).
+// bsdTimeLen is the length of the BSD time "Mmm dd hh:mm:ss" at b's
+// start (the day padded with a space or a zero, or not padded: "Aug 3"),
+// with an optional fraction ("Dec 05 18:55:53.123456"); 0 if there is
+// none.
 func bsdTimeLen(b []byte) int {
-	n := 15
+	if len(b) < 14 || b[3] != ' ' || monthOf(b) == 0 {
+		return 0
+	}
+	n := 4
+	switch {
+	case b[4] == ' ' && isDigit(b[5]) && b[6] == ' ':
+		n = 7
+	case isDigit(b[4]) && isDigit(b[5]) && b[6] == ' ':
+		n = 7
+	case isDigit(b[4]) && b[5] == ' ':
+		n = 6
+	default:
+		return 0
+	}
+	if !isClock(b, n) {
+		return 0
+	}
+	n += 8
 	if n < len(b) && b[n] == '.' {
 		n++
 		for n < len(b) && isDigit(b[n]) {
