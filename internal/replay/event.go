@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"mailgate/internal/rules"
 )
@@ -94,87 +93,196 @@ func ParseEvent(line []byte, ev *Event) error {
 		return err
 	}
 	*ev = Event{Door: "dovecot", Count: 1}
+	v := &w.v
 	if !w.has(fTime) {
 		return errors.New("time: missing (RFC 3339, e.g. 2026-12-01T08:00:00Z)")
 	}
-	t, err := time.Parse(time.RFC3339Nano, w.v[fTime])
-	if err != nil {
-		return fmt.Errorf("time: %q is not an RFC 3339 time (e.g. 2026-12-01T08:00:00Z)", clip(w.v[fTime]))
+	t, ok := parseTime(v[fTime])
+	if !ok {
+		return fmt.Errorf("time: %q is not an RFC 3339 time (e.g. 2026-12-01T08:00:00Z)", clip(string(v[fTime])))
 	}
 	if y := t.Year(); y < 1970 || y > 9999 {
-		return fmt.Errorf("time: %q is out of range", clip(w.v[fTime]))
+		return fmt.Errorf("time: %q is out of range", clip(string(v[fTime])))
 	}
 	ev.Time = t
-	if w.v[fDoor] != "" {
+	if len(v[fDoor]) > 0 {
 		ok := false
 		for _, d := range doors {
-			if w.v[fDoor] == d {
+			if string(v[fDoor]) == d {
 				ev.Door, ok = d, true
 			}
 		}
 		if !ok {
-			return fmt.Errorf("door: %q is not one of %s", clip(w.v[fDoor]), strings.Join(doors, ", "))
+			return fmt.Errorf("door: %q is not one of %s", clip(string(v[fDoor])), strings.Join(doors, ", "))
 		}
 	}
-	if w.v[fService] == "" {
+	if len(v[fService]) == 0 {
 		return errors.New("service: missing (imap, pop3, smtp, submission or sieve)")
 	}
-	svc, err := rules.ParseService(w.v[fService])
-	if err != nil || svc == rules.AllServices {
-		return fmt.Errorf("service: %q is not imap, pop3, smtp, submission or sieve", clip(w.v[fService]))
+	svc := parseService(v[fService])
+	if svc == rules.AllServices {
+		return fmt.Errorf("service: %q is not imap, pop3, smtp, submission or sieve", clip(string(v[fService])))
 	}
 	ev.Service = svc
-	if w.has(fLogin) {
-		if !utf8.ValidString(w.v[fLogin]) {
-			return errors.New("login: not valid UTF-8")
-		}
-		for _, c := range w.v[fLogin] {
+	if l := v[fLogin]; len(l) > 0 {
+		for _, c := range string(l) {
 			if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
 				return errors.New("login: holds a control character")
 			}
 		}
-		ev.Login = rules.NormalizeLogin(w.v[fLogin])
+		ev.Login = rules.NormalizeLogin(string(l))
 		if len(ev.Login) > rules.MaxAccountLen {
 			return fmt.Errorf("login: longer than %d bytes", rules.MaxAccountLen)
 		}
 	}
-	if w.v[fAddress] == "" {
+	if len(v[fAddress]) == 0 {
 		return errors.New("address: missing (the client's IP address)")
 	}
-	a, err := netip.ParseAddr(w.v[fAddress])
-	if err != nil || a.Zone() != "" {
-		return fmt.Errorf("address: %q is not an IP address", clip(w.v[fAddress]))
+	a, ok := parseAddr(v[fAddress])
+	if !ok {
+		return fmt.Errorf("address: %q is not an IP address", clip(string(v[fAddress])))
 	}
-	ev.Client = a.Unmap()
-	if w.has(fPwHash) {
-		if len(w.v[fPwHash]) > MaxPwHashLen {
+	ev.Client = a
+	if h := v[fPwHash]; len(h) > 0 {
+		if len(h) > MaxPwHashLen {
 			return fmt.Errorf("pwhash: longer than %d bytes", MaxPwHashLen)
 		}
-		ev.PwHash = w.v[fPwHash]
+		ev.PwHash = string(h)
 	}
-	if w.has(fResult) {
-		switch w.v[fResult] {
-		case "":
-		case "success":
-			ev.Result = Success
-		case "failure":
-			ev.Result = Failure
-		default:
-			return fmt.Errorf("result: %q is not \"success\", \"failure\" or \"\"", clip(w.v[fResult]))
-		}
+	switch r := v[fResult]; string(r) {
+	case "":
+	case "success":
+		ev.Result = Success
+	case "failure":
+		ev.Result = Failure
+	default:
+		return fmt.Errorf("result: %q is not \"success\", \"failure\" or \"\"", clip(string(r)))
 	}
-	if w.has(fActor) {
-		switch w.v[fActor] {
-		case "":
-		case "user":
-			ev.Actor = User
-		case "attacker":
-			ev.Actor = Attacker
-		default:
-			return fmt.Errorf("actor: %q is not \"user\", \"attacker\" or \"\"", clip(w.v[fActor]))
-		}
+	switch a := v[fActor]; string(a) {
+	case "":
+	case "user":
+		ev.Actor = User
+	case "attacker":
+		ev.Actor = Attacker
+	default:
+		return fmt.Errorf("actor: %q is not \"user\", \"attacker\" or \"\"", clip(string(a)))
 	}
 	return nil
+}
+
+// parseService parses an event's service: a protocol name as
+// rules.ParseService takes it; AllServices when it is none.
+func parseService(b []byte) rules.Service {
+	switch string(b) {
+	case "imap":
+		return rules.IMAP
+	case "pop3":
+		return rules.POP3
+	case "smtp":
+		return rules.SMTP
+	case "submission":
+		return rules.Submission
+	}
+	s, err := rules.ParseService(string(b))
+	if err != nil {
+		return rules.AllServices
+	}
+	return s
+}
+
+// parseAddr parses an IP address, unmapped; a zone is refused. Dotted
+// IPv4 is parsed here without allocating.
+func parseAddr(b []byte) (netip.Addr, bool) {
+	var ip [4]byte
+	i, n := 0, 0
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9' && n < 4:
+			if d := int(ip[i])*10 + int(c-'0'); d <= 255 && (n == 0 || ip[i] != 0) {
+				ip[i] = byte(d)
+				n++
+				continue
+			}
+		case c == '.' && n > 0 && i < 3:
+			i, n = i+1, 0
+			continue
+		}
+		i = -1
+		break
+	}
+	if i == 3 && n > 0 {
+		return netip.AddrFrom4(ip), true
+	}
+	a, err := netip.ParseAddr(string(b))
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+// parseTime parses an RFC 3339 time, in UTC: the common form
+// 2006-01-02T15:04:05[.frac](Z|+hh:mm) without allocating, anything else
+// with time.Parse.
+func parseTime(b []byte) (time.Time, bool) {
+	num := func(b []byte) (int, bool) {
+		n := 0
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	if len(b) >= 20 && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' && b[16] == ':' {
+		y, ok1 := num(b[0:4])
+		mo, ok2 := num(b[5:7])
+		d, ok3 := num(b[8:10])
+		h, ok4 := num(b[11:13])
+		mi, ok5 := num(b[14:16])
+		s, ok6 := num(b[17:19])
+		rest := b[19:]
+		ns := 0
+		if len(rest) > 1 && rest[0] == '.' {
+			j := 1
+			for j < len(rest) && j <= 9 && rest[j] >= '0' && rest[j] <= '9' {
+				ns = ns*10 + int(rest[j]-'0')
+				j++
+			}
+			for k := j; k <= 9; k++ {
+				ns *= 10
+			}
+			if j == 1 {
+				return time.Time{}, false
+			}
+			rest = rest[j:]
+		}
+		off, okz := 0, false
+		switch {
+		case len(rest) == 1 && rest[0] == 'Z':
+			okz = true
+		case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+			oh, ok7 := num(rest[1:3])
+			om, ok8 := num(rest[4:6])
+			off, okz = (oh*60+om)*60, ok7 && ok8 && oh < 24 && om < 60
+			if rest[0] == '-' {
+				off = -off
+			}
+		}
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && okz && mo >= 1 && mo <= 12 && d >= 1 && h < 24 && mi < 60 && s < 60 {
+			t := time.Date(y, time.Month(mo), d, h, mi, s, ns, time.UTC)
+			if t.Day() == d { // not February 30th
+				return t.Add(-time.Duration(off) * time.Second), true
+			}
+		}
+		// Fall through: time.Parse says what is wrong, or takes a leap
+		// second's form.
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.UTC(), true
 }
 
 // clip shortens a value quoted in an error.

@@ -47,6 +47,31 @@ func TestParseEvent(t *testing.T) {
 	}
 }
 
+// The fast paths for times and addresses agree with the standard
+// library's parsers.
+func TestParseTimeAddr(t *testing.T) {
+	for _, s := range []string{"2026-12-01T08:00:00Z", "2026-12-01T08:00:00.5Z", "2026-12-01T08:00:00.123456789+05:30",
+		"2026-12-01T23:59:59-12:00", "2024-02-29T00:00:00Z", "2026-12-01t08:00:00z", "2026-12-01T08:00:00.1234567891Z",
+		"2026-02-30T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01T08:00:60Z", "2026-12-01T08:00:00+24:00", "2026-12-01T08:00:00.Z", "2026-1-01T08:00:00Z"} {
+		got, ok := parseTime([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if ok != (err == nil) || (ok && !got.Equal(want)) {
+			t.Errorf("parseTime(%q) = %v, %v; time.Parse: %v, %v", s, got, ok, want, err)
+		}
+		if ok && got.Location() != time.UTC {
+			t.Errorf("parseTime(%q) is not in UTC", s)
+		}
+	}
+	for _, s := range []string{"192.0.2.1", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.", ".1.2.3",
+		"1..2.3", "1.2.3.4 ", "::ffff:192.0.2.1", "2001:db8::1", "fe80::1%eth0", "1.2.3.0004", ""} {
+		got, ok := parseAddr([]byte(s))
+		want, err := netip.ParseAddr(s)
+		if ok != (err == nil && want.Zone() == "") || (ok && got != want.Unmap()) {
+			t.Errorf("parseAddr(%q) = %v, %v; netip: %v, %v", s, got, ok, want, err)
+		}
+	}
+}
+
 func TestParseEventErrors(t *testing.T) {
 	base := `"time":"2026-12-01T08:00:00Z","service":"imap","address":"192.0.2.1"`
 	for _, tt := range []struct{ line, want string }{
@@ -120,6 +145,12 @@ func FuzzParseEvent(f *testing.F) {
 		}
 		if l := m["login"]; l != nil && rules.NormalizeLogin(*l) != ev.Login {
 			t.Fatalf("login %q, encoding/json reads %q", ev.Login, *l)
+		}
+		if tm, err := time.Parse(time.RFC3339Nano, *m["time"]); err != nil || !tm.Equal(ev.Time) {
+			t.Fatalf("time %v, time.Parse reads %v, %v", ev.Time, tm, err)
+		}
+		if a, err := netip.ParseAddr(*m["address"]); err != nil || a.Unmap() != ev.Client {
+			t.Fatalf("address %v, netip reads %v, %v", ev.Client, a, err)
 		}
 		if p := m["pwhash"]; p != nil && *p != ev.PwHash {
 			t.Fatalf("pwhash %q, encoding/json reads %q", ev.PwHash, *p)

@@ -26,7 +26,7 @@ var fieldNames = [numFields]string{"time", "door", "service", "login", "address"
 // wireEvent is an events line as read: each field's string value and
 // which fields were present. A field given as null counts as absent.
 type wireEvent struct {
-	v    [numFields]string
+	v    [numFields][]byte // into the line, or a buffer of its own when the value has escapes
 	seen uint16 // bit i: field i named (null included), to refuse duplicates
 	set  uint16 // bit i: field i has a string value
 }
@@ -52,18 +52,19 @@ func (w *wireEvent) parse(b []byte) error {
 	for {
 		p.space()
 		start := p.i
-		key, err := p.str()
+		kb, err := p.str()
 		if err != nil {
 			return fmt.Errorf("at byte %d: a field name: %w", start+1, err)
 		}
 		f := -1
 		for i, n := range fieldNames {
-			if key == n {
+			if string(kb) == n {
 				f = i
 			}
 		}
+		key := fieldNames[max(f, 0)]
 		if f < 0 {
-			return fmt.Errorf("unknown field %s (want time, door, service, login, address, pwhash, result, actor)", strconv.Quote(clip(key)))
+			return fmt.Errorf("unknown field %s (want time, door, service, login, address, pwhash, result, actor)", strconv.Quote(clip(string(kb))))
 		}
 		if w.seen&(1<<f) != 0 {
 			return fmt.Errorf("%s: given twice", key)
@@ -138,10 +139,11 @@ func (p *jsonParser) end() error {
 	return nil
 }
 
-// str reads a JSON string at p.i.
-func (p *jsonParser) str() (string, error) {
+// str reads a JSON string at p.i: a slice of the input when it has no
+// escapes.
+func (p *jsonParser) str() ([]byte, error) {
 	if !p.eat('"') {
-		return "", errors.New("want a string in double quotes")
+		return nil, errors.New("want a string in double quotes")
 	}
 	start := p.i
 	// The common case: no escapes, plain ASCII or valid UTF-8.
@@ -151,15 +153,15 @@ func (p *jsonParser) str() (string, error) {
 			s := p.b[start:p.i]
 			p.i++
 			if !utf8.Valid(s) {
-				return "", errors.New("not valid UTF-8")
+				return nil, errors.New("not valid UTF-8")
 			}
-			return string(s), nil
+			return s, nil
 		}
 		if c == '\\' {
 			break
 		}
 		if c < 0x20 {
-			return "", errors.New("a control character inside a string (escape it)")
+			return nil, errors.New("a control character inside a string (escape it)")
 		}
 		p.i++
 	}
@@ -170,11 +172,11 @@ func (p *jsonParser) str() (string, error) {
 		case c == '"':
 			p.i++
 			if !utf8.Valid(buf) {
-				return "", errors.New("not valid UTF-8")
+				return nil, errors.New("not valid UTF-8")
 			}
-			return string(buf), nil
+			return buf, nil
 		case c < 0x20:
-			return "", errors.New("a control character inside a string (escape it)")
+			return nil, errors.New("a control character inside a string (escape it)")
 		case c != '\\':
 			buf = append(buf, c)
 			p.i++
@@ -202,25 +204,25 @@ func (p *jsonParser) str() (string, error) {
 		case 'u':
 			r, ok := p.hex4()
 			if !ok {
-				return "", errors.New("a bad \\u escape")
+				return nil, errors.New("a bad \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
 				r2 := utf8.RuneError
 				if p.word(`\u`) {
 					if r2, ok = p.hex4(); !ok {
-						return "", errors.New("a bad \\u escape")
+						return nil, errors.New("a bad \\u escape")
 					}
 				}
 				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
-					return "", errors.New("a lone UTF-16 surrogate in a \\u escape")
+					return nil, errors.New("a lone UTF-16 surrogate in a \\u escape")
 				}
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:
-			return "", fmt.Errorf("a bad escape \\%c", e)
+			return nil, fmt.Errorf("a bad escape \\%c", e)
 		}
 	}
-	return "", errors.New("the string is not closed")
+	return nil, errors.New("the string is not closed")
 }
 
 func (p *jsonParser) hex4() (rune, bool) {
