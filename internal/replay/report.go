@@ -186,7 +186,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	b.WriteString("\n\n")
 
 	lg := &r.Legitimate
-	fmt.Fprintf(b, "legitimate users refused: %d of %d attempts (%d logins, %d addresses)\n", lg.Refused, lg.Attempts, lg.Logins, lg.Addresses)
+	fmt.Fprintf(b, "legitimate users refused: %d of %d attempts (%s, %s)\n", lg.Refused, lg.Attempts, plural(lg.Logins, "login"), plural(lg.Addresses, "address"))
 	if len(lg.List) > 0 {
 		tw := tabwriter.NewWriter(b, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "  LOGIN\tADDRESS\tFIRST\tLAST\tATTEMPTS\tREASONS")
@@ -205,7 +205,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	if at.Accounts > 0 {
-		fmt.Fprintf(b, "  reaching the password check per account: %d accounts, at most %d on one\n", at.Accounts, at.MaxPerAccount)
+		fmt.Fprintf(b, "  reaching the password check per account: %s, at most %d on one\n", plural(at.Accounts, "account"), at.MaxPerAccount)
 		tw := tabwriter.NewWriter(b, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "  ACCOUNT\tREACHED\tSTOPPED\tSUCCEEDED")
 		for _, c := range at.List[:min(len(at.List), textRows)] {
@@ -260,6 +260,16 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	if strings.HasSuffix(word, "s") {
+		return strconv.Itoa(n) + " " + word + "es"
+	}
+	return strconv.Itoa(n) + " " + word + "s"
 }
 
 func more(b *strings.Builder, n int) {
