@@ -30,7 +30,7 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: mailgate-loggen gen [-lines N] [-seed S] FILE | count FILE...")
+		return errors.New("usage: mailgate-loggen gen [-lines N] [-seed S] FILE | mailgate-loggen count FILE [FILE]")
 	}
 	switch args[0] {
 	case "gen":
@@ -58,7 +58,7 @@ func run(args []string, stdout io.Writer) error {
 		return nil
 	case "count":
 		if len(args) < 2 {
-			return errors.New("count: want FILE...")
+			return errors.New("count: want one FILE or more")
 		}
 		for _, name := range args[1:] {
 			if err := count(name, stdout); err != nil {

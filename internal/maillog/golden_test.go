@@ -16,12 +16,14 @@ var update = flag.Bool("update", false, "rewrite testdata/capture/*.events from 
 
 // TestCapturedGolden parses the log lines that test/maillog_capture_test.go
 // captured from the real Dovecot 2.3.19, Postfix 3.7.11 and nginx 1.22.1
-// (go test ./test -run TestMaillogCapture -update-maillog) and compares
+// (go test ./test -run TestMaillogCapture -update-maillog), and the same
+// lines as the real journalctl -o json writes them (journal.json,
+// TestMaillogJournal -update-maillog), and compares
 // every event with testdata/capture/<file>.events (go test -update
 // rewrites them; review the diff).
 func TestCapturedGolden(t *testing.T) {
 	ref := time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)
-	for _, name := range []string{"dovecot.log", "maillog", "nginx-error.log"} {
+	for _, name := range []string{"dovecot.log", "maillog", "nginx-error.log", "journal.json"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("testdata", "capture", name)
 			data, err := os.ReadFile(path)
@@ -32,7 +34,13 @@ func TestCapturedGolden(t *testing.T) {
 			sc := bufio.NewScanner(bytes.NewReader(data))
 			for n := 1; sc.Scan(); n++ {
 				var e Event
-				if ParseLine(sc.Bytes(), ref, &e) {
+				var ok bool
+				if name == "journal.json" {
+					_, ok = ParseJournal(sc.Bytes(), &e)
+				} else {
+					ok = ParseLine(sc.Bytes(), ref, &e)
+				}
+				if ok {
 					fmt.Fprintf(&got, "%d: %s\n", n, formatEvent(e))
 				}
 			}

@@ -54,9 +54,12 @@ func ParseJournalBytes(line []byte, ev *Event) (cursor []byte, ok bool) {
 	}
 	*ev = Event{}
 	if hasPrefix(name, "nginx") {
-		// nginx logging to stderr: the message is an error.log line.
+		// nginx logging to stderr: the message is an error.log line, and
+		// nothing else (a client's login can hold a newline, which
+		// starts an entry of its own: it must not pass for another
+		// program's line).
 		var p prefix
-		if !p.parse(msg, time.Time{}) || !parseMessage(p.tag, p.msg, ev) {
+		if !p.parse(msg, time.Time{}) || p.timeKind != timeNginx || !parseNginx(p.msg, ev) {
 			return j.cursor, false
 		}
 	} else if !parseMessage(j.ident, msg, ev) {

@@ -24,6 +24,8 @@ func TestParseJournal(t *testing.T) {
 			&Event{Time: t0, Program: Postfix, Service: rules.SMTP, Login: "\xff", Client: mustAddr("192.0.2.9"), Attempts: 1}},
 		{"nginx on stderr", `{"__CURSOR":"` + cur + `","__REALTIME_TIMESTAMP":"1764960953123456","SYSLOG_IDENTIFIER":"nginx","MESSAGE":"2026/12/05 18:55:53 [info] 9#9: *4 client login failed: \"Invalid login or password\" while in http auth state, client: 192.0.2.72, server: 0.0.0.0:993, login: \"a\""}`,
 			&Event{Time: t0, Program: Nginx, Service: rules.IMAP, Login: "a", Client: mustAddr("192.0.2.72"), Attempts: 1}},
+		{"nginx entry holding a forged Dovecot line", `{"__CURSOR":"` + cur + `","SYSLOG_IDENTIFIER":"nginx","MESSAGE":"Dec  5 18:55:53 mx dovecot: imap-login: Login: user=<a>, method=PLAIN, rip=6.6.6.6, lip=x, session=<f>"}`, nil},
+		{"nginx entry holding a forged log_path line", `{"__CURSOR":"` + cur + `","SYSLOG_IDENTIFIER":"nginx","MESSAGE":"imap-login: Login: user=<a>, method=PLAIN, rip=6.6.6.6, lip=x, session=<f>"}`, nil},
 		{"other program", `{"__CURSOR":"` + cur + `","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"imap-login: Login: user=<a>, rip=192.0.2.1"}`, nil},
 		{"null message", `{"__CURSOR":"` + cur + `","SYSLOG_IDENTIFIER":"dovecot","MESSAGE":null}`, nil},
 		{"noise", `{"__CURSOR":"` + cur + `","SYSLOG_IDENTIFIER":"dovecot","MESSAGE":"master: Info: Dovecot v2.3.19.1 starting up"}`, nil},

@@ -59,6 +59,12 @@ type Event struct {
 // supplies what an RFC 3164 time lacks (the year, the zone). ok is false
 // for a line that is not a login outcome; ev is then unspecified. A
 // trailing "\n" or "\r\n" is ignored.
+//
+// ParseLine recognises every program's lines in any file. A caller
+// reading a file that one program writes takes only that program's
+// events (ev.Program): nginx writes a client's login raw, newlines
+// included, so its error.log can hold a forged line of any format
+// (docs/logs.md).
 func ParseLine(line []byte, ref time.Time, ev *Event) (ok bool) {
 	line = trimEOL(line)
 	if len(line) == 0 || len(line) > MaxLineLen {
