@@ -29,7 +29,7 @@ func cmdReplay(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 	var logs, events stringList
 	fs.Var(&logs, "log", "a mail log `FILE` to replay (repeatable; more files may follow as arguments; .gz is read compressed; - is stdin)")
 	fs.Var(&events, "events", "an events `FILE` (JSON lines, docs/replay.md) to replay (repeatable; more may follow as arguments)")
-	journal := fs.Bool("journal", false, "the --log files are `journalctl -o json` output")
+	journal := fs.Bool("journal", false, "the --log files are journalctl's JSON output (journalctl --output=json)")
 	useStore := fs.Bool("store", false, "also use the rules stored in the config's store (store.path), opened read-only, as the daemon does")
 	from := fs.String("from", "", "replay only events at or after this `TIME` (RFC 3339, or 2006-01-02[ 15:04[:05]] in UTC)")
 	to := fs.String("to", "", "replay only events before this `TIME`")

@@ -27,8 +27,8 @@ var fieldNames = [numFields]string{"time", "door", "service", "login", "address"
 // which fields were present. A field given as null counts as absent.
 type wireEvent struct {
 	v    [numFields][]byte // into the line, or a buffer of its own when the value has escapes
-	seen uint16 // bit i: field i named (null included), to refuse duplicates
-	set  uint16 // bit i: field i has a string value
+	seen uint16            // bit i: field i named (null included), to refuse duplicates
+	set  uint16            // bit i: field i has a string value
 }
 
 func (w *wireEvent) has(f int) bool { return w.set&(1<<f) != 0 }
