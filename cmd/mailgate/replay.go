@@ -46,7 +46,7 @@ func cmdReplay(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 	case len(events) > 0:
 		events = append(events, pos...)
 	default:
-		return fmt.Errorf("%w: replay: give the input: --log FILE... or --events FILE...", errUsage)
+		return fmt.Errorf("%w: replay: give the input (--log FILE, or --events FILE)", errUsage)
 	}
 	var opt replay.Options
 	if opt.From, err = parseWhen(*from); err != nil {
