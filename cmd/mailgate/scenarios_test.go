@@ -313,7 +313,7 @@ func (g *genScenario) homeUser(login, addr string, start, period, end time.Durat
 func generatedScenarios() []*genScenario {
 	return []*genScenario{
 		botnetOneLogin(), botnetSlow(), parallelOneAddress(), passwordSpray(),
-		officeNAT(), traveller(), lockout(), slowScanDay(),
+		officeNAT(), traveller(), travellerUnderAttack(), lockout(), slowScanDay(),
 	}
 }
 
@@ -434,6 +434,37 @@ func traveller() *genScenario {
 	every(0, 20*time.Second, 8*time.Hour, func(i int, at time.Duration) {
 		g.add(at, "attacker", fmt.Sprintf("user%d@example.org", i%300), "192.0.2.77", g.guess(), false)
 	})
+	return g
+}
+
+// The price of "under attack" (bruteforce.under_attack = true): a spray
+// over many logins makes the server fail far more logins than usual, and
+// until it is over logins from new places are refused. The users at home
+// keep working; the traveller at the hotel is refused (no GeoIP database
+// here, so no usual country lets him in) until under_attack_hold after
+// the spray.
+func travellerUnderAttack() *genScenario {
+	g := newGen("traveller-under-attack", 9)
+	g.about = []string{"with under_attack on, 40 addresses spray 400 logins 10:00-10:30; 50 users check mail from home", "every 10 minutes all day; bob, from a new hotel address at 10:15, is refused until the wave is over."}
+	g.config = []string{"bruteforce.under_attack = true"}
+	g.expects = []string{
+		"under_attack.total = 1", "under_attack.list.0.start = 2026-12-01T10:00:47Z", "legitimate.refused = 3", "legitimate.list.0.last = 2026-12-01T10:35:00Z", "legitimate.logins = 1", "legitimate.list.0.login = bob@example.org",
+		"legitimate.list.0.address = 192.0.2.201", "legitimate.list.0.reasons.under_attack >= 1", "reasons.under_attack >= 1",
+	}
+	for u := range 50 {
+		g.homeUser(fmt.Sprintf("user%02d@example.org", u), fmt.Sprintf("198.51.100.%d", 100+u), 0, 10*time.Minute, 4*time.Hour)
+	}
+	g.homeUser("bob@example.org", "198.51.100.20", 0, 10*time.Minute, 2*time.Hour)
+	every(2*time.Hour+15*time.Minute, 10*time.Minute, 4*time.Hour, func(_ int, at time.Duration) {
+		g.add(at, "user", "bob@example.org", "192.0.2.201", "", true)
+	})
+	for a := range 40 {
+		addr := fmt.Sprintf("198.18.1.%d", a+1)
+		off := time.Duration(g.rng.Int64N(int64(time.Minute)))
+		every(2*time.Hour+off, time.Minute, 2*time.Hour+30*time.Minute, func(i int, at time.Duration) {
+			g.add(at, "attacker", fmt.Sprintf("staff%03d@example.org", (a*10+i)%400), addr, "5ummer26", false)
+		})
+	}
 	return g
 }
 

@@ -249,7 +249,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		more(b, len(ps.List)-textRows+int(ps.Truncated))
 	}
 	if ua := &r.UnderAttack; ua.Total > 0 {
-		fmt.Fprintf(b, "\nunder attack: %d times\n", ua.Total)
+		fmt.Fprintf(b, "\nunder attack: %s\n", plural(int(ua.Total), "period"))
 		for _, p := range ua.List[:min(len(ua.List), textRows)] {
 			end := "the end of the input"
 			if p.End != nil {
