@@ -60,6 +60,8 @@ var reloadTable = []reloadRule{
 	{"firewall.enabled", false, "turns a part of the daemon on or off"},
 	{"messages", true, "the texts refused users see"},
 	{"metrics", false, "a listener"},
+	{"dnsbl_server", true, "zone, ttl, allow_networks and rate of the running DNSBL listener (from the next query)"},
+	{"dnsbl_server.listen", false, "a listener"},
 }
 
 // reloadRuleFor returns the most specific entry of reloadTable for key.
@@ -142,6 +144,7 @@ type reloader struct {
 	grants  *permits           // nil: relay permits off
 	limiter *sendlimit.Limiter // nil: no sending limits at start
 	fwall   *firewall          // nil: firewall off
+	dnsbl   *dnsblServer       // nil: [dnsbl_server] off
 	dw      *decisionWriter
 	admin   *api.Server
 }
@@ -270,6 +273,12 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		if err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
 			cfg.Firewall = old.Firewall
+		}
+	}
+	if apply["dnsbl_server"] && r.dnsbl != nil {
+		if err := r.dnsbl.reconfigure(cfg.DNSBLServer); err != nil {
+			res.Warnings = append(res.Warnings, "dnsbl_server: "+err.Error())
+			cfg.DNSBLServer = old.DNSBLServer
 		}
 	}
 	r.cfg = cfg
