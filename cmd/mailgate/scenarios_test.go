@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailgate/internal/geoip/geoiptest"
 )
 
 // The scenario suite (docs/replay.md): events files whose header says
@@ -55,7 +57,7 @@ func TestScenarios(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(path), ".jsonl")
 		t.Run(name, func(t *testing.T) {
 			sc := readScenario(t, path)
-			rep := replayScenario(t, path, sc.config)
+			rep := replayScenario(t, path, &sc, sc.config)
 			for _, f := range sc.check(rep) {
 				t.Error(f)
 			}
@@ -82,7 +84,7 @@ func TestScenariosCatchWeakening(t *testing.T) {
 				t.Skip("# weakened: passes")
 			}
 			for _, w := range weakenings {
-				rep := replayScenario(t, path, sc.config+w+"\n")
+				rep := replayScenario(t, path, &sc, sc.config+w+"\n")
 				if len(sc.check(rep)) == 0 {
 					t.Errorf("every expectation holds with %s: the scenario cannot catch it", w)
 				}
@@ -95,7 +97,8 @@ type scenario struct {
 	config         string
 	expects        []expectation
 	weakenedPasses bool
-	weaken         []string // TOML lines that weaken the engine
+	weaken         []string          // TOML lines that weaken the engine
+	geoip          map[string]string // network -> country: a GeoIP database for the replay
 }
 
 type expectation struct {
@@ -135,6 +138,15 @@ func readScenario(t *testing.T, path string) scenario {
 				t.Fatalf("%s:%d: %s needs a number", path, n, e.op)
 			}
 			sc.expects = append(sc.expects, e)
+		case strings.HasPrefix(line, "# geoip:"):
+			f := strings.Fields(strings.TrimPrefix(line, "# geoip:"))
+			if len(f) != 2 {
+				t.Fatalf("%s:%d: want # geoip: NETWORK COUNTRY", path, n)
+			}
+			if sc.geoip == nil {
+				sc.geoip = map[string]string{}
+			}
+			sc.geoip[f[0]] = f[1]
 		case strings.HasPrefix(line, "# weaken:"):
 			sc.weaken = append(sc.weaken, strings.TrimSpace(strings.TrimPrefix(line, "# weaken:")))
 		case strings.HasPrefix(line, "# weakened: passes"):
@@ -151,10 +163,19 @@ func readScenario(t *testing.T, path string) scenario {
 }
 
 // replayScenario runs 'mailgate replay --events path --json' with cfg as
-// the config file and returns the report as JSON values.
-func replayScenario(t *testing.T, path, cfg string) any {
+// the config file (and sc's GeoIP database) and returns the report as
+// JSON values.
+func replayScenario(t *testing.T, path string, sc *scenario, cfg string) any {
 	t.Helper()
-	cfgPath := filepath.Join(t.TempDir(), "mailgate.toml")
+	dir := t.TempDir()
+	if sc.geoip != nil {
+		db := filepath.Join(dir, "country.mmdb")
+		if err := geoiptest.WriteMMDB(db, sc.geoip, geoiptest.ShapeMaxMind); err != nil {
+			t.Fatal(err)
+		}
+		cfg = fmt.Sprintf("geoip.database = %q\n", db) + cfg
+	}
+	cfgPath := filepath.Join(dir, "mailgate.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +269,7 @@ type genScenario struct {
 	name    string
 	about   []string // description lines
 	config  []string
+	geoip   []string // "NETWORK CC"
 	weaken  []string
 	expects []string
 	evs     []genEvent
@@ -287,6 +309,9 @@ func (g *genScenario) text() []byte {
 	for _, l := range g.config {
 		fmt.Fprintf(&b, "# config: %s\n", l)
 	}
+	for _, l := range g.geoip {
+		fmt.Fprintf(&b, "# geoip: %s\n", l)
+	}
 	for _, l := range g.weaken {
 		fmt.Fprintf(&b, "# weaken: %s\n", l)
 	}
@@ -313,7 +338,7 @@ func (g *genScenario) homeUser(login, addr string, start, period, end time.Durat
 func generatedScenarios() []*genScenario {
 	return []*genScenario{
 		botnetOneLogin(), botnetSlow(), parallelOneAddress(), passwordSpray(),
-		officeNAT(), traveller(), travellerUnderAttack(), lockout(), slowScanDay(),
+		officeNAT(), traveller(), travellerUnderAttack(), travellerNewCountry(), lockout(), slowScanDay(),
 	}
 }
 
@@ -465,6 +490,44 @@ func travellerUnderAttack() *genScenario {
 			g.add(at, "attacker", fmt.Sprintf("staff%03d@example.org", (a*10+i)%400), addr, "5ummer26", false)
 		})
 	}
+	return g
+}
+
+// Countries (a GeoIP database and a global allow list) with "under
+// attack": logins from outside the allowed countries are refused before
+// the password check; while a spray from an allowed country makes the
+// server "under attack", a user on a new address in a country he has
+// logged in from gets in, a user in a country new to him does not.
+func travellerNewCountry() *genScenario {
+	g := newGen("traveller-new-country", 10)
+	g.about = []string{"allow_countries DE, AT, FR; under_attack on. carol and bob log in from home (DE) every 10 minutes;",
+		"a spray from FR 10:00-10:30; carol from a new DE address and bob from an AT hotel at 10:15; attackers in CN all along."}
+	g.config = []string{"bruteforce.under_attack = true", `geoip.allow_countries = ["DE", "AT", "FR"]`}
+	g.geoip = []string{"198.51.100.0/24 DE", "192.0.2.0/24 AT", "198.18.0.0/15 FR", "203.0.113.0/24 CN"}
+	g.expects = []string{
+		"under_attack.total = 1", "reasons.country_blocked = 240", "attackers.reached <= 100",
+		"legitimate.logins = 1", "legitimate.list.0.login = bob@example.org", "legitimate.list.0.address = 192.0.2.201",
+		"legitimate.list.0.reasons.under_attack >= 1",
+	}
+	for u := range 30 {
+		g.homeUser(fmt.Sprintf("user%02d@example.org", u), fmt.Sprintf("198.51.100.%d", 100+u), 0, 10*time.Minute, 4*time.Hour)
+	}
+	g.homeUser("bob@example.org", "198.51.100.20", 0, 10*time.Minute, 2*time.Hour)
+	g.homeUser("carol@example.org", "198.51.100.21", 0, 10*time.Minute, 2*time.Hour)
+	every(2*time.Hour+15*time.Minute, 10*time.Minute, 4*time.Hour, func(_ int, at time.Duration) {
+		g.add(at, "user", "bob@example.org", "192.0.2.201", "", true)
+		g.add(at+time.Second, "user", "carol@example.org", "198.51.100.99", "", true)
+	})
+	for a := range 40 {
+		addr := fmt.Sprintf("198.18.1.%d", a+1)
+		off := time.Duration(g.rng.Int64N(int64(time.Minute)))
+		every(2*time.Hour+off, time.Minute, 2*time.Hour+30*time.Minute, func(i int, at time.Duration) {
+			g.add(at, "attacker", fmt.Sprintf("staff%03d@example.org", (a*10+i)%400), addr, "5ummer26", false)
+		})
+	}
+	every(0, time.Minute, 4*time.Hour, func(i int, at time.Duration) {
+		g.add(at, "attacker", "bob@example.org", fmt.Sprintf("203.0.113.%d", 1+i%200), g.guess(), false)
+	})
 	return g
 }
 
