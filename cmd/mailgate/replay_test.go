@@ -227,3 +227,51 @@ func TestReplayErrors(t *testing.T) {
 		t.Errorf("two files: %+v %+v", rep.Input, rep.PasswordChecks)
 	}
 }
+
+// The logs the real Dovecot 2.3, Postfix 3.7 and nginx 1.22 wrote in
+// internal/maillog's capture test (injection attempts included) replay
+// to exactly the attempts the parser's golden files list, and a forged
+// field never becomes an address the report names.
+func TestReplayCapturedLogs(t *testing.T) {
+	dir := "../../internal/maillog/testdata/capture"
+	for _, name := range []string{"dovecot.log", "maillog", "nginx-error.log", "journal.json"} {
+		t.Run(name, func(t *testing.T) {
+			golden, err := os.ReadFile(filepath.Join(dir, name+".events"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want, successes int64
+			for _, l := range strings.Split(strings.TrimSpace(string(golden)), "\n") {
+				if strings.HasSuffix(l, " success") || strings.Contains(l, " success ") {
+					want++
+					successes++
+				} else if i := strings.Index(l, " attempts="); i >= 0 {
+					var n int64
+					fmt.Sscanf(l[i+len(" attempts="):], "%d", &n)
+					want += n
+				}
+			}
+			args := []string{"--log", filepath.Join(dir, name)}
+			if strings.HasSuffix(name, ".json") {
+				args = append(args, "--journal")
+			}
+			// Low thresholds, so that the captured failures make bans.
+			rep, err := runReplayCmd(t, "bruteforce.addr_failures = 1\nbruteforce.login_failures = 1\nbruteforce.login_min_addrs = 1\nrelay.enabled = true\n", args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Input.Attempts != want || rep.Legitimate.Attempts != successes || want == 0 {
+				t.Errorf("replayed %d attempts (%d logins); the golden file lists %d (%d)", rep.Input.Attempts, rep.Legitimate.Attempts, want, successes)
+			}
+			out, _ := json.Marshal(rep)
+			if strings.Contains(string(out), `"6.6.6.6`) || strings.Contains(string(out), `"address":"6.6.6.6"`) {
+				t.Errorf("a forged address made it into the report: %s", out)
+			}
+			for _, b := range rep.Bans.List {
+				if b.Kind == "address" && !netip.MustParsePrefix(b.Target).Addr().IsLoopback() {
+					t.Errorf("ban of %s: the captured clients are all on loopback", b.Target)
+				}
+			}
+		})
+	}
+}
