@@ -153,18 +153,29 @@ func (r *Runner) Feed(ev *Event) {
 // attempt decides one attempt as the door would before the password
 // check, and reports the result of a check it let through.
 func (r *Runner) attempt(a *policy.Attempt, ev *Event, now time.Time, legit, attacker bool) {
-	var v policy.Verdict
-	if policy.BadLogin(a.Login) {
-		v = policy.BadLoginVerdict() // the doors refuse it before asking the engine
-	} else {
-		v = r.s.Engine.Decide(a, now, nil)
-	}
-	if int(v.Action) < len(r.verdicts) {
-		r.verdicts[v.Action]++
-	}
-	r.reasons[v.Reason]++
+	// Postfix checks an SMTP AUTH password before it asks mailgate (its
+	// policy request carries the authenticated sasl_username): a failure
+	// there is never decided, only reported (by the log door); a success
+	// is decided after its password check.
+	afterAuth := a.Door == "postfix"
 	pc := &r.rep.PasswordChecks
-	refused := v.Action == policy.Deny
+	refused := false
+	var v policy.Verdict
+	if afterAuth && ev.Result == Failure {
+		pc.Undecided++
+	} else {
+		if policy.BadLogin(a.Login) {
+			v = policy.BadLoginVerdict() // the doors refuse it before asking the engine
+		} else {
+			v = r.s.Engine.Decide(a, now, nil)
+		}
+		if int(v.Action) < len(r.verdicts) {
+			r.verdicts[v.Action]++
+		}
+		r.reasons[v.Reason]++
+		refused = v.Action == policy.Deny
+	}
+	checked := ev.Result != NoResult && (!refused || afterAuth) // the password was checked
 	if legit {
 		r.rep.Legitimate.Attempts++
 		if refused {
@@ -177,12 +188,7 @@ func (r *Runner) attempt(a *policy.Attempt, ev *Event, now time.Time, legit, att
 		at.Attempts++
 		acc := r.account(a.Login)
 		switch {
-		case refused:
-			at.Stopped++
-			if acc != nil {
-				acc.Stopped++
-			}
-		case ev.Result != NoResult:
+		case checked:
 			at.Reached++
 			if acc != nil {
 				acc.Reached++
@@ -193,17 +199,24 @@ func (r *Runner) attempt(a *policy.Attempt, ev *Event, now time.Time, legit, att
 					acc.Succeeded++
 				}
 			}
+		case refused:
+			at.Stopped++
+			if acc != nil {
+				acc.Stopped++
+			}
 		}
 	}
 	switch {
+	case checked:
+		pc.Reached++
 	case refused:
 		pc.Stopped++
-		return
-	case ev.Result == NoResult:
+	default:
 		pc.DecideOnly++
-		return
 	}
-	pc.Reached++
+	if refused || ev.Result == NoResult || policy.BadLogin(a.Login) {
+		return // not reported: refused, decide-only, or a login no account can have (never counted, as serve's onReport)
+	}
 	success := ev.Result == Success
 	bans := r.s.Engine.Report(a, success, now)
 	for i := range bans {

@@ -186,6 +186,32 @@ func TestLogReader(t *testing.T) {
 	}
 }
 
+// Postfix asks mailgate only after the password check: its failures are
+// reported, never decided or stopped; a success is decided, and a refused
+// one has had its password checked (and is not reported).
+func TestRunnerPostfix(t *testing.T) {
+	pf := func(at time.Duration, login, addr string, res Result) Event {
+		e := ev(at, login, addr, res, Unlabeled)
+		e.Door, e.Service = "postfix", rules.SMTP
+		return e
+	}
+	var evs []Event
+	for i := range 7 {
+		evs = append(evs, pf(time.Duration(i)*time.Second, "u@example.org", "192.0.2.9", Failure)) // rule (b) at the 5th
+	}
+	evs = append(evs, pf(10*time.Second, "v@example.org", "192.0.2.9", Success)) // from the banned address
+	rep := run(t, Options{}, evs...)
+	if pc := rep.PasswordChecks; pc.Reached != 8 || pc.Undecided != 7 || pc.Stopped != 0 {
+		t.Errorf("password checks %+v", pc)
+	}
+	if rep.Attackers.Reached != 7 || rep.Attackers.Stopped != 0 || rep.Bans.Total != 1 {
+		t.Errorf("attackers %+v, %d bans", rep.Attackers, rep.Bans.Total)
+	}
+	if rep.Legitimate.Refused != 1 || rep.Reasons["banned_address"] != 1 || rep.Verdicts["deny"] != 1 || rep.Verdicts["allow"] != 0 {
+		t.Errorf("legitimate %+v, verdicts %v", rep.Legitimate, rep.Verdicts)
+	}
+}
+
 // Merge yields events in time order, the earlier source first on a tie.
 func TestMerge(t *testing.T) {
 	a := sliceSource{ev(0, "a", "192.0.2.1", Success, User), ev(2*time.Second, "a", "192.0.2.1", Success, User)}
@@ -212,5 +238,16 @@ func TestRunnerBadLogin(t *testing.T) {
 	rep := run(t, Options{}, e)
 	if rep.Reasons[policy.ReasonBadLogin.String()] != 1 || rep.PasswordChecks.Stopped != 1 {
 		t.Errorf("bad login: %v", rep.Reasons)
+	}
+	// Postfix's failures are not decided, but a bad login is never
+	// counted either: five from one address ban nothing.
+	var evs []Event
+	for i := range 5 {
+		e := ev(time.Duration(i)*time.Second, "caf\xe9", "192.0.2.9", Failure, Unlabeled)
+		e.Door = "postfix"
+		evs = append(evs, e)
+	}
+	if rep := run(t, Options{}, evs...); rep.Bans.Total != 0 || rep.PasswordChecks.Undecided != 5 {
+		t.Errorf("postfix bad logins: %d bans, %+v", rep.Bans.Total, rep.PasswordChecks)
 	}
 }

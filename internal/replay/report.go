@@ -45,11 +45,15 @@ type Input struct {
 // PasswordChecks splits the attempts by whether they reached the password
 // check: a refused attempt never does (stopped); an allowed or tarpitted
 // one does when the input has its result (reached), not when the input is
-// decide-only (result "").
+// decide-only (result ""). Postfix checks an SMTP AUTH password before it
+// asks mailgate: its attempts always reach the check (a refused success
+// is refused sending), and its failures are not decided at all
+// (undecided, a part of reached).
 type PasswordChecks struct {
 	Reached    int64 `json:"reached"`
 	Stopped    int64 `json:"stopped"`
 	DecideOnly int64 `json:"decide_only"`
+	Undecided  int64 `json:"undecided"`
 }
 
 // Legitimate is about the users' own attempts: those labelled actor
@@ -182,6 +186,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(b, "password checks: %d reached, %d stopped before the check", pc.Reached, pc.Stopped)
 	if pc.DecideOnly > 0 {
 		fmt.Fprintf(b, ", %d decide-only (no result given)", pc.DecideOnly)
+	}
+	if pc.Undecided > 0 {
+		fmt.Fprintf(b, "; %d of those reached are Postfix SASL failures, which Postfix checks before asking mailgate", pc.Undecided)
 	}
 	b.WriteString("\n\n")
 
