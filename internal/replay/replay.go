@@ -333,7 +333,8 @@ func (r *Runner) permit(p *relay.Permit, o relay.Outcome, now time.Time) {
 // Report returns the report of what was fed so far. The runner keeps
 // its state: more events may follow.
 func (r *Runner) Report() *Report {
-	rep := r.rep // a copy; the lists are shared until the next Feed
+	rep := r.rep // a copy; the lists are cloned below
+	rep.Permits.Enabled = r.s.Permits != nil
 	rep.Verdicts = map[string]int64{}
 	for i, n := range r.verdicts {
 		rep.Verdicts[policy.Action(i).String()] = n

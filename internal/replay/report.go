@@ -129,6 +129,7 @@ type BanEntry struct {
 // Permits are the relay permits the replay's logins granted (none when
 // [relay] is off).
 type Permits struct {
+	Enabled       bool          `json:"enabled"` // [relay] enabled
 	Granted       int64         `json:"granted"`
 	Refreshed     int64         `json:"refreshed"`
 	SharedRefused int64         `json:"shared_refused"`
@@ -241,11 +242,17 @@ func (r *Report) WriteText(w io.Writer) error {
 	b.WriteString("\n")
 
 	ps := &r.Permits
-	fmt.Fprintf(b, "relay permits: %d granted, %d refreshed", ps.Granted, ps.Refreshed)
-	if ps.SharedRefused > 0 {
-		fmt.Fprintf(b, ", %d refused (shared network)", ps.SharedRefused)
+	if !ps.Enabled {
+		b.WriteString("relay permits: off ([relay] enabled = false)\n")
+	} else {
+		fmt.Fprintf(b, "relay permits: %d granted, %d refreshed", ps.Granted, ps.Refreshed)
 	}
-	b.WriteString("\n")
+	if ps.Enabled {
+		if ps.SharedRefused > 0 {
+			fmt.Fprintf(b, ", %d refused (shared network)", ps.SharedRefused)
+		}
+		b.WriteString("\n")
+	}
 	if len(ps.List) > 0 {
 		tw := tabwriter.NewWriter(b, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "  TIME\tNETWORK\tLOGIN\tSERVICE")
