@@ -116,7 +116,7 @@ func TestScore(t *testing.T) {
 	c := newChecker(t, f, "zen.example=127.0.0.[4..7]*3", "auth.example=127.0.0.20*5", "any.example*1", "allow.example*-2", "off.example*4")
 	ip := "192.0.2.1"
 	f.set(ip, "zen.example", fakeAnswer{codes: []string{"127.0.0.4", "127.0.0.10"}, ttl: 300}) // XBL and PBL: counts once
-	f.set(ip, "auth.example", fakeAnswer{codes: []string{"127.0.0.2"}, ttl: 300})               // not in the filter
+	f.set(ip, "auth.example", fakeAnswer{codes: []string{"127.0.0.2"}, ttl: 300})              // not in the filter
 	f.set(ip, "any.example", fakeAnswer{codes: []string{"127.0.0.9"}, ttl: 300})
 	f.set(ip, "allow.example", fakeAnswer{codes: []string{"127.0.0.2"}, ttl: 300})
 	r := c.Lookup(context.Background(), netip.MustParseAddr(ip), t0)
@@ -188,8 +188,8 @@ func TestCacheTTL(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name string
-		a    fakeAnswer // of a.example; b.example has no entry (a miss)
+		name         string
+		a            fakeAnswer // of a.example; b.example has no entry (a miss)
 		fresh, stale time.Duration
 	}{
 		{"short TTL clamped up to 60s", fakeAnswer{codes: []string{"127.0.0.2"}, ttl: 5}, 59 * time.Second, 60 * time.Second},
