@@ -113,6 +113,10 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+	bl, err := newDNSBL(cfg.DNSBL, engine, log.With("component", "dnsbl"))
+	if err != nil {
+		return err
+	}
 
 	var grants *permits
 	if cfg.Relay.Enabled {
@@ -229,6 +233,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			MaxBodyBytes: cfg.Dovecot.MaxBodyBytes,
 			OnReport:     onReport,
 			MaxTarpit:    max(bf.LoginTarpit, bf.StaleTarpit),
+			DNSBL:        bl.gate.Fill,
 		}, engine, dlog, log.With("door", "dovecot"))
 		start("dovecot", &http.Server{
 			Handler:           tel.timed("dovecot", h),
@@ -264,6 +269,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			FailMessage:     n.FailMessage,
 			MaxTarpit:       maxTarpit,
 			OnReport:        onReport,
+			DNSBL:           bl.gate.Fill,
 		}, engine, v, dlog, log.With("door", "nginx"))
 		start("nginx", &http.Server{
 			Handler:           tel.timed("nginx", h),
@@ -351,7 +357,8 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	banbook := api.NewBanbook(persist, tracker)
 	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithBackup(st.Backup).
-		WithGeoIP(cfg.GeoIP.Database != "")
+		WithGeoIP(cfg.GeoIP.Database != "").
+		WithDNSBL(bl.explain)
 	if fwall != nil {
 		banbook.OnChange(fwall.bans)
 		// From the kernel's ruleset to the wanted one: "+" lines are what
@@ -393,7 +400,17 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	}
 	probe := &storeProbe{st: st}
 	tel.gauges(tracker, permitCount, geo.current, probe)
-	admin.WithHealth(tel.health(probe)).WithStatus(tel.status(permitCount, geo.current))
+	tel.m.Writer(bl.writeMetrics)
+	statusMore := tel.status(permitCount, geo.current)
+	admin.WithHealth(tel.health(probe)).WithStatus(func(now time.Time, out *api.StatusJSON) {
+		statusMore(now, out)
+		bl.status(out)
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bl.run(bg)
+	}()
 	if cfg.Metrics.Listen != "" {
 		mln, err := listenMetrics(cfg.Metrics.Listen)
 		if err != nil {
@@ -407,7 +424,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dw: dw, admin: admin}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dw: dw, admin: admin, dnsbl: bl}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
