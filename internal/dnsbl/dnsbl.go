@@ -416,7 +416,8 @@ func (c *Checker) askZone(ctx context.Context, s *settings, z *Zone, addr netip.
 	r, err := c.ex.Exchange(ctx, m, s.server)
 	if err != nil {
 		ans.Status = Failed
-		if ctx.Err() != nil {
+		var ne net.Error
+		if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
 			ans.Err = "timeout"
 		} else {
 			ans.Err = err.Error()
