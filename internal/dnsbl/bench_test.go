@@ -79,3 +79,25 @@ func TestCachedLookupDoesNotAllocate(t *testing.T) {
 		t.Errorf("a cached lookup allocates %v times", n)
 	}
 }
+
+// BenchmarkFillCached is what a cached DNSBL answer adds to a decision on
+// its own: NeedsDNSBL (the exemption checks) and the cache lookup.
+func BenchmarkFillCached(b *testing.B) {
+	e := benchEngine(b)
+	f := newFake()
+	zs, _ := ParseZones([]string{"zen.example=127.0.0.[4..7]*3", "auth.example*5", "list.example*1"})
+	c, _ := New(Config{Zones: zs, Resolver: "127.0.0.1"}, f, nil)
+	ip := netip.MustParseAddr("203.0.113.9")
+	g := NewGate(e, c)
+	a := policy.Attempt{Login: "anna@example.test", Service: rules.IMAP, Client: ip, Door: "dovecot"}
+	g.Fill(context.Background(), &a, t0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		a.DNSBL = policy.DNSBL{}
+		g.Fill(ctx, &a, t0)
+	}
+	if !a.DNSBL.Checked {
+		b.Fatal("not filled")
+	}
+}
