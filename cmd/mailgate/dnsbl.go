@@ -36,6 +36,9 @@ type dnsblService struct {
 // newDNSBL builds the service; with no zones the gate is off until a
 // reload adds some.
 func newDNSBL(cfg config.DNSBL, engine *policy.Engine, log *slog.Logger) (*dnsblService, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	d := &dnsblService{engine: engine, log: log, kick: make(chan struct{}, 1), cfg: cfg}
 	c, err := d.checker(cfg, nil)
 	if err != nil {

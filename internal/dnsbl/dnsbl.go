@@ -409,8 +409,9 @@ func (c *Checker) askZone(ctx context.Context, s *settings, z *Zone, addr netip.
 	ans := Answer{Zone: z.Name, Weight: z.Weight}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	qname := QueryName(addr, z.Name)
 	m := new(dns.Msg)
-	m.SetQuestion(QueryName(addr, z.Name), dns.TypeA)
+	m.SetQuestion(qname, dns.TypeA)
 	m.RecursionDesired = true
 	c.stats.Queries.Add(1)
 	r, err := c.ex.Exchange(ctx, m, s.server)
@@ -422,6 +423,11 @@ func (c *Checker) askZone(ctx context.Context, s *settings, z *Zone, addr netip.
 		} else {
 			ans.Err = err.Error()
 		}
+		return ans
+	}
+	if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, qname) {
+		// Not the answer to this question (a forged or confused reply).
+		ans.Status, ans.Err = Failed, "the answer is for another question"
 		return ans
 	}
 	switch r.Rcode {

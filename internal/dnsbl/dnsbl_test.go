@@ -28,6 +28,8 @@ type fakeAnswer struct {
 	ttl   uint32
 	err   error
 	hang  bool // never answer (until ctx ends)
+	// otherQuestion answers for another name than asked
+	otherQuestion bool
 }
 
 func newFake() *fakeDNS {
@@ -69,6 +71,9 @@ func (f *fakeDNS) Exchange(ctx context.Context, m *dns.Msg, server string) (*dns
 	}
 	r := new(dns.Msg)
 	r.SetReply(m)
+	if a.otherQuestion {
+		r.Question[0].Name = "1.0.0.127." + name
+	}
 	if !ok {
 		r.Rcode = dns.RcodeNameError
 		return r, nil
@@ -143,7 +148,7 @@ func TestScore(t *testing.T) {
 func TestErrorCodesAndFailures(t *testing.T) {
 	var logs strings.Builder
 	f := newFake()
-	zs, _ := ParseZones([]string{"zen.example*3", "bad.example*3", "fail.example*3", "slow.example*3", "rewrite.example*3", "down.example*3"})
+	zs, _ := ParseZones([]string{"zen.example*3", "bad.example*3", "fail.example*3", "slow.example*3", "rewrite.example*3", "down.example*3", "forged.example*3"})
 	c, err := New(Config{Zones: zs, Resolver: "127.0.0.1", Timeout: 50 * time.Millisecond}, f, newTextLogger(&logs))
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +160,7 @@ func TestErrorCodesAndFailures(t *testing.T) {
 	f.set(ip, "slow.example", fakeAnswer{hang: true})
 	f.set(ip, "rewrite.example", fakeAnswer{codes: []string{"198.51.100.80"}, ttl: 60})
 	f.set(ip, "down.example", fakeAnswer{err: errors.New("connection refused")})
+	f.set(ip, "forged.example", fakeAnswer{codes: []string{"127.0.0.2"}, ttl: 60, otherQuestion: true})
 	r := c.Lookup(context.Background(), netip.MustParseAddr(ip), t0)
 	if r.Score != 0 || r.Listed != "" {
 		t.Fatalf("errors counted as listings: score %d %q", r.Score, r.Listed)
