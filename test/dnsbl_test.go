@@ -37,6 +37,7 @@ func TestDNSBLEndToEnd(t *testing.T) {
 			"61.0.0.127 IN A 127.0.0.4",  // listed (XBL-like): refused
 			"66.0.0.127 IN A 127.0.0.4",  // listed: refused over POP3
 			"63.0.0.127 IN A 127.0.0.10", // a PBL-like code: outside the filter
+			"68.0.0.127 IN A 127.0.0.4",  // listed, but a trusted network
 		),
 		"low.test": dnsblZone(
 			"62.0.0.127 IN A 127.0.0.2", // listed, weight 1: below the threshold
@@ -57,7 +58,7 @@ timeout = "400ms"
 budget = "500ms"
 `, resolver)
 	}
-	base := mailgateConfig(t, dir, apiKey, "")
+	base := mailgateConfig(t, dir, apiKey, "\n[policy]\ntrusted_networks = [\"127.0.0.68\"]\n")
 	mg := harness.StartMailgate(t, base+dnsbl(ns.Addr))
 	dc := harness.StartDovecot(t, harness.DovecotOptions{
 		Users:     map[string]string{shop: shopPW, alice: alicePW},
@@ -171,6 +172,17 @@ budget = "500ms"
 		mg.WaitLogLine(t, map[string]string{"decision": "allow", "login": shop, "ip": "127.0.0.64", "dnsbl": "low.test", "dnsbl_score": "1"})
 		if q2 := ns.Queries(t); q2 != q1 {
 			t.Errorf("the second lookup made %d queries, want 0 (cached)", q2-q1)
+		}
+	})
+	t.Run("a trusted network is not even looked up", func(t *testing.T) {
+		q0 := ns.Queries(t)
+		ok(t, harness.IMAPLogin(ctx, ip("127.0.0.68"), dc.IMAPAddr, alice, alicePW))
+		l := mg.WaitLogLine(t, map[string]string{"decision": "allow", "reason": "trusted", "ip": "127.0.0.68"})
+		if _, ok := l["dnsbl"]; ok {
+			t.Errorf("trusted line has dnsbl=%s", l["dnsbl"])
+		}
+		if q := ns.Queries(t); q != q0 {
+			t.Errorf("%d queries for a trusted address, want 0", q-q0)
 		}
 	})
 	t.Run("dnsbl check asks now", func(t *testing.T) {
