@@ -267,3 +267,63 @@ budget = "500ms"
 		}
 	})
 }
+
+// TestDNSBLNginx: through the nginx mail proxy, a listed address is
+// refused with mailgate's text before its password is checked (mailgate
+// writes no login result for it), and an address that is not listed logs
+// in.
+func TestDNSBLNginx(t *testing.T) {
+	harness.Require(t, harness.NginxPackages)
+	harness.Require(t, harness.DovecotPackages)
+	ns := harness.StartNSD(t, map[string]string{
+		"bl.test": dnsblZone("81.0.0.127 IN A 127.0.0.4"),
+	})
+	dir := harness.TempDir(t, "e2e-dnsbl-ngx-")
+	authSnippet, err := os.ReadFile("../etc/dovecot/96-mailgate-auth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := harness.StartDovecot(t, harness.DovecotOptions{
+		Users: map[string]string{alice: alicePW},
+		Extra: string(authSnippet),
+	})
+	doorAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(harness.FreePort(t)))
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, "", fmt.Sprintf(`
+[nginx]
+enabled = true
+listen = %q
+secret = %q
+verify_with = "dovecot"
+dovecot_auth = %q
+verify = ["imap", "pop3"]
+imap_backend = %q
+pop3_backend = %q
+smtp_backend = ""
+
+[dnsbl]
+zones = ["bl.test=127.0.0.[2..7]*3"]
+threshold = 3
+resolver = %q
+`, doorAddr, ngSecret, dc.Socket("auth-mailgate"), dc.IMAPAddr, dc.POP3Addr, ns.Addr)))
+	waitListening(t, doorAddr)
+	ng := harness.StartNginx(t, harness.NginxOptions{AuthURL: doorAddr + "/auth", AuthHeader: ngSecretHdr, AuthSecret: ngSecret})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	err = harness.IMAPLogin(ctx, netip.MustParseAddr("127.0.0.81"), ng.IMAPAddr, alice, alicePW)
+	var le *harness.LoginError
+	if !errors.As(err, &le) || !strings.Contains(le.Response, "is on a blocklist of abused addresses (bl.test)") {
+		t.Fatalf("listed address over nginx: %v", err)
+	}
+	mg.WaitLogLine(t, map[string]string{"decision": "deny", "reason": "dnsbl", "door": "nginx", "service": "imap", "ip": "127.0.0.81", "dnsbl": "bl.test"})
+	if err := harness.IMAPLogin(ctx, netip.MustParseAddr("127.0.0.82"), ng.IMAPAddr, alice, alicePW); err != nil {
+		t.Fatalf("address not listed over nginx: %v", err)
+	}
+	mg.WaitLogLine(t, map[string]string{"auth": "success", "door": "nginx", "ip": "127.0.0.82"})
+	// The listed client's password was never checked: no login result.
+	for _, l := range harness.Find(harness.ParseLog(mg.DecisionLog()), map[string]string{"ip": "127.0.0.81"}) {
+		if _, ok := l["auth"]; ok {
+			t.Errorf("the listed client's password was checked: %v", l)
+		}
+	}
+}
