@@ -61,6 +61,8 @@ var reloadTable = []reloadRule{
 	{"dnsbl", true, "zones, threshold, services, resolver, timeouts and the cache: the cache is emptied when the zones or the resolver change, and the zones are health-checked again"},
 	{"messages", true, "the texts refused users see"},
 	{"metrics", false, "a listener"},
+	{"dnsbl_server", true, "zone, ttl, allow_networks and rate of the running DNSBL listener (from the next query)"},
+	{"dnsbl_server.listen", false, "a listener"},
 }
 
 // reloadRuleFor returns the most specific entry of reloadTable for key.
@@ -143,9 +145,10 @@ type reloader struct {
 	grants  *permits           // nil: relay permits off
 	limiter *sendlimit.Limiter // nil: no sending limits at start
 	fwall   *firewall          // nil: firewall off
+	dnsbl   *dnsblServer       // nil: [dnsbl_server] off
 	dw      *decisionWriter
 	admin   *api.Server
-	dnsbl   *dnsblService
+	blocks  *dnsblService // the DNSBL client ([dnsbl])
 }
 
 // reload re-reads the config file and applies it. A config that fails
@@ -211,7 +214,7 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		}
 	}
 	if apply["dnsbl"] {
-		if err := r.dnsbl.check(cfg.DNSBL); err != nil {
+		if err := r.blocks.check(cfg.DNSBL); err != nil {
 			if newGeo != nil {
 				newGeo.Close()
 			}
@@ -242,7 +245,7 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		}
 	}
 	if apply["dnsbl"] {
-		if err := r.dnsbl.reconfigure(cfg.DNSBL); err != nil {
+		if err := r.blocks.reconfigure(cfg.DNSBL); err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
 			cfg.DNSBL = old.DNSBL
 		}
@@ -287,6 +290,12 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		if err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
 			cfg.Firewall = old.Firewall
+		}
+	}
+	if apply["dnsbl_server"] && r.dnsbl != nil {
+		if err := r.dnsbl.reconfigure(cfg.DNSBLServer); err != nil {
+			res.Warnings = append(res.Warnings, "dnsbl_server: "+err.Error())
+			cfg.DNSBLServer = old.DNSBLServer
 		}
 	}
 	r.cfg = cfg

@@ -164,6 +164,17 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		warnLeftoverTable(log)
 	}
 
+	var dnsbl *dnsblServer
+	if cfg.DNSBLServer.Listen != "" {
+		var fw autobanReader
+		if fwall != nil {
+			fw = fwall.fw
+		}
+		if dnsbl, err = newDNSBLServer(cfg.DNSBLServer, tracker, fw, tel.dnsblCounter(), log.With("component", "dnsbl-server")); err != nil {
+			return fmt.Errorf("dnsbl_server: %w", err)
+		}
+	}
+
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {
 		if policy.BadLogin(a.Login) {
 			return // the doors refuse it; it must never be counted or stored
@@ -401,16 +412,40 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	probe := &storeProbe{st: st}
 	tel.gauges(tracker, permitCount, geo.current, probe)
 	tel.m.Writer(bl.writeMetrics)
-	statusMore := tel.status(permitCount, geo.current)
-	admin.WithHealth(tel.health(probe)).WithStatus(func(now time.Time, out *api.StatusJSON) {
-		statusMore(now, out)
-		bl.status(out)
-	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		bl.run(bg)
 	}()
+	base := tel.status(permitCount, geo.current)
+	status := func(now time.Time, out *api.StatusJSON) {
+		base(now, out)
+		bl.status(out)
+	}
+	if dnsbl != nil {
+		// Its listener starts here, after everything it reads from.
+		addr := dnsbl.srv.Addr()
+		stopped := tel.listening("dnsbl-server", addr)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer stopped()
+			if err := dnsbl.srv.Serve(); err != nil {
+				errc <- fmt.Errorf("dnsbl server: %w", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			dnsbl.pollAutobans(bg)
+		}()
+		log.Info("listening", "door", "dnsbl-server", "addr", addr, "zone", dnsbl.h.Zone(), "kernel_autobans", fwall != nil)
+		all := status
+		status = func(now time.Time, out *api.StatusJSON) {
+			all(now, out)
+			out.DNSBLServer = dnsbl.status()
+		}
+	}
+	admin.WithHealth(tel.health(probe)).WithStatus(status)
 	if cfg.Metrics.Listen != "" {
 		mln, err := listenMetrics(cfg.Metrics.Listen)
 		if err != nil {
@@ -424,7 +459,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dw: dw, admin: admin, dnsbl: bl}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, blocks: bl, dw: dw, admin: admin}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
@@ -527,6 +562,13 @@ loop:
 		sw.Go(func() {
 			if err := srv.Shutdown(sctx); err != nil {
 				log.Warn("requests still in flight at shutdown were cut off", "waited", drain, "err", err)
+			}
+		})
+	}
+	if dnsbl != nil {
+		sw.Go(func() {
+			if err := dnsbl.srv.Shutdown(sctx); err != nil {
+				log.Warn("dnsbl server: shutting down", "err", err)
 			}
 		})
 	}
