@@ -29,8 +29,7 @@ type dnsblService struct {
 	log    *slog.Logger
 	kick   chan struct{}
 
-	mu  sync.Mutex
-	cfg config.DNSBL
+	mu sync.Mutex // serializes reconfigure
 }
 
 // newDNSBL builds the service; with no zones the gate is off until a
@@ -39,7 +38,7 @@ func newDNSBL(cfg config.DNSBL, engine *policy.Engine, log *slog.Logger) (*dnsbl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &dnsblService{engine: engine, log: log, kick: make(chan struct{}, 1), cfg: cfg}
+	d := &dnsblService{engine: engine, log: log, kick: make(chan struct{}, 1)}
 	c, err := d.checker(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -93,7 +92,6 @@ func (d *dnsblService) reconfigure(cfg config.DNSBL) error {
 	}
 	d.gate.Set(c)
 	d.engine.SetDNSBL(cfg.Policy())
-	d.cfg = cfg
 	select {
 	case d.kick <- struct{}{}:
 	default:
