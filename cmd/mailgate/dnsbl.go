@@ -130,8 +130,8 @@ func (d *dnsblService) explain(ctx context.Context, a *policy.Attempt, now time.
 		return nil
 	}
 	out := &api.DNSBLJSON{IP: a.Client.String(), Threshold: d.engine.Settings().DNSBL.Threshold, Listed: []string{}, Zones: []api.DNSBLZoneJSON{}}
-	if !d.engine.NeedsDNSBL(a, now) {
-		out.Note = "not looked up: " + a.Service.String() + " is not in dnsbl.services, or the attempt is exempt (trusted network, the account's allow rule, a known-good address) or refused anyway"
+	if why := d.engine.DNSBLSkip(a, now); why != "" {
+		out.Note = "not looked up: " + why
 		return out
 	}
 	out.Asked = true

@@ -39,23 +39,46 @@ func (e *Engine) SetDNSBL(p DNSBLPolicy) {
 // blocklists before deciding it: the service is checked, and the
 // attempt is not exempt. Trusted networks, an account's own allow rules
 // and known-good (login, address) pairs are never checked (not even
-// asked), nor are attempts the rules or a ban refuse anyway. It touches
-// only memory.
+// asked), nor are attempts the rules or an address ban refuse anyway. It
+// touches only memory.
 func (e *Engine) NeedsDNSBL(a *Attempt, now time.Time) bool {
-	if p := &e.set.Load().DNSBL; !p.applies(a) {
-		return false
+	return e.DNSBLSkip(a, now) == ""
+}
+
+// DNSBLSkip says why a's client is not looked up, "" when it is (see
+// NeedsDNSBL); for explanations. The texts are constants: it does not
+// allocate.
+func (e *Engine) DNSBLSkip(a *Attempt, now time.Time) string {
+	p := &e.set.Load().DNSBL
+	switch {
+	case p.Threshold <= 0:
+		return "DNSBL is off"
+	case a.AfterAuth:
+		return "the password was already found correct (Dovecot's second call)"
+	case !a.Client.IsValid():
+		return "no client address"
+	case int(a.Service) >= len(p.Services) || !p.Services[a.Service]:
+		return "the service is not in dnsbl.services"
 	}
 	v, decided := e.decideRules(a, now, nil)
-	if decided || v.Reason == ReasonAccountAllow {
-		return false
+	switch {
+	case v.Reason == ReasonTrusted:
+		return "the address is in a trusted network"
+	case v.Reason == ReasonAccountAllow:
+		return "the account's own allow rule lets this address in"
+	case decided:
+		return "the rules refuse the attempt anyway"
 	}
 	if e.abuse != nil {
 		st := e.abuse.Check(a.Login, a.Client, a.PwHash, now)
-		if st.KnownGood || st.AddrBan.Found {
-			return false
+		switch {
+		case st.KnownGood:
+			return "this address logged in to the account before (known good)"
+		case st.AddrBan.Found:
+			return "the address is banned anyway"
 		}
 	}
-	return true
+	return ""
 }
 
 // decideDNSBL refuses an attempt no other check settled when its DNSBL

@@ -124,3 +124,17 @@ func TestDNSBLDecisionLine(t *testing.T) {
 		t.Errorf("line %q", line)
 	}
 }
+
+func TestNeedsDNSBLDoesNotAllocate(t *testing.T) {
+	e, _ := engineWithAbuse(t, "eve@x.test all deny 203.0.113.70")
+	e.SetDNSBL(dnsblPolicy(1, rules.IMAP))
+	for _, a := range []*Attempt{
+		attempt("eve@x.test", "imap", "203.0.113.70"),       // the rules refuse it
+		attempt("eve@x.test", "submission", "203.0.113.71"), // service not checked
+		attempt("bob@x.test", "imap", "203.0.113.72"),       // looked up
+	} {
+		if n := testing.AllocsPerRun(100, func() { e.NeedsDNSBL(a, now) }); n != 0 {
+			t.Errorf("%s %s: %v allocations", a.Service, a.Client, n)
+		}
+	}
+}
