@@ -1,7 +1,10 @@
 package config
 
 import (
+	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"mailgate/internal/dnsbl"
@@ -102,4 +105,35 @@ func (d *DNSBL) Policy() policy.DNSBLPolicy {
 		}
 	}
 	return p
+}
+
+// publicResolvers are large public resolvers most blocklists refuse
+// (Spamhaus answers them 127.255.255.254).
+var publicResolvers = []string{"8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112", "208.67.222.222", "208.67.220.220"}
+
+// warnings are [dnsbl] settings that work but are probably wrong.
+func (d *DNSBL) warnings() []string {
+	var w []string
+	pbl := []netip.Addr{netip.MustParseAddr("127.0.0.10"), netip.MustParseAddr("127.0.0.11")}
+	for i, s := range d.Zones {
+		z, err := dnsbl.ParseZone(s)
+		if err != nil || !strings.Contains(z.Name, "spamhaus") {
+			continue
+		}
+		for _, a := range pbl {
+			if z.Matches(a) {
+				w = append(w, "dnsbl.zones["+strconv.Itoa(i)+"]: "+z.String()+" counts "+a.String()+", Spamhaus' PBL (dynamic and home ranges): it would refuse customers logging in from home; leave PBL codes out, e.g. zen.spamhaus.org=127.0.0.[4..7] (docs/dnsbl.md)")
+				break
+			}
+		}
+	}
+	if d.Resolver != "" {
+		if r, err := dnsbl.ParseResolver(d.Resolver); err == nil {
+			host, _, _ := strings.Cut(r, ":")
+			if slices.Contains(publicResolvers, host) {
+				w = append(w, "dnsbl.resolver: "+d.Resolver+" is a public resolver; most blocklists refuse its queries (127.255.255.x answers) and it learns every client address: use a local caching resolver (docs/dnsbl.md)")
+			}
+		}
+	}
+	return w
 }
