@@ -110,6 +110,10 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+	bl, err := newDNSBL(cfg.DNSBL, engine, log.With("component", "dnsbl"))
+	if err != nil {
+		return err
+	}
 
 	var grants *permits
 	if cfg.Relay.Enabled {
@@ -237,6 +241,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			MaxBodyBytes: cfg.Dovecot.MaxBodyBytes,
 			OnReport:     onReport,
 			MaxTarpit:    max(bf.LoginTarpit, bf.StaleTarpit),
+			DNSBL:        bl.gate.Fill,
 		}, engine, dlog, log.With("door", "dovecot"))
 		start("dovecot", &http.Server{
 			Handler:           tel.timed("dovecot", h),
@@ -272,6 +277,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			FailMessage:     n.FailMessage,
 			MaxTarpit:       maxTarpit,
 			OnReport:        onReport,
+			DNSBL:           bl.gate.Fill,
 		}, engine, v, dlog, log.With("door", "nginx"))
 		start("nginx", &http.Server{
 			Handler:           tel.timed("nginx", h),
@@ -359,7 +365,8 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	banbook := api.NewBanbook(persist, tracker)
 	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithBackup(st.Backup).
-		WithGeoIP(cfg.GeoIP.Database != "")
+		WithGeoIP(cfg.GeoIP.Database != "").
+		WithDNSBL(bl.explain)
 	if fwall != nil {
 		banbook.OnChange(fwall.bans)
 		// From the kernel's ruleset to the wanted one: "+" lines are what
@@ -401,7 +408,17 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	}
 	probe := &storeProbe{st: st}
 	tel.gauges(tracker, permitCount, geo.current, probe)
-	status := tel.status(permitCount, geo.current)
+	tel.m.Writer(bl.writeMetrics)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bl.run(bg)
+	}()
+	base := tel.status(permitCount, geo.current)
+	status := func(now time.Time, out *api.StatusJSON) {
+		base(now, out)
+		bl.status(out)
+	}
 	if dnsbl != nil {
 		// Its listener starts here, after everything it reads from.
 		addr := dnsbl.srv.Addr()
@@ -439,7 +456,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, dw: dw, admin: admin}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, blocks: bl, dw: dw, admin: admin}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
