@@ -86,6 +86,7 @@ func cmdStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 	if err := printStatusMore(stdout, &s); err != nil {
 		return err
 	}
+	printDNSBLStatus(stdout, s.DNSBL)
 	bf := s.BruteForce
 	if bf == nil {
 		return nil

@@ -389,6 +389,9 @@ func cmdExplain(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.
 		r := e.RuleDetail
 		fmt.Fprintf(stdout, "  rule %d: %s, added %s by %s\n", r.ID, describeRule(r), r.Created.Format(time.RFC3339), r.CreatedBy)
 	}
+	if err := printDNSBL(stdout, e.DNSBL); err != nil {
+		return err
+	}
 	fmt.Fprintln(stdout, "checks, in order:")
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 	for _, ch := range e.Checks {

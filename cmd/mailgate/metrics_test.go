@@ -21,6 +21,7 @@ import (
 	"mailgate/internal/dnsbld"
 	"mailgate/internal/geoip"
 	"mailgate/internal/policy"
+	"mailgate/internal/rules"
 )
 
 // scrapeAll is a scrape of a daemon's telemetry with every metric that
@@ -36,6 +37,16 @@ func scrapeAll(t *testing.T) string {
 	tel.m.Result(now, &a, true)
 	tel.m.Latency("dovecot", time.Millisecond)
 	tel.dnsblCounter()(dnsbld.Listed)
+	// DNSBL on, with a resolver on a closed port: its health check fails
+	// at once, so mailgate_dnsbl_zone_up is there (0).
+	dc := config.Default().DNSBL
+	dc.Zones, dc.Resolver, dc.Budget = []string{"bl.example*2"}, "127.0.0.1:9", 200*time.Millisecond
+	bl, err := newDNSBL(dc, policy.New(rules.NewIndex(), nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl.gate.Checker().CheckHealth(context.Background(), now)
+	tel.m.Writer(bl.writeMetrics)
 	lc := config.Default()
 	lc.Logs.Files = []config.LogFile{{Path: filepath.Join(t.TempDir(), "mail.log")}}
 	newLogDoor(&lc, func(*policy.Attempt, bool, time.Time) {}, slog.New(slog.DiscardHandler)).gauges(tel)

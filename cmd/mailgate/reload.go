@@ -58,6 +58,7 @@ var reloadTable = []reloadRule{
 	{"limits.max_accounts", false, "sizes the table"},
 	{"firewall", true, "mode, ports, rates, priority, bans, trusted_for, reconcile_every: the rules are rewritten in the same table, its sets kept"},
 	{"firewall.enabled", false, "turns a part of the daemon on or off"},
+	{"dnsbl", true, "zones, threshold, services, resolver, timeouts and the cache: the cache is emptied when the zones or the resolver change, and the zones are health-checked again"},
 	{"messages", true, "the texts refused users see"},
 	{"metrics", false, "a listener"},
 	{"dnsbl_server", true, "zone, ttl, allow_networks and rate of the running DNSBL listener (from the next query)"},
@@ -148,6 +149,7 @@ type reloader struct {
 	dnsbl   *dnsblServer       // nil: [dnsbl_server] off
 	dw      *decisionWriter
 	admin   *api.Server
+	blocks  *dnsblService // the DNSBL client ([dnsbl])
 }
 
 // reload re-reads the config file and applies it. A config that fails
@@ -212,6 +214,15 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 			}
 		}
 	}
+	if apply["dnsbl"] {
+		if err := r.blocks.check(cfg.DNSBL); err != nil {
+			if newGeo != nil {
+				newGeo.Close()
+			}
+			res.Applied, res.NeedsRestart = []string{}, []string{}
+			return refuse(err)
+		}
+	}
 	var logDest bool
 	if apply["log.decisions"] {
 		if err := r.dw.Retarget(cfg.Log.Decisions); err != nil {
@@ -232,6 +243,12 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		if err := r.book.SetFixed(ctx, now, fixed); err != nil {
 			res.Warnings = append(res.Warnings, "policy: the rules could not be reloaded from the store, the old trusted and deny networks stay: "+err.Error())
 			cfg.Policy = old.Policy
+		}
+	}
+	if apply["dnsbl"] {
+		if err := r.blocks.reconfigure(cfg.DNSBL); err != nil {
+			res.Warnings = append(res.Warnings, err.Error())
+			cfg.DNSBL = old.DNSBL
 		}
 	}
 	if apply["messages"] {

@@ -95,24 +95,25 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	dlog.Observe(tel.m)
 
 	bf := cfg.BruteForce
-	tracker := abuse.New(bf.Abuse())
+	geo := &geoHolder{log: log.With("component", "geoip")}
+	defer geo.close()
+	engine, tracker, err := newEngine(&cfg, idx, geo)
+	if err != nil {
+		return err
+	}
 	if err := loadAbuseState(ctx, st, tracker, bf, time.Now(), log.With("component", "bruteforce")); err != nil {
 		return err
 	}
-	engine := policy.New(idx, policy.Messages(cfg.Messages)).
-		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
-	geo := &geoHolder{log: log.With("component", "geoip")}
-	defer geo.close()
-	if cfg.GeoIP.Database != "" {
-		loc, err := geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, log.With("component", "geoip"))
-		if err != nil {
-			return fmt.Errorf("geoip.database: %w", err)
+	if cfg.GeoIP.Database == "" {
+		if n := countryRules(ctx, book); n > 0 {
+			log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 		}
-		engine.WithCountries(geo.swap(loc), cfg.GeoIP.Countries())
-	} else if n := countryRules(ctx, book); n > 0 {
-		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+	bl, err := newDNSBL(cfg.DNSBL, engine, log.With("component", "dnsbl"))
+	if err != nil {
+		return err
+	}
 
 	var grants *permits
 	if cfg.Relay.Enabled {
@@ -240,6 +241,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			MaxBodyBytes: cfg.Dovecot.MaxBodyBytes,
 			OnReport:     onReport,
 			MaxTarpit:    max(bf.LoginTarpit, bf.StaleTarpit),
+			DNSBL:        bl.gate.Fill,
 		}, engine, dlog, log.With("door", "dovecot"))
 		start("dovecot", &http.Server{
 			Handler:           tel.timed("dovecot", h),
@@ -275,6 +277,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			FailMessage:     n.FailMessage,
 			MaxTarpit:       maxTarpit,
 			OnReport:        onReport,
+			DNSBL:           bl.gate.Fill,
 		}, engine, v, dlog, log.With("door", "nginx"))
 		start("nginx", &http.Server{
 			Handler:           tel.timed("nginx", h),
@@ -372,7 +375,8 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	banbook := api.NewBanbook(persist, tracker)
 	admin := api.NewServer(book, banbook, engine, log.With("component", "admin"), version, cfg.Admin.Token).
 		WithBackup(st.Backup).
-		WithGeoIP(cfg.GeoIP.Database != "")
+		WithGeoIP(cfg.GeoIP.Database != "").
+		WithDNSBL(bl.explain)
 	if fwall != nil {
 		banbook.OnChange(fwall.bans)
 		// From the kernel's ruleset to the wanted one: "+" lines are what
@@ -414,7 +418,17 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	}
 	probe := &storeProbe{st: st}
 	tel.gauges(tracker, permitCount, geo.current, probe)
-	status := tel.status(permitCount, geo.current)
+	tel.m.Writer(bl.writeMetrics)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bl.run(bg)
+	}()
+	base := tel.status(permitCount, geo.current)
+	status := func(now time.Time, out *api.StatusJSON) {
+		base(now, out)
+		bl.status(out)
+	}
 	if logs != nil {
 		logs.gauges(tel)
 		all := status
@@ -460,7 +474,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, dw: dw, admin: admin}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, blocks: bl, dw: dw, admin: admin}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
@@ -593,6 +607,26 @@ loop:
 	wg.Wait()
 	os.Remove(cfg.Admin.Socket)
 	return runErr
+}
+
+// newEngine builds the decision engine the config describes over the
+// rules in idx: the brute-force tracker ([bruteforce]) and, when [geoip]
+// database is set, the country lookup (through geo, which watches the
+// file) and the global country list. serve and replay both build their
+// engine here, so that a replay decides as the daemon does.
+func newEngine(cfg *config.Config, idx *rules.Index, geo *geoHolder) (*policy.Engine, *abuse.Tracker, error) {
+	bf := cfg.BruteForce
+	tracker := abuse.New(bf.Abuse())
+	engine := policy.New(idx, policy.Messages(cfg.Messages)).
+		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
+	if cfg.GeoIP.Database != "" {
+		loc, err := geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, geo.log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("geoip.database: %w", err)
+		}
+		engine.WithCountries(geo.swap(loc), cfg.GeoIP.Countries())
+	}
+	return engine, tracker, nil
 }
 
 // drainTimeout bounds how long shutdown waits for the requests in flight:

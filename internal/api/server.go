@@ -64,6 +64,8 @@ type Server struct {
 
 	backup BackupFunc // nil: GET /v1/backup answers 404
 
+	dnsbl DNSBLFunc // nil: explain asks no blocklist
+
 	reloadFn func(ctx context.Context, actor string) ReloadJSON // nil: POST /v1/reload answers 409
 }
 
@@ -73,6 +75,17 @@ type Server struct {
 func NewServer(book *Rulebook, bans *Banbook, engine Decider, log *slog.Logger, version, token string) *Server {
 	return &Server{book: book, bans: bans, engine: engine, idx: book.idx, log: log, version: version,
 		token: token, tokenHash: sha256.Sum256([]byte(token)), now: time.Now, started: time.Now()}
+}
+
+// DNSBLFunc looks an explained attempt up in the DNS blocklists as the
+// doors would (filling in a.DNSBL) and returns each zone's answer; nil
+// when DNSBL is off.
+type DNSBLFunc func(ctx context.Context, a *policy.Attempt, now time.Time) *DNSBLJSON
+
+// WithDNSBL makes explain look attempts up in the DNS blocklists with f.
+func (s *Server) WithDNSBL(f DNSBLFunc) *Server {
+	s.dnsbl = f
+	return s
 }
 
 // WithGeoIP tells the server whether a GeoIP database is configured.
@@ -311,11 +324,16 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	a.Service = svc
 	tr := &policy.Trace{}
 	now := s.now()
+	var dnsbl *DNSBLJSON
+	if s.dnsbl != nil {
+		dnsbl = s.dnsbl(r.Context(), &a, now)
+	}
 	v := s.engine.Decide(&a, now, tr)
 	out := ExplainResponse{
 		Verdict: v.Action.String(), Reason: v.Reason.String(), Rule: v.RuleID, Ban: v.BanID,
 		Message: s.engine.Message(&a, &v), Explanation: v.Explain(&a),
 		Account: a.Login, IP: a.Client.String(), Service: a.Service.String(), Country: a.Country, Checks: tr.Checks,
+		DNSBL: dnsbl,
 	}
 	if v.Delay > 0 {
 		out.Delay = v.Delay.String()

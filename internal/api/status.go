@@ -28,6 +28,7 @@ type StatusJSON struct {
 	Permits  *int                `json:"permits,omitempty"` // active relay permits; absent when relay permits are off
 	Firewall *FirewallStatusJSON `json:"firewall,omitempty"`
 	GeoIP    *GeoIPJSON          `json:"geoip,omitempty"`
+	DNSBL    *DNSBLStatusJSON    `json:"dnsbl,omitempty"`
 	// DNSBLServer is the [dnsbl_server] listener; absent when it is off.
 	DNSBLServer *DNSBLServerJSON `json:"dnsbl_server,omitempty"`
 	Logs        []LogSourceJSON  `json:"logs,omitempty"` // the log door's sources
@@ -99,6 +100,29 @@ type GeoIPJSON struct {
 	Loaded        time.Time `json:"loaded"`
 	AgeSeconds    int64     `json:"age_seconds"` // since Built
 	LoadedSeconds int64     `json:"loaded_seconds_ago"`
+}
+
+// DNSBLStatusJSON is the DNS blocklist client's state: the zones' last
+// health check, the cache and the counters since the start.
+type DNSBLStatusJSON struct {
+	Resolver     string            `json:"resolver"`
+	Zones        []DNSBLHealthJSON `json:"zones"`
+	CacheEntries int               `json:"cache_entries"`
+	CacheHits    uint64            `json:"cache_hits"`
+	CacheMisses  uint64            `json:"cache_misses"`
+	Queries      uint64            `json:"queries"`
+	Errors       uint64            `json:"errors"`
+	Refused      uint64            `json:"refused"` // 127.255.255.x answers
+}
+
+// DNSBLHealthJSON is one zone's last health check (127.0.0.2 listed,
+// 127.0.0.1 not); Checked is zero before the first.
+type DNSBLHealthJSON struct {
+	Zone    string    `json:"zone"`
+	Spec    string    `json:"spec"`
+	OK      bool      `json:"ok"`
+	Problem string    `json:"problem,omitempty"`
+	Checked time.Time `json:"checked,omitzero"`
 }
 
 // LogErrorJSON is one error log record.

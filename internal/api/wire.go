@@ -101,7 +101,34 @@ type ExplainResponse struct {
 	IP           string          `json:"ip"`
 	Service      string          `json:"service"`
 	Country      string          `json:"country,omitempty"`
+	DNSBL        *DNSBLJSON      `json:"dnsbl,omitempty"`
 	Checks       []policy.Check  `json:"checks"`
+}
+
+// DNSBLJSON is the DNS blocklists' answer behind a verdict (explain) or
+// asked now ('mailgate dnsbl check').
+type DNSBLJSON struct {
+	IP string `json:"ip"`
+	// Asked is false when the attempt is not looked up (a trusted
+	// network, the account's allow rule, a known-good address, a ban,
+	// or a service not checked): Note says so.
+	Asked     bool            `json:"asked"`
+	Note      string          `json:"note,omitempty"`
+	Answered  bool            `json:"answered"` // within the budget
+	Score     int             `json:"score"`
+	Threshold int             `json:"threshold,omitempty"`
+	Listed    []string        `json:"listed"`
+	Zones     []DNSBLZoneJSON `json:"zones"`
+}
+
+// DNSBLZoneJSON is one zone's answer.
+type DNSBLZoneJSON struct {
+	Zone   string   `json:"zone"`
+	Weight int      `json:"weight"`
+	Result string   `json:"result"` // listed, not listed, error
+	Codes  []string `json:"codes,omitempty"`
+	TTL    int64    `json:"ttl,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 // AuditJSON is one audit trail entry.

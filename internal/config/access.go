@@ -50,6 +50,7 @@ func (c *Config) Warnings() []string {
 	if c.Nginx.Enabled && c.Nginx.VerifyWith == "dovecot" && !strings.HasPrefix(c.Nginx.DovecotAuth, "/") {
 		w = append(w, "nginx.dovecot_auth: "+c.Nginx.DovecotAuth+" is TCP: every local user who can reach Dovecot's auth listener can check passwords and claim any client address; use a unix_listener only mailgate's user may open (etc/dovecot/96-mailgate-auth.conf)")
 	}
+	w = append(w, c.DNSBL.warnings()...)
 	if c.DNSBLServer.Listen != "" {
 		allow, _ := parseNetworks("dnsbl_server.allow_networks", c.DNSBLServer.AllowNetworks)
 		for _, p := range allow {

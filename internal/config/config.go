@@ -34,11 +34,24 @@ type Config struct {
 	Limits      Limits      `toml:"limits" doc:"Sending limits per authenticated sender (Postfix sasl_username), to contain an account whose password was stolen: messages and recipients per hour and per day, in sliding windows (the hour moves in one-minute steps, the day in one-hour steps). The Postfix policy server counts and checks them at RCPT, so check_policy_service must be in smtpd_recipient_restrictions (docs/postfix.md); postfix.limit_action says what an over-limit sender gets, and the decision log shows it (reason=send_limit). Counts are kept in memory and start from zero when mailgate restarts. 0 = no limit; all limits are 0 by default."`
 	Firewall    Firewall    `toml:"firewall" doc:"Firewall modes on nftables (docs/firewall.md). mailgate owns one table, 'table inet mailgate', and touches nothing else; its sets are a cache of mailgate's bans and trusted addresses, written in batches off the request path and re-asserted every reconcile_every. Needs CAP_NET_ADMIN (root). 'mailgate firewall show' prints the ruleset mailgate wants and how the kernel's differs."`
 	DNSBLServer DNSBLServer `toml:"dnsbl_server" doc:"mailgate as a DNSBL server (docs/dnsbl-server.md): its current address bans (automatic and by hand, and the kernel's autobans when the firewall runs) served as a DNS zone, so that Postfix postscreen, rspamd or another mailgate can ask it: 4.3.2.1.bans.mailgate.local answers A 127.0.0.2 (a mailgate ban) or 127.0.0.3 (a firewall autoban) and a TXT with the ban's reason and end; IPv6 addresses by their 32 nibbles. Login bans are never listed. Off by default."`
+	DNSBL       DNSBL       `toml:"dnsbl" doc:"DNS blocklists for logins (docs/dnsbl.md): before an IMAP or POP3 login is decided, the client's address is looked up in these zones, in parallel, through the resolver; a score (the sum of the weights of the zones that list it) at or above threshold refuses the login (reason dnsbl, text messages.dnsbl), a lower one is only written on the decision line. Trusted networks, addresses an account's own allow rule names and addresses an account logged in from before (known good) are never looked up. Answers are cached. Off while zones is empty."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
 	Logs     Logs              `toml:"logs" doc:"The log door (docs/logs.md): mail logs read for login outcomes, for servers that cannot ask mailgate (Postfix with Cyrus SASL, a Dovecot without the policy API)."`
 	Metrics  Metrics           `toml:"metrics" doc:"Prometheus metrics (docs/metrics.md): decisions by door, service, action and reason, latency per door, bans, permits, errors, and the process's own. Off by default."`
-	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
+	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}, {zones} (the blocklists listing the address, for dnsbl). One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
+}
+
+// DNSBL configures the DNS blocklist lookups of logins.
+type DNSBL struct {
+	Zones     []string      `toml:"zones" doc:"Zones in Postfix postscreen's syntax (postscreen_dnsbl_sites): name=filter*weight, e.g. [\"zen.spamhaus.org=127.0.0.[4..7]*3\", \"list.example*1\"]. Without =filter any answer in 127.0.0.0/8 counts; without *weight the weight is 1. Never count policy lists of dynamic ranges (Spamhaus PBL, 127.0.0.10 and 127.0.0.11 in zen): they are for mail sent without a login and would refuse customers at home. Empty = off. At most 32."`
+	Threshold int           `toml:"threshold" doc:"The score at or above which a login is refused, 1 to 10000."`
+	Services  []string      `toml:"services" doc:"The services whose logins are looked up: imap, pop3, and by choice submission and smtp (SMTP AUTH through nginx)."`
+	Resolver  string        `toml:"resolver" doc:"The DNS resolver asked: an IP address with an optional port (127.0.0.1, 127.0.0.1:5353, [::1]:53). Empty = the first nameserver of /etc/resolv.conf. Use a local caching resolver (unbound): public resolvers are refused by most lists (127.255.255.x answers)."`
+	Timeout   time.Duration `toml:"timeout" doc:"How long one zone may take to answer, 10ms to 10s; a zone that takes longer, answers SERVFAIL or refuses counts as not listing the address (fail open)."`
+	Budget    time.Duration `toml:"budget" doc:"How long a login waits for all zones together, 10ms to 1.9s: Dovecot gives its policy server 2 s. Zones still asked when it runs out count as not listing."`
+	MissTTL   time.Duration `toml:"miss_ttl" doc:"How long an address no zone lists is remembered, 1s to 24h. A listing is remembered for its DNS TTL, at least 1 minute and at most 1 hour; a zone that failed is asked again after 1 minute."`
+	CacheSize int           `toml:"cache_size" doc:"Memory bound: the most addresses remembered, 1 to 10000000; the least recently used is forgotten first."`
 }
 
 // DNSBLServer configures the DNSBL listener.
@@ -409,6 +422,15 @@ func Default() Config {
 			KnownGoodFor:      30 * 24 * time.Hour,
 			MaxKeys:           1_000_000,
 			MaxKnownGood:      1_000_000,
+		},
+		DNSBL: DNSBL{
+			Zones:     []string{},
+			Threshold: 1,
+			Services:  []string{"imap", "pop3"},
+			Timeout:   time.Second,
+			Budget:    time.Second,
+			MissTTL:   5 * time.Minute,
+			CacheSize: 100_000,
 		},
 		Logs:     defaultLogs(),
 		Messages: map[string]string(policy.DefaultMessages()),

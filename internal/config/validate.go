@@ -113,6 +113,7 @@ func (c *Config) Validate() error {
 	c.Relay.validate(bad)
 	c.Limits.validate(bad)
 	c.Firewall.validate(bad)
+	c.DNSBL.validate(bad)
 	c.DNSBLServer.validate(bad, &e)
 	c.Logs.validate(bad)
 	c.checkListeners(bad)
@@ -264,7 +265,7 @@ func denyReasons() []string {
 	return out
 }
 
-var placeholders = []string{"{service}", "{ip}", "{login}", "{country}"}
+var placeholders = []string{"{service}", "{ip}", "{login}", "{country}", "{zones}"}
 
 // checkMessage checks a user-visible text: it goes into a single protocol
 // line, so it has a length bound and no line breaks.
@@ -292,7 +293,7 @@ func checkMessage(m string) error {
 			break
 		}
 		if p := rest[:j+1]; !slices.Contains(placeholders, p) && isWord(p[1:j]) {
-			return fmt.Errorf("unknown placeholder %s (want {service}, {ip}, {login} or {country})", p)
+			return fmt.Errorf("unknown placeholder %s (want {service}, {ip}, {login}, {country} or {zones})", p)
 		}
 		rest = rest[1:]
 	}

@@ -22,6 +22,7 @@ package dovecot
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -69,6 +70,11 @@ type Config struct {
 	// would look like a new before-auth call and a banned login's refusal
 	// would be lost.
 	MaxTarpit time.Duration
+	// DNSBL, if set, is called before the engine decides a before-auth
+	// call, to fill in the attempt's DNS blocklist answer
+	// ((*dnsbl.Gate).Fill). It must return within its budget, well under
+	// Dovecot's policy timeout (2 s).
+	DNSBL func(ctx context.Context, a *policy.Attempt, now time.Time)
 }
 
 // DefaultMaxBodyBytes is the body limit when Config.MaxBodyBytes is 0.
@@ -91,6 +97,7 @@ type Handler struct {
 	now     func() time.Time
 	max     int64
 	report  func(a *policy.Attempt, success bool, now time.Time)
+	dnsbl   func(ctx context.Context, a *policy.Attempt, now time.Time)
 	keyHash [sha256.Size]byte
 	hasKey  bool
 
@@ -112,6 +119,7 @@ func NewHandler(cfg Config, d Decider, dlog *policy.DecisionLog, log *slog.Logge
 		now:      cfg.Now,
 		max:      cfg.MaxBodyBytes,
 		report:   cfg.OnReport,
+		dnsbl:    cfg.DNSBL,
 		sessions: newSessions(DefaultSessionTTL+max(cfg.MaxTarpit, 0), DefaultMaxSession),
 	}
 	if h.now == nil {
@@ -200,6 +208,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.AfterAuth = h.sessions.allow(req.SessionID, body, now)
+	if h.dnsbl != nil && !a.AfterAuth {
+		h.dnsbl(r.Context(), &a, now)
+	}
 	h.serveAllow(w, &a, now)
 }
 

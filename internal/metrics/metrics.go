@@ -176,6 +176,19 @@ func (m *Metrics) Gauge(name string, f func() float64) {
 	m.set.GetOrCreateGauge(name, f)
 }
 
+// Writer registers f to write more metrics at every scrape, with
+// WriteCounter and WriteGauge: for a set of series that changes at run
+// time (one per configured DNSBL zone).
+func (m *Metrics) Writer(f func(w io.Writer)) {
+	m.set.RegisterMetricsWriter(f)
+}
+
+// WriteCounter writes one counter line (and its # TYPE line) for Writer.
+func WriteCounter(w io.Writer, name string, v uint64) { vm.WriteCounterUint64(w, name, v) }
+
+// WriteGauge writes one gauge line (and its # TYPE line) for Writer.
+func WriteGauge(w io.Writer, name string, v float64) { vm.WriteGaugeFloat64(w, name, v) }
+
 // WritePrometheus writes every metric in the Prometheus text format, with
 // the process's and the Go runtime's (process_*, go_*).
 func (m *Metrics) WritePrometheus(w io.Writer) {

@@ -115,6 +115,10 @@ type Config struct {
 	Now func() time.Time
 	// Nonce salts PwHash; nil means 16 random bytes.
 	Nonce []byte
+	// DNSBL, if set, is called before the engine decides, to fill in the
+	// attempt's DNS blocklist answer ((*dnsbl.Gate).Fill); the password
+	// is checked only after.
+	DNSBL func(ctx context.Context, a *policy.Attempt, now time.Time)
 }
 
 // Defaults of Config.
@@ -153,6 +157,7 @@ type Handler struct {
 	log    *slog.Logger
 	now    func() time.Time
 	report func(a *policy.Attempt, success bool, now time.Time)
+	dnsbl  func(ctx context.Context, a *policy.Attempt, now time.Time)
 	nonce  []byte
 
 	secretHeader string // canonical form
@@ -192,6 +197,7 @@ func NewHandler(cfg Config, d Decider, v Verifier, dlog *policy.DecisionLog, log
 		log:       log,
 		now:       cfg.Now,
 		report:    cfg.OnReport,
+		dnsbl:     cfg.DNSBL,
 		nonce:     cfg.Nonce,
 		maxWait:   cfg.MaxWaitAttempts,
 		maxTarpit: cfg.MaxTarpit,
@@ -326,6 +332,9 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, req *Request
 		}
 		h.write(w, rp)
 		return
+	}
+	if h.dnsbl != nil {
+		h.dnsbl(ctx, &a, now)
 	}
 	v := h.d.Decide(&a, now, nil)
 	h.dlog.Verdict(now, &a, &v)

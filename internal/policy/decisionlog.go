@@ -196,6 +196,12 @@ func AppendVerdict(b []byte, now time.Time, a *Attempt, v *Verdict) []byte {
 		b = appendValue(b, v.Limit)
 	}
 	b = appendAttempt(b, a)
+	if a.DNSBL.Checked && (a.DNSBL.Zones != "" || a.DNSBL.Score != 0) {
+		b = append(b, " dnsbl="...)
+		b = appendValue(b, a.DNSBL.Zones)
+		b = append(b, " dnsbl_score="...)
+		b = strconv.AppendInt(b, int64(a.DNSBL.Score), 10)
+	}
 	if a.AfterAuth {
 		b = append(b, " stage=after_auth"...)
 	}

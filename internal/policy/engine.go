@@ -40,6 +40,8 @@ type Settings struct {
 	Count       bool // feed reported results to the tracker
 	LoginTarpit time.Duration
 	StaleTarpit time.Duration
+
+	DNSBL DNSBLPolicy // Threshold 0: off
 }
 
 // WithAbuse makes the engine consult t's bans on every decision and, when
@@ -110,16 +112,23 @@ func (e *Engine) Index() *rules.Index { return e.idx }
 // allow list or a matching deny rule decides. A level whose only rules
 // for the service are deny rules that do not match passes the attempt on.
 // Then the global country list, unless an account rule allowed the
-// country or an extra rule makes an exception; then bans.
+// country or an extra rule makes an exception; then bans; then the DNS
+// blocklists' score (a.DNSBL, which the door filled in).
 //
 // With a GeoIP lookup set (WithCountries), Decide records the client's
 // country in a.Country.
 func (e *Engine) Decide(a *Attempt, now time.Time, tr *Trace) Verdict {
 	v, decided := e.decideRules(a, now, tr)
-	if decided || e.abuse == nil {
+	if decided {
 		return v
 	}
-	return e.decideAbuse(a, now, tr, v)
+	knownGood := false
+	if e.abuse != nil {
+		if v, decided, knownGood = e.decideAbuse(a, now, tr, v); decided {
+			return v
+		}
+	}
+	return e.decideDNSBL(a, tr, v, knownGood)
 }
 
 // decideRules runs the rule checks. decided is false when no rule settled
@@ -230,14 +239,15 @@ func extraDetail(h rules.Hit) string {
 }
 
 // decideAbuse checks the bans and the stale-client state for an attempt
-// no rule settled; pass is the verdict when none applies.
-func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict) Verdict {
+// no rule settled; pass is the verdict when none applies (decided false).
+// knownGood says whether (login, address) is a known-good pair.
+func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict) (_ Verdict, decided, knownGood bool) {
 	st := e.abuse.Check(a.Login, a.Client, a.PwHash, now)
 	if st.AddrBan.Found {
 		if tr != nil {
 			tr.add("address bans", "banned", 0, banDetail(st.AddrBan, now))
 		}
-		return Verdict{Action: Deny, Reason: ReasonBannedAddress, BanID: st.AddrBan.ID, Match: st.AddrBan.Prefix}
+		return Verdict{Action: Deny, Reason: ReasonBannedAddress, BanID: st.AddrBan.ID, Match: st.AddrBan.Prefix}, true, st.KnownGood
 	}
 	tr.add("address bans", "not banned", 0, "")
 	if st.LoginBan.Found {
@@ -252,7 +262,7 @@ func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict)
 			if tr != nil {
 				tr.add("login bans", "banned", 0, banDetail(st.LoginBan, now))
 			}
-			return Verdict{Action: Deny, Reason: ReasonBannedLogin, BanID: st.LoginBan.ID, Delay: e.set.Load().LoginTarpit}
+			return Verdict{Action: Deny, Reason: ReasonBannedLogin, BanID: st.LoginBan.ID, Delay: e.set.Load().LoginTarpit}, true, st.KnownGood
 		}
 	} else {
 		tr.add("login bans", "not banned", 0, "")
@@ -267,15 +277,15 @@ func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict)
 			}
 		default:
 			tr.add("under attack", "new place", 0, "the server is under attack, and neither this address nor its country is one the account logged in from: refused until the attack is over (mailgate attack end lifts it)")
-			return Verdict{Action: Deny, Reason: ReasonUnderAttack}
+			return Verdict{Action: Deny, Reason: ReasonUnderAttack}, true, st.KnownGood
 		}
 	}
 	if st.Stale {
 		tr.add("stale password", "stale", 0, "this address keeps failing with the same password: tarpitted, never banned")
-		return Verdict{Action: Tarpit, Reason: ReasonStalePassword, Delay: e.set.Load().StaleTarpit}
+		return Verdict{Action: Tarpit, Reason: ReasonStalePassword, Delay: e.set.Load().StaleTarpit}, true, st.KnownGood
 	}
 	tr.add("stale password", "no", 0, "")
-	return pass
+	return pass, false, st.KnownGood
 }
 
 func banDetail(b abuse.BanRef, now time.Time) string {

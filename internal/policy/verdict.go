@@ -33,6 +33,9 @@ type Attempt struct {
 	// "private"/"unknown" when the GeoIP database has none; "" when no
 	// GeoIP database is configured. Decide fills it in.
 	Country string
+	// DNSBL is the DNS blocklists' answer for Client, filled in by the
+	// door before Decide when Engine.NeedsDNSBL says so.
+	DNSBL DNSBL
 }
 
 // Action is what the verdict tells the door to do.
@@ -77,6 +80,7 @@ const (
 	ReasonSendLimit                    // the authenticated sender is over a sending limit (Postfix door)
 	ReasonUnderAttack                  // the server is under attack and the login comes from a new place
 	ReasonBadLogin                     // the login cannot be an account (BadLogin): refused before it is counted
+	ReasonDNSBL                        // the client's DNS blocklist score reaches the threshold
 	numReasons
 )
 
@@ -97,6 +101,7 @@ var reasonCodes = [numReasons]string{
 	ReasonSendLimit:      "send_limit",
 	ReasonUnderAttack:    "under_attack",
 	ReasonBadLogin:       "bad_login",
+	ReasonDNSBL:          "dnsbl",
 }
 
 func (r Reason) String() string {
@@ -175,7 +180,8 @@ func (t *Trace) add(name, result string, id int64, detail string) {
 }
 
 // Messages are the texts a mail user sees when refused, keyed by reason.
-// Placeholders: {service} (e.g. "POP3"), {ip}, {login}, {country}.
+// Placeholders: {service} (e.g. "POP3"), {ip}, {login}, {country},
+// {zones} (the DNS blocklists listing the address).
 type Messages map[string]string
 
 // DefaultMessages returns the built-in user-visible texts.
@@ -190,6 +196,7 @@ func DefaultMessages() Messages {
 		ReasonBannedLogin.String():    "Too many failed logins for this account; please try again later or ask your mail administrator.",
 		ReasonCountryBlocked.String(): "Logins to this account are not allowed from your country ({country}).",
 		ReasonSendLimit.String():      "{login} has reached its sending limit; please try again later or ask your mail administrator.",
+		ReasonDNSBL.String():          "Your address ({ip}) is on a blocklist of abused addresses ({zones}); logins from it are refused. Please use another network, or ask your mail administrator.",
 		ReasonUnderAttack.String():    "This server is under attack: logins from networks this account has not used before are paused; please use a network you used before, or ask your mail administrator.",
 	}
 }
@@ -231,6 +238,13 @@ func (m Messages) Message(a *Attempt, v *Verdict) string {
 				b.WriteString("unknown")
 			}
 			t = t[len("{country}"):]
+		case strings.HasPrefix(t, "{zones}"):
+			if a.DNSBL.Zones != "" {
+				b.WriteString(a.DNSBL.Zones)
+			} else {
+				b.WriteString("none")
+			}
+			t = t[len("{zones}"):]
 		case strings.HasPrefix(t, "{login}"):
 			b.WriteString(a.Login)
 			t = t[len("{login}"):]
@@ -282,6 +296,8 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("%s may relay: %s logged in from %s recently (relay permit)", a.Client, a.Login, m)
 	case ReasonSendLimit:
 		return fmt.Sprintf("%s has reached a sending limit", a.Login)
+	case ReasonDNSBL:
+		return fmt.Sprintf("%s is listed by %s: DNSBL score %d reaches the threshold", a.Client, a.DNSBL.Zones, a.DNSBL.Score)
 	case ReasonStalePassword:
 		return fmt.Sprintf("%s keeps trying the same wrong password for %s: a stale client, tarpitted, not banned", a.Client, a.Login)
 	}

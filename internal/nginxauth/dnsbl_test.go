@@ -1,0 +1,35 @@
+package nginxauth
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"mailgate/internal/policy"
+	"mailgate/internal/rules"
+)
+
+// A listed address is refused before its password is checked.
+func TestDNSBLBeforePassword(t *testing.T) {
+	e := newEngine(t)
+	p := policy.DNSBLPolicy{Threshold: 1}
+	p.Services[rules.IMAP] = true
+	e.SetDNSBL(p)
+	ev := newEnv(t, e, nil, func(c *Config) {
+		c.DNSBL = func(ctx context.Context, a *policy.Attempt, now time.Time) {
+			if e.NeedsDNSBL(a, now) && a.Client.String() == "127.0.2.1" {
+				a.DNSBL = policy.DNSBL{Checked: true, Score: 1, Zones: "bl.example"}
+			}
+		}
+	})
+	msg := "Your address (127.0.2.1) is on a blocklist of abused addresses (bl.example); logins from it are refused. Please use another network, or ask your mail administrator."
+	check(t, ev.login(t, "imap", "alice@example.test", "alicepw", "127.0.2.1", 1), want{status: msg})
+	if ev.v.n() != 0 {
+		t.Error("a listed address's password was checked")
+	}
+	check(t, ev.login(t, "imap", "alice@example.test", "alicepw", "127.0.2.2", 1), okIMAP)
+	if !strings.Contains(ev.decisions.String(), "reason=dnsbl rule=- door=nginx service=imap login=alice@example.test ip=127.0.2.1 dnsbl=bl.example dnsbl_score=1") {
+		t.Errorf("decision log:\n%s", ev.decisions.String())
+	}
+}
