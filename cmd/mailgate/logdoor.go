@@ -67,7 +67,7 @@ func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool,
 		return out
 	}
 	for _, f := range l.Files {
-		s := &logSource{name: f.Path, kind: "file", programs: cfg.LogPrograms(f.Programs), services: services(f.Services),
+		s := &logSource{name: f.Path, kind: "file", programs: cfg.LogPrograms(f.Programs, true), services: services(f.Services),
 			maxAge: l.MaxAge, report: report, now: time.Now}
 		s.file = logfollow.NewFile(f.Path, logfollow.FileOptions{
 			PositionFile: positionFile(dir, "file", f.Path),
@@ -76,7 +76,7 @@ func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool,
 		d.sources = append(d.sources, s)
 	}
 	if j := l.Journald; j.Enabled {
-		s := &logSource{name: "journald", kind: "journald", programs: cfg.LogPrograms(j.Programs), services: services(j.Services),
+		s := &logSource{name: "journald", kind: "journald", programs: cfg.LogPrograms(j.Programs, false), services: services(j.Services),
 			maxAge: l.MaxAge, report: report, now: time.Now}
 		s.journal = logfollow.NewJournal(logfollow.JournalOptions{
 			Command:      j.Command,

@@ -24,7 +24,7 @@ type Logs struct {
 // LogFile is one [[logs.file]] entry.
 type LogFile struct {
 	Path     string   `toml:"path" doc:"The log file, an absolute path."`
-	Programs []string `toml:"programs" doc:"Whose lines count: dovecot, postfix, nginx; name the programs that write the file, so that a line forged in another program's format is never taken. Empty = automatic: every program except those whose logins a door already reports, so that no failure counts twice: with [dovecot] enabled, dovecot and postfix (Dovecot's auth policy sees Postfix's SASL checks too, when Postfix uses Dovecot SASL: with Cyrus SASL, set [\"postfix\"]); with [nginx] enabled, nginx and dovecot (behind nginx, Dovecot logs nginx's address)."`
+	Programs []string `toml:"programs" doc:"Whose lines count: dovecot, postfix, nginx; name the programs that write the file, so that a line forged in another program's format is never taken. nginx only alone: nginx writes a client's login into error.log as sent, newlines included, so its file could hold a forged Dovecot or Postfix line. Empty = automatic: dovecot and postfix, except those whose logins a door already reports, so that no failure counts twice: with [dovecot] enabled, dovecot and postfix (Dovecot's auth policy sees Postfix's SASL checks too, when Postfix uses Dovecot SASL: with Cyrus SASL, set [\"postfix\"]); with [nginx] enabled, dovecot (behind nginx, Dovecot logs nginx's address). nginx's error.log is never read unless named with [\"nginx\"]."`
 	Services []string `toml:"services" doc:"Which services count (imap, pop3, smtp, submission, sieve). Empty = all."`
 }
 
@@ -34,7 +34,7 @@ type LogJournald struct {
 	Command     string   `toml:"command" doc:"The journalctl program."`
 	Units       []string `toml:"units" doc:"Systemd units whose entries are read (_SYSTEMD_UNIT), e.g. [\"dovecot.service\", \"postfix@-.service\"]."`
 	Identifiers []string `toml:"identifiers" doc:"Syslog identifiers whose entries are read too, e.g. [\"postfix/smtpd\", \"saslauthd\"]. Units and identifiers both empty = every entry."`
-	Programs    []string `toml:"programs" doc:"Whose entries count, as for [[logs.file]] programs."`
+	Programs    []string `toml:"programs" doc:"Whose entries count: dovecot, postfix, nginx (a journal entry keeps a newline inside its message, so nginx may share the journal with the others). Empty = automatic, as for [[logs.file]] programs, but nginx included unless the nginx door is on."`
 	Services    []string `toml:"services" doc:"Which services count, as for [[logs.file]] services."`
 }
 
@@ -81,8 +81,13 @@ func (c *Config) LogStateDir() string {
 }
 
 // LogPrograms returns the programs whose lines count, given a source's
-// programs list (empty = automatic, see LogFile.Programs).
-func (c *Config) LogPrograms(list []string) []string {
+// programs list (empty = automatic, see LogFile.Programs). A file's
+// automatic list never has nginx: nginx writes a client's login into its
+// error.log raw, newlines included, so a client can write a whole line
+// in Dovecot's or Postfix's format there; nginx's file is read only when
+// named, and then alone (validate). The journal keeps a newline inside
+// one entry's message, so the forgery does not reach it.
+func (c *Config) LogPrograms(list []string, file bool) []string {
 	if len(list) > 0 {
 		return list
 	}
@@ -93,7 +98,7 @@ func (c *Config) LogPrograms(list []string) []string {
 		// setup; Cyrus SASL needs programs = ["postfix"]). Behind the
 		// nginx door, nginx reports the logins, and Dovecot logs nginx's
 		// address, not the client's.
-		if p == "dovecot" && (c.Dovecot.Enabled || c.Nginx.Enabled) || p == "postfix" && c.Dovecot.Enabled || p == "nginx" && c.Nginx.Enabled {
+		if p == "dovecot" && (c.Dovecot.Enabled || c.Nginx.Enabled) || p == "postfix" && c.Dovecot.Enabled || p == "nginx" && (c.Nginx.Enabled || file) {
 			continue
 		}
 		out = append(out, p)
@@ -136,6 +141,9 @@ func (l *Logs) validate(bad func(key, format string, args ...any)) {
 			}
 		}
 		checkList(bad, key+".programs", f.Programs, logPrograms)
+		if slices.Contains(f.Programs, "nginx") && len(f.Programs) > 1 {
+			bad(key+".programs", "nginx with other programs: nginx writes a client's login into its error.log as sent, newlines included, so a client could write a Dovecot or Postfix line there; give nginx's file a [[logs.file]] of its own with programs = [\"nginx\"]")
+		}
 		checkList(bad, key+".services", f.Services, logServices)
 	}
 	j := &l.Journald

@@ -34,18 +34,29 @@ identifiers = ["saslauthd"]
 	}
 	// The Dovecot door is on by default: Dovecot's and Postfix's lines
 	// are its business.
-	if got := c.LogPrograms(nil); !slices.Equal(got, []string{"nginx"}) {
-		t.Errorf("automatic programs with the Dovecot door on: %v", got)
+	// The journal's automatic list has nginx; a file's never has (a
+	// client can write a whole line into nginx's error.log).
+	if got := c.LogPrograms(nil, false); !slices.Equal(got, []string{"nginx"}) {
+		t.Errorf("automatic journal programs with the Dovecot door on: %v", got)
+	}
+	if got := c.LogPrograms(nil, true); len(got) != 0 {
+		t.Errorf("automatic file programs with the Dovecot door on: %v", got)
 	}
 	c.Dovecot.Enabled = false
-	if got := c.LogPrograms(nil); !slices.Equal(got, []string{"dovecot", "postfix", "nginx"}) {
-		t.Errorf("automatic programs with the doors off: %v", got)
+	if got := c.LogPrograms(nil, false); !slices.Equal(got, []string{"dovecot", "postfix", "nginx"}) {
+		t.Errorf("automatic journal programs with the doors off: %v", got)
+	}
+	if got := c.LogPrograms(nil, true); !slices.Equal(got, []string{"dovecot", "postfix"}) {
+		t.Errorf("automatic file programs with the doors off: %v", got)
 	}
 	c.Nginx.Enabled = true
-	if got := c.LogPrograms(nil); !slices.Equal(got, []string{"postfix"}) {
+	if got := c.LogPrograms(nil, false); !slices.Equal(got, []string{"postfix"}) {
 		t.Errorf("automatic programs with the nginx door on: %v", got)
 	}
-	if got := c.LogPrograms([]string{"postfix"}); !slices.Equal(got, []string{"postfix"}) {
+	if got := c.LogPrograms([]string{"nginx"}, true); !slices.Equal(got, []string{"nginx"}) {
+		t.Errorf("explicit nginx file: %v", got)
+	}
+	if got := c.LogPrograms([]string{"postfix"}, true); !slices.Equal(got, []string{"postfix"}) {
 		t.Errorf("explicit programs: %v", got)
 	}
 }
@@ -67,6 +78,9 @@ services = ["lmtp"]
 path = "/var/log/mail.log"
 [[logs.file]]
 path = "/var/log//mail.log"
+[[logs.file]]
+path = "/var/log/nginx/error.log"
+programs = ["nginx", "dovecot"]
 [logs.journald]
 enabled = true
 command = ""
@@ -76,7 +90,7 @@ units = ["--file=/etc/shadow", "a=b"]
 		t.Fatal("no error")
 	}
 	for _, want := range []string{"logs.poll", "logs.max_line", "logs.max_age", "logs.lag_bytes", "logs.state_dir",
-		"logs.file[0].path", "logs.file[0].programs[0]", "logs.file[0].services[0]", "logs.file[2].path",
+		"logs.file[0].path", "logs.file[0].programs[0]", "logs.file[0].services[0]", "logs.file[2].path", "logs.file[3].programs",
 		"logs.journald.command", "logs.journald.units[1]"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
