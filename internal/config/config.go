@@ -35,8 +35,21 @@ type Config struct {
 	Firewall   Firewall   `toml:"firewall" doc:"Firewall modes on nftables (docs/firewall.md). mailgate owns one table, 'table inet mailgate', and touches nothing else; its sets are a cache of mailgate's bans and trusted addresses, written in batches off the request path and re-asserted every reconcile_every. Needs CAP_NET_ADMIN (root). 'mailgate firewall show' prints the ruleset mailgate wants and how the kernel's differs."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
+	Password Password          `toml:"password" doc:"Password policy (docs/passwords.md): 'mailgate password check' and 'generate', the admin API's POST /v1/password/check for control panels and webmail, and, where mailgate sees the cleartext password (the nginx door), a weak-password flag on successful logins. Only a flag and the login are ever kept, never the password."`
 	Metrics  Metrics           `toml:"metrics" doc:"Prometheus metrics (docs/metrics.md): decisions by door, service, action and reason, latency per door, bans, permits, errors, and the process's own. Off by default."`
 	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}. One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
+}
+
+// Password configures the password policy.
+type Password struct {
+	MinLength            int    `toml:"min_length" doc:"Fewest characters, 4 to 256."`
+	MinClasses           int    `toml:"min_classes" doc:"How many of the four character classes (lower case, upper case, digits, symbols) a password needs, 0 to 4. 0 is NIST SP 800-63B's length-only rule: then raise min_length to 15."`
+	MinScore             int    `toml:"min_score" doc:"Lowest zxcvbn score accepted, 0 to 4 (0 = no dictionary and pattern check). 3 means at least 10^8 guesses: it refuses a dictionary word with a year and a symbol that the class rule lets through."`
+	BreachedFile         string `toml:"breached_file" doc:"Optional Pwned Passwords SHA-1 file, ordered by hash (lines HEX40:COUNT), searched in place (memory-mapped, never loaded): a password in it fails. Download it with haveibeenpwned-downloader, and replace it by rename, never in place. Empty = no breached list."`
+	CheckAtLogin         bool   `toml:"check_at_login" doc:"The nginx door checks the policy after every successful password check (nginx.verify must include the protocol): a weak password adds weak_password=1 to the login's log line and keeps the login and the time in the store ('mailgate password weak'). A wrong password is never checked."`
+	RefuseWeakSubmission bool   `toml:"refuse_weak_submission" doc:"Refuse SMTP submission (reason weak_password, text messages.weak_password) to logins whose password fails the policy: at the nginx door after the correct password, and at the Postfix policy door for sasl_username seen with a weak password within weak_days. IMAP and POP3 keep working, so the user can read the message and change the password. Needs check_at_login."`
+	WeakDays             int    `toml:"weak_days" doc:"How long a login stays flagged after its last login with a weak password, 1 to 3650 days; a login with a good password clears it at once."`
+	CheckRate            int    `toml:"check_rate" doc:"POST /v1/password/check answers at most this many checks per second (HTTP 429 beyond), 0 to 100000; 0 = no limit. The check tells nothing secret (the policy and the breached list are public); the limit bounds the CPU a caller can use."`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -392,6 +405,13 @@ func Default() Config {
 			KnownGoodFor:      30 * 24 * time.Hour,
 			MaxKeys:           1_000_000,
 			MaxKnownGood:      1_000_000,
+		},
+		Password: Password{
+			MinLength:  12,
+			MinClasses: 3,
+			MinScore:   3,
+			WeakDays:   30,
+			CheckRate:  20,
 		},
 		Messages: map[string]string(policy.DefaultMessages()),
 	}

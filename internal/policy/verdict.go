@@ -29,6 +29,10 @@ type Attempt struct {
 	// AfterAuth is set on Dovecot's second allow call, which comes only
 	// after the password was found correct.
 	AfterAuth bool
+	// WeakPassword is set by the nginx door when the password, found
+	// correct, fails the password policy; the log lines say
+	// weak_password=1. Nothing else of the password is kept.
+	WeakPassword bool
 	// Country is the client's country (ISO 3166-1 alpha-2, "DE"), or
 	// "private"/"unknown" when the GeoIP database has none; "" when no
 	// GeoIP database is configured. Decide fills it in.
@@ -77,6 +81,7 @@ const (
 	ReasonSendLimit                    // the authenticated sender is over a sending limit (Postfix door)
 	ReasonUnderAttack                  // the server is under attack and the login comes from a new place
 	ReasonBadLogin                     // the login cannot be an account (BadLogin): refused before it is counted
+	ReasonWeakPassword                 // the login's password fails the password policy: SMTP submission refused ([password] refuse_weak_submission)
 	numReasons
 )
 
@@ -97,6 +102,7 @@ var reasonCodes = [numReasons]string{
 	ReasonSendLimit:      "send_limit",
 	ReasonUnderAttack:    "under_attack",
 	ReasonBadLogin:       "bad_login",
+	ReasonWeakPassword:   "weak_password",
 }
 
 func (r Reason) String() string {
@@ -190,6 +196,7 @@ func DefaultMessages() Messages {
 		ReasonBannedLogin.String():    "Too many failed logins for this account; please try again later or ask your mail administrator.",
 		ReasonCountryBlocked.String(): "Logins to this account are not allowed from your country ({country}).",
 		ReasonSendLimit.String():      "{login} has reached its sending limit; please try again later or ask your mail administrator.",
+		ReasonWeakPassword.String():   "Your password is too weak or known from a data breach: sending mail is disabled until you change it. Reading mail still works; please set a new password in your webmail or control panel.",
 		ReasonUnderAttack.String():    "This server is under attack: logins from networks this account has not used before are paused; please use a network you used before, or ask your mail administrator.",
 	}
 }
@@ -282,6 +289,8 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("%s may relay: %s logged in from %s recently (relay permit)", a.Client, a.Login, m)
 	case ReasonSendLimit:
 		return fmt.Sprintf("%s has reached a sending limit", a.Login)
+	case ReasonWeakPassword:
+		return fmt.Sprintf("%s logged in with a password that fails the password policy; sending is refused until it is changed", a.Login)
 	case ReasonStalePassword:
 		return fmt.Sprintf("%s keeps trying the same wrong password for %s: a stale client, tarpitted, not banned", a.Client, a.Login)
 	}
