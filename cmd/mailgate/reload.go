@@ -17,6 +17,7 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/geoip"
+	"mailgate/internal/password"
 	"mailgate/internal/policy"
 	"mailgate/internal/sendlimit"
 )
@@ -59,6 +60,9 @@ var reloadTable = []reloadRule{
 	{"firewall", true, "mode, ports, rates, priority, bans, trusted_for, reconcile_every: the rules are rewritten in the same table, its sets kept"},
 	{"firewall.enabled", false, "turns a part of the daemon on or off"},
 	{"messages", true, "the texts refused users see"},
+	{"password", true, "the policy (min_length, min_classes, min_score), the breached list (opened anew; a file that cannot be read or is not sorted refuses the reload), weak_days and check_rate; the flags kept stay"},
+	{"password.check_at_login", false, "the nginx door's check is set up at start"},
+	{"password.refuse_weak_submission", false, "the doors' refusals are set up at start"},
 	{"metrics", false, "a listener"},
 }
 
@@ -144,6 +148,7 @@ type reloader struct {
 	fwall   *firewall          // nil: firewall off
 	dw      *decisionWriter
 	admin   *api.Server
+	pws     *pwState
 }
 
 // reload re-reads the config file and applies it. A config that fails
@@ -208,12 +213,26 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 			}
 		}
 	}
+	// The breached list is opened anew on every reload, so that a file
+	// replaced by rename (a new download) is taken up.
+	var newPw password.Policy
+	pwApply := r.pws != nil && (apply["password"] || cfg.Password.BreachedFile != "")
+	if pwApply {
+		if newPw, err = policyOf(cfg.Password); err != nil {
+			if newGeo != nil {
+				newGeo.Close()
+			}
+			res.Applied, res.NeedsRestart = []string{}, []string{}
+			return refuse(err)
+		}
+	}
 	var logDest bool
 	if apply["log.decisions"] {
 		if err := r.dw.Retarget(cfg.Log.Decisions); err != nil {
 			if newGeo != nil {
 				newGeo.Close()
 			}
+			newPw.Breached.Close()
 			res.Applied, res.NeedsRestart = []string{}, []string{}
 			return refuse(fmt.Errorf("log.decisions: %w", err))
 		}
@@ -232,6 +251,9 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 	}
 	if apply["messages"] {
 		r.engine.SetMessages(policy.Messages(cfg.Messages))
+	}
+	if pwApply {
+		r.pws.reconfigure(cfg.Password, newPw)
 	}
 	if apply["geoip"] {
 		lookup := r.geo.lookup()

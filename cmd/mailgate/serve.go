@@ -113,6 +113,10 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+	pws, err := newPwState(ctx, cfg.Password, st, time.Now(), log.With("component", "password"))
+	if err != nil {
+		return err
+	}
 
 	var grants *permits
 	if cfg.Relay.Enabled {
@@ -264,6 +268,9 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			FailMessage:     n.FailMessage,
 			MaxTarpit:       maxTarpit,
 			OnReport:        onReport,
+			Password:        pws.loginCheck(),
+			Flags:           pws.loginFlags(),
+			RefuseWeakSMTP:  cfg.Password.RefuseWeakSubmission,
 		}, engine, v, dlog, log.With("door", "nginx"))
 		start("nginx", &http.Server{
 			Handler:           tel.timed("nginx", h),
@@ -293,6 +300,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			IdleTimeout:  pc.IdleTimeout,
 			MaxConns:     pc.MaxConnections,
 			Latency:      tel.latency("postfix"),
+			Weak:         pws.refuseWeak(cfg.Password.RefuseWeakSubmission),
 		}, engine, pm, lim, dlog, log.With("door", "postfix"))
 		pfx = postfix.NewServer(h, log.With("door", "postfix"))
 		defer pfx.Close()
@@ -387,6 +395,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	if limiter != nil {
 		admin.WithLimits(limiter)
 	}
+	admin.WithPassword(pws.checker, pws.limit, pws.flags, func() int { return pws.cur.WeakDays })
 	var permitCount func() int
 	if grants != nil {
 		permitCount = grants.t.Len
@@ -407,7 +416,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dw: dw, admin: admin}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dw: dw, admin: admin, pws: pws}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
@@ -465,6 +474,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		defer wg.Done()
 		persist.run(bg)
 	}()
+	wg.Go(func() { pws.run(bg) })
 	if grants != nil {
 		wg.Add(1)
 		go func() {
