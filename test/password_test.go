@@ -1,0 +1,199 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mailgate/test/harness"
+)
+
+// The weak-password test's users. weakPW is correct for pwWeak but fails
+// the default policy (10 characters, a word and a year); strongPW passes.
+const (
+	pwWeak, pwWeakPW     = "weak@example.test", "Summer2024"
+	pwStrong, pwStrongPW = "strong@example.test", "vK8#qm2Lp0zR-Tq"
+	pwWrong              = "Wrong-Summer-2025"
+	pwWeakText           = "Your password is too weak"
+)
+
+// TestWeakPasswordEndToEnd is issue 12's password-at-login test: the
+// real nginx asks a running mailgate, which verifies passwords through
+// the real Dovecot's auth service and checks each correct one against
+// the password policy (password.check_at_login):
+//   - a weak but correct IMAP login succeeds, with weak_password=1 on its
+//     auth=success line, and `mailgate password weak` lists the login;
+//   - with refuse_weak_submission the same login is refused SMTP AUTH at
+//     nginx (mailgate's text, before Postfix sees it), and at Postfix's
+//     own submission (SASL by Dovecot) by the policy door at RCPT, while
+//     IMAP still logs in; a strong password sends;
+//   - a wrong password gets the usual answer;
+//   - the password is in no log file (mailgate's, nginx's, Dovecot's,
+//     Postfix's) and not in the store (the SQLite file, -wal and -shm),
+//     which does hold the flag.
+func TestWeakPasswordEndToEnd(t *testing.T) {
+	harness.Require(t, harness.NginxPackages)
+	harness.RequirePostfix(t)
+	dir := harness.TempDir(t, "pw-e2e-")
+	authSnippet, err := os.ReadFile(filepath.Join("..", "etc", "dovecot", "96-mailgate-auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := harness.StartDovecot(t, harness.DovecotOptions{
+		Users:        map[string]string{pwWeak: pwWeakPW, pwStrong: pwStrongPW},
+		AuthListener: true,
+		Extra:        string(authSnippet),
+	})
+	policyAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(harness.FreePort(t)))
+	pf := harness.StartPostfix(t, harness.PostfixOptions{
+		DovecotSASL: dc.AuthAddr,
+		Extra:       "smtpd_recipient_restrictions = check_policy_service inet:" + policyAddr,
+	})
+	door := filepath.Join(dir, "nginx.sock")
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, "", fmt.Sprintf(`
+[nginx]
+enabled = true
+listen = %q
+socket_group = "nogroup"
+verify_with = "dovecot"
+dovecot_auth = %q
+verify = ["imap", "pop3", "smtp"]
+imap_backend = %q
+pop3_backend = %q
+smtp_backend = %q
+fail_wait = "1s"
+
+[postfix]
+enabled = true
+listen = %q
+
+[password]
+check_at_login = true
+refuse_weak_submission = true
+`, door, dc.Socket("auth-mailgate"), dc.IMAPAddr, dc.POP3Addr, pf.SMTPAddr, policyAddr)))
+	waitListeningOn(t, "unix", door)
+	waitListening(t, policyAddr)
+	ng := harness.StartNginx(t, harness.NginxOptions{AuthURL: "unix:" + door + ":/auth"})
+	ctx := ngContext(t)
+
+	// A weak, correct IMAP login: in, flagged.
+	ngNoError(t, harness.IMAPLogin(ctx, netip.MustParseAddr("127.0.5.10"), ng.IMAPAddr, pwWeak, pwWeakPW))
+	mg.WaitLogLine(t, map[string]string{"auth": "success", "door": "nginx", "service": "imap", "login": pwWeak, "ip": "127.0.5.10", "weak_password": "1"})
+	var listed []struct {
+		Login    string    `json:"login"`
+		LastSeen time.Time `json:"last_seen"`
+	}
+	if err := json.Unmarshal([]byte(mg.MustCLI(t, "password", "weak", "--days", "1", "--json")), &listed); err != nil || len(listed) != 1 || listed[0].Login != pwWeak {
+		t.Fatalf("password weak: %+v %v", listed, err)
+	}
+
+	// SMTP AUTH through nginx: refused with mailgate's text; Postfix
+	// never sees the client.
+	s := ngDialSMTP(t, ctx, "127.0.5.11", ng.SMTPAddr)
+	ngExpect(t, s, 250, "AUTH")(s.Ehlo("laptop.example.test"))
+	ngExpect(t, s, 535, pwWeakText)(s.AuthPlain(pwWeak, pwWeakPW))
+	s.Close()
+	mg.WaitLogLine(t, map[string]string{"decision": "deny", "reason": "weak_password", "door": "nginx", "service": "smtp", "login": pwWeak, "ip": "127.0.5.11"})
+	if log := pf.MailLog(); strings.Contains(log, "127.0.5.11") {
+		t.Errorf("postfix saw the refused client:\n%s", log)
+	}
+	// A wrong password: the usual answer, no flag, no weak line.
+	s = ngDialSMTP(t, ctx, "127.0.5.12", ng.SMTPAddr)
+	ngExpect(t, s, 250, "AUTH")(s.Ehlo("laptop.example.test"))
+	ngExpect(t, s, 535, ngFailText)(s.AuthPlain(pwStrong, pwWrong))
+	s.Close()
+	mg.WaitLogLine(t, map[string]string{"auth": "failure", "door": "nginx", "service": "smtp", "login": pwStrong, "ip": "127.0.5.12"})
+
+	// Submission straight to Postfix (SASL by Dovecot): the policy door
+	// refuses the flagged sender at RCPT.
+	s = ngDialSMTP(t, ctx, "127.0.5.13", pf.SMTPAddr)
+	ngExpect(t, s, 250, "AUTH")(s.Ehlo("laptop.example.test"))
+	ngExpect(t, s, 235, "")(s.AuthPlain(pwWeak, pwWeakPW))
+	ngExpect(t, s, 250, "")(s.Mail(pwWeak))
+	ngExpect(t, s, 554, pwWeakText)(s.Rcpt("friend@remote.test"))
+	s.Close()
+	mg.WaitLogLine(t, map[string]string{"decision": "deny", "reason": "weak_password", "door": "postfix", "login": pwWeak, "ip": "127.0.5.13"})
+
+	// IMAP still works, so the user can read why; a strong password sends.
+	ngNoError(t, harness.IMAPLogin(ctx, netip.MustParseAddr("127.0.5.14"), ng.IMAPAddr, pwWeak, pwWeakPW))
+	s = ngDialSMTP(t, ctx, "127.0.5.15", ng.SMTPAddr)
+	ngExpect(t, s, 250, "AUTH")(s.Ehlo("laptop.example.test"))
+	ngExpect(t, s, 235, "")(s.AuthPlain(pwStrong, pwStrongPW))
+	ngExpect(t, s, 250, "")(s.Send(pwStrong, "friend127-0-5-15@remote.test", "strong"))
+	ngExpect(t, s, 221, "")(s.Quit())
+	line := mg.WaitLogLine(t, map[string]string{"auth": "success", "door": "nginx", "service": "smtp", "login": pwStrong, "ip": "127.0.5.15"})
+	if _, ok := line["weak_password"]; ok {
+		t.Errorf("strong password flagged: %v", line)
+	}
+
+	// The flag reaches the store (written behind within seconds), the
+	// password never does, nor any log.
+	db := filepath.Join(dir, "mailgate.db")
+	deadline := time.Now().Add(20 * time.Second)
+	for !storeHas(db, pwWeak) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flag of %s never reached %s", pwWeak, db)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	secrets := []string{pwWeakPW, pwStrongPW, pwWrong}
+	checkNoSecretFiles(t, secrets, 8, []string{db, db + "-wal", db + "-shm"}, mg.Dir, ng.Dir, dc.Dir, pf.Dir)
+	// After the last write at shutdown (the WAL is checkpointed into the
+	// file and removed).
+	mg.Terminate(10 * time.Second)
+	if !storeHas(db, pwWeak) {
+		t.Errorf("the flag of %s is not in %s after shutdown", pwWeak, db)
+	}
+	checkNoSecretFiles(t, secrets, 3, []string{db, db + "-wal", db + "-shm"}, mg.Dir)
+}
+
+// storeHas reports whether the login's bytes are in the database file or
+// its WAL.
+func storeHas(db, login string) bool {
+	for _, p := range []string{db, db + "-wal"} {
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(login)) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkNoSecretFiles greps the files and every *.log (and mailgate's
+// stdout/stderr) under the dirs for the secrets. Dovecot's passwd-file
+// (its users, the verifier's own database) is not a log and is skipped.
+func checkNoSecretFiles(t *testing.T, secrets []string, atLeast int, files []string, dirs ...string) {
+	t.Helper()
+	n := 0
+	for _, d := range dirs {
+		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() && (strings.HasSuffix(p, ".log") || strings.Contains(filepath.Base(p), "log")) && e.Type().IsRegular() {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		n++
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s contains the password %q", f, s)
+			}
+		}
+	}
+	if n < atLeast {
+		t.Errorf("only %d files checked for passwords: %v", n, files)
+	}
+	t.Logf("checked %d files for passwords", n)
+}
