@@ -61,6 +61,7 @@ var reloadTable = []reloadRule{
 	{"firewall.enabled", false, "turns a part of the daemon on or off"},
 	{"messages", true, "the texts refused users see"},
 	{"password", true, "the policy (min_length, min_classes, min_score), the breached list (opened anew; a file that cannot be read or is not sorted refuses the reload), weak_days and check_rate; the flags kept stay"},
+	{"password.check_listen", false, "a listener"},
 	{"password.check_at_login", false, "the nginx door's check is set up at start"},
 	{"password.refuse_weak_submission", false, "the doors' refusals are set up at start"},
 	{"metrics", false, "a listener"},

@@ -423,6 +423,20 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		return fmt.Errorf("admin.socket: %w", err)
 	}
 	start("admin", newAdminServer(admin.Handler(), log), uln)
+	if cfg.Password.CheckListen != "" {
+		pln, err := net.Listen("tcp", cfg.Password.CheckListen)
+		if err != nil {
+			return fmt.Errorf("password.check_listen: %w", err)
+		}
+		start("password-check", &http.Server{
+			Handler:           admin.PasswordHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}, pln)
+	}
 	if cfg.Admin.Listen != "" {
 		tln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {

@@ -44,6 +44,15 @@ func (s *Server) WithPassword(c *password.Checker, lim *password.Limiter, flags 
 	return s
 }
 
+// PasswordHandler serves POST /v1/password/check and nothing else,
+// without authentication, for [password] check_listen: a webmail or a
+// control panel gets the check without the admin token.
+func (s *Server) PasswordHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/password/check", s.checkPassword)
+	return mux
+}
+
 // checkPassword answers POST /v1/password/check. Neither the body nor
 // the password is logged or kept, and no error quotes them.
 func (s *Server) checkPassword(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,5 +141,29 @@ func TestPasswordAPIOff(t *testing.T) {
 	}
 	if _, err := f.client.WeakLogins(context.Background(), 0); !errors.As(err, &ae) || ae.Status != http.StatusConflict {
 		t.Fatalf("weak: %v", err)
+	}
+}
+
+// TestPasswordHandler: the check listener serves the check, without a
+// token, and nothing else of the API.
+func TestPasswordHandler(t *testing.T) {
+	f := start(t, filepath.Join(t.TempDir(), "m.db"))
+	f.srv.WithPassword(password.NewChecker(password.Default()), nil, nil, nil)
+	h := f.srv.PasswordHandler()
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/v1/password/check", `{"login":"a@example.com","password":"vK8#qm2Lp0zR"}`, 200},
+		{"GET", "/v1/rules", "", 404},
+		{"GET", "/v1/password/weak", "", 404},
+		{"POST", "/v1/bans", `{}`, 404},
+		{"GET", "/v1/password/check", "", 405},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, strings.NewReader(c.body)))
+		if rec.Code != c.code {
+			t.Errorf("%s %s: %d, want %d: %s", c.method, c.path, rec.Code, c.code, rec.Body)
+		}
 	}
 }

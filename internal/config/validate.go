@@ -698,6 +698,11 @@ func (p *Password) validate(bad func(key, format string, args ...any)) {
 	if p.CheckRate < 0 || p.CheckRate > 100000 {
 		bad("password.check_rate", "%d is outside 0 to 100000", p.CheckRate)
 	}
+	if p.CheckListen != "" {
+		if err := checkHostPort(p.CheckListen); err != nil {
+			bad("password.check_listen", "%v", err)
+		}
+	}
 	if p.RefuseWeakSubmission && !p.CheckAtLogin {
 		bad("password.refuse_weak_submission", "needs check_at_login = true (only a login the nginx door checked can be flagged)")
 	}
