@@ -2,13 +2,17 @@ package test
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +200,67 @@ func checkNoSecretFiles(t *testing.T, secrets []string, atLeast int, files []str
 		t.Errorf("only %d files checked for passwords: %v", n, files)
 	}
 	t.Logf("checked %d files for passwords", n)
+}
+
+// TestPasswordReload: `mailgate reload` applies a new policy and a new
+// breached list to the running check; a breached file that is not sorted
+// refuses the reload and the running policy stays.
+func TestPasswordReload(t *testing.T) {
+	dir := harness.TempDir(t, "pwreload-")
+	listen := net.JoinHostPort("127.0.0.1", fmt.Sprint(harness.FreePort(t)))
+	base := mailgateConfig(t, dir, "pw-reload-policy-key-4242", "")
+	withPw := func(extra string) string {
+		return base + fmt.Sprintf("\n[password]\ncheck_listen = %q\n%s", listen, extra)
+	}
+	mg := harness.StartMailgate(t, withPw(""))
+	waitListening(t, listen)
+	const pw = "Kx7-qWv9-Tr2mZ" // 14 characters, passes the default policy
+	check := func() string {
+		t.Helper()
+		resp, err := http.Post("http://"+listen+"/v1/password/check", "application/json", strings.NewReader(`{"password":"`+pw+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct {
+			OK      bool `json:"ok"`
+			Reasons []struct {
+				Code string `json:"code"`
+			} `json:"reasons"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		var codes []string
+		for _, x := range r.Reasons {
+			codes = append(codes, x.Code)
+		}
+		return fmt.Sprintf("%v %s", r.OK, strings.Join(codes, ","))
+	}
+	if got := check(); got != "true " {
+		t.Fatalf("before: %s", got)
+	}
+	// A breached list holding the password, and a longer minimum.
+	h := sha1.Sum([]byte(pw))
+	listed := strings.ToUpper(hex.EncodeToString(h[:]))
+	good := filepath.Join(dir, "pwned.txt")
+	lines := []string{strings.Repeat("0", 40) + ":1", listed + ":7", strings.Repeat("F", 40) + ":2"}
+	slices.Sort(lines)
+	os.WriteFile(good, []byte(strings.Join(lines, "\r\n")+"\r\n"), 0o644)
+	os.WriteFile(mg.ConfigPath, []byte(withPw(fmt.Sprintf("min_length = 16\nbreached_file = %q\n", good))), 0o600)
+	mg.MustCLI(t, "reload")
+	if got := check(); got != "false too_short,breached" {
+		t.Fatalf("after reload: %s", got)
+	}
+	// An unsorted file: the reload is refused, the policy above stays.
+	bad := filepath.Join(dir, "unsorted.txt")
+	os.WriteFile(bad, []byte(strings.Repeat("F", 40)+":1\r\n"+strings.Repeat("0", 40)+":1\r\n"), 0o644)
+	os.WriteFile(mg.ConfigPath, []byte(withPw(fmt.Sprintf("min_length = 12\nbreached_file = %q\n", bad))), 0o600)
+	out, _, err := mg.CLI("reload")
+	if err == nil || !strings.Contains(out+err.Error(), "not sorted") {
+		t.Errorf("reload with an unsorted file: %v\n%s", err, out)
+	}
+	if got := check(); got != "false too_short,breached" {
+		t.Fatalf("after the refused reload: %s", got)
+	}
 }

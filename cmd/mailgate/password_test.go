@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +88,28 @@ func TestPasswordGenerateCommand(t *testing.T) {
 	fs := flag.NewFlagSet("password generate", flag.ContinueOnError)
 	if err := cmdPasswordGenerate(context.Background(), fs, []string{"--config", cfg, "--length", "8"}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 		t.Fatalf("length below min_length: %v", err)
+	}
+}
+
+// TestConfigCheckBreachedFile: config check opens the breached list as
+// serve would: a sorted file is ok, an unsorted one is an error naming
+// the key.
+func TestConfigCheckBreachedFile(t *testing.T) {
+	dir := t.TempDir()
+	sorted := filepath.Join(dir, "sorted.txt")
+	unsorted := filepath.Join(dir, "unsorted.txt")
+	os.WriteFile(sorted, []byte(strings.Repeat("0", 40)+":3\r\n"+strings.Repeat("A", 40)+":1\r\n"), 0o600)
+	os.WriteFile(unsorted, []byte(strings.Repeat("A", 40)+":3\r\n"+strings.Repeat("0", 40)+":1\r\n"), 0o600)
+	for _, c := range []struct {
+		file string
+		ok   bool
+	}{{sorted, true}, {unsorted, false}} {
+		cfg := filepath.Join(dir, "m.toml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("[store]\npath = %q\n[dovecot]\napi_key = \"0123456789abcdef0123\"\n[password]\nbreached_file = %q\n", filepath.Join(dir, "m.db"), c.file)), 0o600)
+		var out bytes.Buffer
+		err := cmdConfigCheck(flag.NewFlagSet("config check", flag.ContinueOnError), []string{"--config", cfg}, &out)
+		if c.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "password.breached_file") && !strings.Contains(err.Error(), "not sorted")) {
+			t.Errorf("%s: %v\n%s", c.file, err, out.String())
+		}
 	}
 }
