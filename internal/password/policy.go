@@ -110,7 +110,9 @@ func (p *Policy) Check(pw, login string) (Result, error) {
 
 // Weak reports whether pw fails the policy, stopping at the first failed
 // rule (cheap rules first, zxcvbn last). The nginx door uses it after a
-// successful login, where only the flag is kept.
+// successful login, where only the flag is kept. Unlike Check, a
+// breached list that cannot be searched is skipped here: a broken file
+// must not flag (and, with refuse_weak_submission, stop) every account.
 func (p *Policy) Weak(pw, login string) bool {
 	r, err := p.check(pw, login, true)
 	return err != nil || !r.OK
@@ -158,9 +160,11 @@ func (p *Policy) check(pw, login string, first bool) (Result, error) {
 	if p.Breached != nil {
 		n, err := p.Breached.Count(pw)
 		switch {
+		case err != nil && first:
+			// At login: skipped (see Weak).
 		case err != nil:
-			// Fail closed for the verdict: a list that cannot be read
-			// says nothing, and the admin must see it.
+			// Fail closed for a new password: a list that cannot be
+			// read says nothing, and the admin must see it.
 			if fail(CodeBreachedError, "the breached-password list could not be searched: %v", err) {
 				return res, nil
 			}

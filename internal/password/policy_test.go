@@ -123,4 +123,11 @@ func TestBreachedClosedFailsClosed(t *testing.T) {
 	if r.OK || !slices.Contains(codes(r), CodeBreachedError) {
 		t.Fatalf("%+v", r)
 	}
+	// At login the broken list is skipped: it must not flag everyone.
+	if pol.Weak("vK8#qm2Lp0zR", "") {
+		t.Fatal("Weak: a good password flagged because the list cannot be read")
+	}
+	if !pol.Weak("short", "") {
+		t.Fatal("Weak: the other rules still apply")
+	}
 }
