@@ -26,6 +26,8 @@ const (
 	pwWeak, pwWeakPW     = "weak@example.test", "Summer2024"
 	pwStrong, pwStrongPW = "strong@example.test", "vK8#qm2Lp0zR-Tq"
 	pwWrong              = "Wrong-Summer-2025"
+	// pwPwned's password passes every rule but is in the breached list.
+	pwPwned, pwPwnedPW = "pwned@example.test", "Kx7-qWv9-Tr2mZq"
 	pwWeakText           = "Your password is too weak"
 )
 
@@ -34,7 +36,8 @@ const (
 // the real Dovecot's auth service and checks each correct one against
 // the password policy (password.check_at_login):
 //   - a weak but correct IMAP login succeeds, with weak_password=1 on its
-//     auth=success line, and `mailgate password weak` lists the login;
+//     auth=success line, and so does one whose password passes every rule
+//     but is in the breached list; `mailgate password weak` lists both;
 //   - with refuse_weak_submission the same login is refused SMTP AUTH at
 //     nginx (mailgate's text, before Postfix sees it), and at Postfix's
 //     own submission (SASL by Dovecot) by the policy door at RCPT, while
@@ -52,7 +55,7 @@ func TestWeakPasswordEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	dc := harness.StartDovecot(t, harness.DovecotOptions{
-		Users:        map[string]string{pwWeak: pwWeakPW, pwStrong: pwStrongPW},
+		Users:        map[string]string{pwWeak: pwWeakPW, pwStrong: pwStrongPW, pwPwned: pwPwnedPW},
 		AuthListener: true,
 		Extra:        string(authSnippet),
 	})
@@ -62,6 +65,8 @@ func TestWeakPasswordEndToEnd(t *testing.T) {
 		Extra:       "smtpd_recipient_restrictions = check_policy_service inet:" + policyAddr,
 	})
 	door := filepath.Join(dir, "nginx.sock")
+	breached := filepath.Join(dir, "pwned.txt")
+	writeBreached(t, breached, pwPwnedPW)
 	mg := harness.StartMailgate(t, mailgateConfig(t, dir, "", fmt.Sprintf(`
 [nginx]
 enabled = true
@@ -82,7 +87,8 @@ listen = %q
 [password]
 check_at_login = true
 refuse_weak_submission = true
-`, door, dc.Socket("auth-mailgate"), dc.IMAPAddr, dc.POP3Addr, pf.SMTPAddr, policyAddr)))
+breached_file = %q
+`, door, dc.Socket("auth-mailgate"), dc.IMAPAddr, dc.POP3Addr, pf.SMTPAddr, policyAddr, breached)))
 	waitListeningOn(t, "unix", door)
 	waitListening(t, policyAddr)
 	ng := harness.StartNginx(t, harness.NginxOptions{AuthURL: "unix:" + door + ":/auth"})
@@ -91,11 +97,14 @@ refuse_weak_submission = true
 	// A weak, correct IMAP login: in, flagged.
 	ngNoError(t, harness.IMAPLogin(ctx, netip.MustParseAddr("127.0.5.10"), ng.IMAPAddr, pwWeak, pwWeakPW))
 	mg.WaitLogLine(t, map[string]string{"auth": "success", "door": "nginx", "service": "imap", "login": pwWeak, "ip": "127.0.5.10", "weak_password": "1"})
+	// A password that passes every rule but is in the breached list.
+	ngNoError(t, harness.IMAPLogin(ctx, netip.MustParseAddr("127.0.5.16"), ng.IMAPAddr, pwPwned, pwPwnedPW))
+	mg.WaitLogLine(t, map[string]string{"auth": "success", "door": "nginx", "service": "imap", "login": pwPwned, "ip": "127.0.5.16", "weak_password": "1"})
 	var listed []struct {
 		Login    string    `json:"login"`
 		LastSeen time.Time `json:"last_seen"`
 	}
-	if err := json.Unmarshal([]byte(mg.MustCLI(t, "password", "weak", "--days", "1", "--json")), &listed); err != nil || len(listed) != 1 || listed[0].Login != pwWeak {
+	if err := json.Unmarshal([]byte(mg.MustCLI(t, "password", "weak", "--days", "1", "--json")), &listed); err != nil || len(listed) != 2 || listed[0].Login != pwPwned || listed[1].Login != pwWeak {
 		t.Fatalf("password weak: %+v %v", listed, err)
 	}
 
@@ -148,7 +157,7 @@ refuse_weak_submission = true
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	secrets := []string{pwWeakPW, pwStrongPW, pwWrong}
+	secrets := []string{pwWeakPW, pwStrongPW, pwWrong, pwPwnedPW}
 	checkNoSecretFiles(t, secrets, 8, []string{db, db + "-wal", db + "-shm"}, mg.Dir, ng.Dir, dc.Dir, pf.Dir)
 	// After the last write at shutdown (the WAL is checkpointed into the
 	// file and removed).
@@ -157,6 +166,22 @@ refuse_weak_submission = true
 		t.Errorf("the flag of %s is not in %s after shutdown", pwWeak, db)
 	}
 	checkNoSecretFiles(t, secrets, 3, []string{db, db + "-wal", db + "-shm"}, mg.Dir)
+}
+
+// writeBreached writes a small Pwned Passwords file, sorted by hash,
+// listing pw among made-up hashes.
+func writeBreached(t *testing.T, path, pw string) {
+	t.Helper()
+	h := sha1.Sum([]byte(pw))
+	lines := []string{strings.ToUpper(hex.EncodeToString(h[:])) + ":42"}
+	for i := range 200 {
+		x := sha1.Sum([]byte(fmt.Sprint("other-", i)))
+		lines = append(lines, strings.ToUpper(hex.EncodeToString(x[:]))+":1")
+	}
+	slices.Sort(lines)
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\r\n")+"\r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // storeHas reports whether the login's bytes are in the database file or
