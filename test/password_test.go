@@ -28,7 +28,7 @@ const (
 	pwWrong              = "Wrong-Summer-2025"
 	// pwPwned's password passes every rule but is in the breached list.
 	pwPwned, pwPwnedPW = "pwned@example.test", "Kx7-qWv9-Tr2mZq"
-	pwWeakText           = "Your password is too weak"
+	pwWeakText         = "Your password is too weak"
 )
 
 // TestWeakPasswordEndToEnd is issue 12's password-at-login test: the
