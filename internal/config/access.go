@@ -38,6 +38,9 @@ func (c *Config) Warnings() []string {
 	if c.Password.CheckListen != "" && !loopbackListen(c.Password.CheckListen) {
 		w = append(w, "password.check_listen: "+c.Password.CheckListen+" is not a loopback address: the passwords checked travel unencrypted; keep it on loopback for a webmail on the same host, or put a TLS-terminating proxy in front (docs/passwords.md)")
 	}
+	if c.Password.RefuseWeakSubmission && c.Postfix.Enabled && (c.Postfix.Listen != "" || c.Postfix.RelayListen != "") {
+		w = append(w, "password.refuse_weak_submission: the Postfix policy server listens on TCP, which takes no key: any local user can ask it about a sasl_username and learn whether that login has a weak password; use postfix.socket (a unix socket in Postfix's private/ directory) instead (docs/passwords.md)")
+	}
 	if c.CheckAtLoginWithoutNginx() {
 		w = append(w, "password.check_at_login: the nginx door is off ([nginx] enabled = false), and it is the only door that sees passwords: no login is checked")
 	}
