@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -131,6 +132,15 @@ func printStatusMore(w io.Writer, s *api.StatusJSON) error {
 	}
 	if s.Permits != nil {
 		fmt.Fprintf(w, "relay permits: %d\n", *s.Permits)
+	}
+	if d := s.DNSBLServer; d != nil {
+		a := d.Answers
+		fmt.Fprintf(w, "dnsbl server: zone %s on %s; %d queries: %d listed, %d not listed, %d refused, %d rate limited",
+			strings.TrimSuffix(d.Zone, "."), d.Listen, d.Queries, a["listed"], a["not_listed"], a["refused"], a["rate_limited"])
+		if d.Autobans != nil {
+			fmt.Fprintf(w, "; %d kernel autobans listed", *d.Autobans)
+		}
+		fmt.Fprintln(w)
 	}
 	if f := s.Firewall; f != nil {
 		switch {

@@ -15,6 +15,7 @@ import (
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/api"
+	"mailgate/internal/dnsbld"
 	"mailgate/internal/geoip"
 	"mailgate/internal/metrics"
 )
@@ -190,6 +191,20 @@ func (t *telemetry) gauges(tracker *abuse.Tracker, permits func() int, geo func(
 		}
 		return 1
 	})
+}
+
+// dnsblCounter counts the DNSBL server's queries by answer
+// (mailgate_dnsbl_server_queries_total).
+func (t *telemetry) dnsblCounter() func(dnsbld.Outcome) {
+	var inc [8]func()
+	for _, o := range dnsbld.Outcomes() {
+		inc[o] = t.m.Counter(`mailgate_dnsbl_server_queries_total{answer="` + o.String() + `"}`)
+	}
+	return func(o dnsbld.Outcome) {
+		if int(o) < len(inc) && inc[o] != nil {
+			inc[o]()
+		}
+	}
 }
 
 // status fills in GET /v1/status's doors, permits, GeoIP database and

@@ -17,6 +17,7 @@ import (
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/config"
+	"mailgate/internal/dnsbld"
 	"mailgate/internal/geoip"
 	"mailgate/internal/policy"
 )
@@ -33,6 +34,7 @@ func scrapeAll(t *testing.T) string {
 	tel.m.Verdict(now, &a, &policy.Verdict{})
 	tel.m.Result(now, &a, true)
 	tel.m.Latency("dovecot", time.Millisecond)
+	tel.dnsblCounter()(dnsbld.Listed)
 	var b bytes.Buffer
 	tel.m.WritePrometheus(&b)
 	return b.String()
@@ -238,5 +240,18 @@ func TestScrapeCached(t *testing.T) {
 	offset.Store(int64(time.Second))
 	if got := count(); got != "2" {
 		t.Errorf("a second later: %s, want 2", got)
+	}
+}
+
+func TestDNSBLServerMetrics(t *testing.T) {
+	scrape := scrapeAll(t)
+	for _, want := range []string{
+		"\n" + `mailgate_dnsbl_server_queries_total{answer="listed"} 1` + "\n",
+		"\n" + `mailgate_dnsbl_server_queries_total{answer="rate_limited"} 0` + "\n",
+		"# TYPE mailgate_dnsbl_server_queries_total counter",
+	} {
+		if !strings.Contains(scrape, want) {
+			t.Errorf("the scrape has no %q", want)
+		}
 	}
 }

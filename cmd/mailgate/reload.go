@@ -65,6 +65,8 @@ var reloadTable = []reloadRule{
 	{"password.check_at_login", false, "the nginx door's check is set up at start"},
 	{"password.refuse_weak_submission", false, "the doors' refusals are set up at start"},
 	{"metrics", false, "a listener"},
+	{"dnsbl_server", true, "zone, ttl, allow_networks and rate of the running DNSBL listener (from the next query)"},
+	{"dnsbl_server.listen", false, "a listener"},
 }
 
 // reloadRuleFor returns the most specific entry of reloadTable for key.
@@ -147,6 +149,7 @@ type reloader struct {
 	grants  *permits           // nil: relay permits off
 	limiter *sendlimit.Limiter // nil: no sending limits at start
 	fwall   *firewall          // nil: firewall off
+	dnsbl   *dnsblServer       // nil: [dnsbl_server] off
 	dw      *decisionWriter
 	admin   *api.Server
 	pws     *pwState
@@ -293,6 +296,12 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		if err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
 			cfg.Firewall = old.Firewall
+		}
+	}
+	if apply["dnsbl_server"] && r.dnsbl != nil {
+		if err := r.dnsbl.reconfigure(cfg.DNSBLServer); err != nil {
+			res.Warnings = append(res.Warnings, "dnsbl_server: "+err.Error())
+			cfg.DNSBLServer = old.DNSBLServer
 		}
 	}
 	r.cfg = cfg

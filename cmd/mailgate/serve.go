@@ -95,22 +95,19 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	dlog.Observe(tel.m)
 
 	bf := cfg.BruteForce
-	tracker := abuse.New(bf.Abuse())
+	geo := &geoHolder{log: log.With("component", "geoip")}
+	defer geo.close()
+	engine, tracker, err := newEngine(&cfg, idx, geo)
+	if err != nil {
+		return err
+	}
 	if err := loadAbuseState(ctx, st, tracker, bf, time.Now(), log.With("component", "bruteforce")); err != nil {
 		return err
 	}
-	engine := policy.New(idx, policy.Messages(cfg.Messages)).
-		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
-	geo := &geoHolder{log: log.With("component", "geoip")}
-	defer geo.close()
-	if cfg.GeoIP.Database != "" {
-		loc, err := geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, log.With("component", "geoip"))
-		if err != nil {
-			return fmt.Errorf("geoip.database: %w", err)
+	if cfg.GeoIP.Database == "" {
+		if n := countryRules(ctx, book); n > 0 {
+			log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 		}
-		engine.WithCountries(geo.swap(loc), cfg.GeoIP.Countries())
-	} else if n := countryRules(ctx, book); n > 0 {
-		log.Warn("country rules are stored but no GeoIP database is configured: they never match, and an allow rule by country refuses every login of its account; set [geoip] database", "rules", n)
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
 	pws, err := newPwState(ctx, cfg.Password, st, time.Now(), log.With("component", "password"))
@@ -162,6 +159,17 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}
 	} else {
 		warnLeftoverTable(log)
+	}
+
+	var dnsbl *dnsblServer
+	if cfg.DNSBLServer.Listen != "" {
+		var fw autobanReader
+		if fwall != nil {
+			fw = fwall.fw
+		}
+		if dnsbl, err = newDNSBLServer(cfg.DNSBLServer, tracker, fw, tel.dnsblCounter(), log.With("component", "dnsbl-server")); err != nil {
+			return fmt.Errorf("dnsbl_server: %w", err)
+		}
 	}
 
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {
@@ -402,7 +410,31 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	}
 	probe := &storeProbe{st: st}
 	tel.gauges(tracker, permitCount, geo.current, probe)
-	admin.WithHealth(tel.health(probe)).WithStatus(tel.status(permitCount, geo.current))
+	status := tel.status(permitCount, geo.current)
+	if dnsbl != nil {
+		// Its listener starts here, after everything it reads from.
+		addr := dnsbl.srv.Addr()
+		stopped := tel.listening("dnsbl-server", addr)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer stopped()
+			if err := dnsbl.srv.Serve(); err != nil {
+				errc <- fmt.Errorf("dnsbl server: %w", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			dnsbl.pollAutobans(bg)
+		}()
+		log.Info("listening", "door", "dnsbl-server", "addr", addr, "zone", dnsbl.h.Zone(), "kernel_autobans", fwall != nil)
+		all := status
+		status = func(now time.Time, out *api.StatusJSON) {
+			all(now, out)
+			out.DNSBLServer = dnsbl.status()
+		}
+	}
+	admin.WithHealth(tel.health(probe)).WithStatus(status)
 	if cfg.Metrics.Listen != "" {
 		mln, err := listenMetrics(cfg.Metrics.Listen)
 		if err != nil {
@@ -416,7 +448,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dw: dw, admin: admin, pws: pws}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, dw: dw, admin: admin, pws: pws}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
@@ -537,6 +569,13 @@ loop:
 			}
 		})
 	}
+	if dnsbl != nil {
+		sw.Go(func() {
+			if err := dnsbl.srv.Shutdown(sctx); err != nil {
+				log.Warn("dnsbl server: shutting down", "err", err)
+			}
+		})
+	}
 	if pfx != nil {
 		pfx.Close()
 		if cfg.Postfix.Socket != "" {
@@ -548,6 +587,26 @@ loop:
 	wg.Wait()
 	os.Remove(cfg.Admin.Socket)
 	return runErr
+}
+
+// newEngine builds the decision engine the config describes over the
+// rules in idx: the brute-force tracker ([bruteforce]) and, when [geoip]
+// database is set, the country lookup (through geo, which watches the
+// file) and the global country list. serve and replay both build their
+// engine here, so that a replay decides as the daemon does.
+func newEngine(cfg *config.Config, idx *rules.Index, geo *geoHolder) (*policy.Engine, *abuse.Tracker, error) {
+	bf := cfg.BruteForce
+	tracker := abuse.New(bf.Abuse())
+	engine := policy.New(idx, policy.Messages(cfg.Messages)).
+		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
+	if cfg.GeoIP.Database != "" {
+		loc, err := geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, geo.log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("geoip.database: %w", err)
+		}
+		engine.WithCountries(geo.swap(loc), cfg.GeoIP.Countries())
+	}
+	return engine, tracker, nil
 }
 
 // drainTimeout bounds how long shutdown waits for the requests in flight:

@@ -28,7 +28,9 @@ type StatusJSON struct {
 	Permits  *int                `json:"permits,omitempty"` // active relay permits; absent when relay permits are off
 	Firewall *FirewallStatusJSON `json:"firewall,omitempty"`
 	GeoIP    *GeoIPJSON          `json:"geoip,omitempty"`
-	Errors   []LogErrorJSON      `json:"errors"` // the last error log records, oldest first
+	// DNSBLServer is the [dnsbl_server] listener; absent when it is off.
+	DNSBLServer *DNSBLServerJSON `json:"dnsbl_server,omitempty"`
+	Errors      []LogErrorJSON   `json:"errors"` // the last error log records, oldest first
 }
 
 // DoorJSON is one listener of a door, with the door's traffic: requests
@@ -51,6 +53,17 @@ type FirewallStatusJSON struct {
 	InSync     bool   `json:"in_sync"`
 	DriftLines int    `json:"drift_lines"` // lines 'mailgate firewall show' marks + or -
 	Error      string `json:"error,omitempty"`
+}
+
+// DNSBLServerJSON is the DNSBL listener: its zone and the queries it
+// answered since start, by answer (listed, not_listed, apex, refused,
+// malformed, rate_limited).
+type DNSBLServerJSON struct {
+	Listen   string            `json:"listen"`
+	Zone     string            `json:"zone"`
+	Queries  uint64            `json:"queries"`
+	Answers  map[string]uint64 `json:"answers"`
+	Autobans *int              `json:"kernel_autobans,omitempty"` // the kernel's autobans listed; absent without the firewall
 }
 
 // GeoIPJSON is the loaded GeoIP database.

@@ -59,6 +59,15 @@ func (c *Config) Warnings() []string {
 	if c.Nginx.Enabled && c.Nginx.VerifyWith == "dovecot" && !strings.HasPrefix(c.Nginx.DovecotAuth, "/") {
 		w = append(w, "nginx.dovecot_auth: "+c.Nginx.DovecotAuth+" is TCP: every local user who can reach Dovecot's auth listener can check passwords and claim any client address; use a unix_listener only mailgate's user may open (etc/dovecot/96-mailgate-auth.conf)")
 	}
+	if c.DNSBLServer.Listen != "" {
+		allow, _ := parseNetworks("dnsbl_server.allow_networks", c.DNSBLServer.AllowNetworks)
+		for _, p := range allow {
+			if p.Bits() < 8 {
+				w = append(w, "dnsbl_server.allow_networks: "+p.String()+" lets almost anyone ask which addresses mailgate bans, why and until when, and use the listener to reflect traffic; list only your own servers' networks (docs/dnsbl-server.md)")
+				break
+			}
+		}
+	}
 	return w
 }
 

@@ -87,3 +87,16 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+func TestDNSBLServerWarning(t *testing.T) {
+	c := Default()
+	c.DNSBLServer.Listen = "0.0.0.0:53"
+	c.DNSBLServer.AllowNetworks = []string{"127.0.0.0/8", "0.0.0.0/0"}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "dnsbl_server.allow_networks: 0.0.0.0/0") {
+		t.Errorf("no warning for a world-open DNSBL listener: %q", w)
+	}
+	c.DNSBLServer.AllowNetworks = []string{"127.0.0.0/8", "192.0.2.0/24"}
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "dnsbl_server") {
+		t.Errorf("a warning for a narrow allow list: %q", w)
+	}
+}

@@ -29,10 +29,11 @@ type Config struct {
 	Nginx   Nginx   `toml:"nginx" doc:"The nginx mail proxy door (auth_http). See docs/nginx.md. mailgate checks the password itself (nginx never re-checks SMTP passwords) and names the backend."`
 	Postfix Postfix `toml:"postfix" doc:"The Postfix doors (docs/postfix.md): the policy delegation server (check_policy_service), which answers relay checks from relay permits and applies account rules, country rules and sending limits to SASL-authenticated senders; and socketmap and tcp_table servers for check_client_access. Where check_policy_service goes in main.cf decides whether you run an open relay: copy it from docs/postfix.md."`
 	// BruteForce is the brute-force protection of docs/bruteforce.md.
-	BruteForce BruteForce `toml:"bruteforce" doc:"Brute-force protection (docs/bruteforce.md). Login results reported by the doors are counted in sliding windows; thresholds turn into bans. Trusted networks and addresses an account's own allow rule names are never counted or banned."`
-	Relay      Relay      `toml:"relay" doc:"Relay permits, POP/IMAP-before-SMTP (docs/relay.md): after a successful IMAP or POP3 login, the client's address may send mail through Postfix without SMTP AUTH for a while, for old clients that cannot authenticate when sending. Postfix asks through the [postfix] door; nothing is permitted until main.cf calls it there. Permits survive restarts and expire by themselves (no cron job). 'mailgate permit list' shows them, with the account that earned each."`
-	Limits     Limits     `toml:"limits" doc:"Sending limits per authenticated sender (Postfix sasl_username), to contain an account whose password was stolen: messages and recipients per hour and per day, in sliding windows (the hour moves in one-minute steps, the day in one-hour steps). The Postfix policy server counts and checks them at RCPT, so check_policy_service must be in smtpd_recipient_restrictions (docs/postfix.md); postfix.limit_action says what an over-limit sender gets, and the decision log shows it (reason=send_limit). Counts are kept in memory and start from zero when mailgate restarts. 0 = no limit; all limits are 0 by default."`
-	Firewall   Firewall   `toml:"firewall" doc:"Firewall modes on nftables (docs/firewall.md). mailgate owns one table, 'table inet mailgate', and touches nothing else; its sets are a cache of mailgate's bans and trusted addresses, written in batches off the request path and re-asserted every reconcile_every. Needs CAP_NET_ADMIN (root). 'mailgate firewall show' prints the ruleset mailgate wants and how the kernel's differs."`
+	BruteForce  BruteForce  `toml:"bruteforce" doc:"Brute-force protection (docs/bruteforce.md). Login results reported by the doors are counted in sliding windows; thresholds turn into bans. Trusted networks and addresses an account's own allow rule names are never counted or banned."`
+	Relay       Relay       `toml:"relay" doc:"Relay permits, POP/IMAP-before-SMTP (docs/relay.md): after a successful IMAP or POP3 login, the client's address may send mail through Postfix without SMTP AUTH for a while, for old clients that cannot authenticate when sending. Postfix asks through the [postfix] door; nothing is permitted until main.cf calls it there. Permits survive restarts and expire by themselves (no cron job). 'mailgate permit list' shows them, with the account that earned each."`
+	Limits      Limits      `toml:"limits" doc:"Sending limits per authenticated sender (Postfix sasl_username), to contain an account whose password was stolen: messages and recipients per hour and per day, in sliding windows (the hour moves in one-minute steps, the day in one-hour steps). The Postfix policy server counts and checks them at RCPT, so check_policy_service must be in smtpd_recipient_restrictions (docs/postfix.md); postfix.limit_action says what an over-limit sender gets, and the decision log shows it (reason=send_limit). Counts are kept in memory and start from zero when mailgate restarts. 0 = no limit; all limits are 0 by default."`
+	Firewall    Firewall    `toml:"firewall" doc:"Firewall modes on nftables (docs/firewall.md). mailgate owns one table, 'table inet mailgate', and touches nothing else; its sets are a cache of mailgate's bans and trusted addresses, written in batches off the request path and re-asserted every reconcile_every. Needs CAP_NET_ADMIN (root). 'mailgate firewall show' prints the ruleset mailgate wants and how the kernel's differs."`
+	DNSBLServer DNSBLServer `toml:"dnsbl_server" doc:"mailgate as a DNSBL server (docs/dnsbl-server.md): its current address bans (automatic and by hand, and the kernel's autobans when the firewall runs) served as a DNS zone, so that Postfix postscreen, rspamd or another mailgate can ask it: 4.3.2.1.bans.mailgate.local answers A 127.0.0.2 (a mailgate ban) or 127.0.0.3 (a firewall autoban) and a TXT with the ban's reason and end; IPv6 addresses by their 32 nibbles. Login bans are never listed. Off by default."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
 	Password Password          `toml:"password" doc:"Password policy (docs/passwords.md): 'mailgate password check' and 'generate', the admin API's POST /v1/password/check for control panels and webmail, and, where mailgate sees the cleartext password (the nginx door), a weak-password flag on successful logins. Only a flag and the login are ever kept, never the password."`
@@ -51,6 +52,15 @@ type Password struct {
 	WeakDays             int    `toml:"weak_days" doc:"How long a login stays flagged after its last login with a weak password, 1 to 3650 days; a login with a good password clears it at once."`
 	CheckListen          string `toml:"check_listen" doc:"Optional host:port of a listener that serves POST /v1/password/check and nothing else, without a token, for a webmail or control panel (contrib/roundcube), e.g. 127.0.0.1:4081. It tells a caller nothing secret (see check_rate), so it needs no token: giving a webmail the admin token would hand every PHP script that can read its config the whole admin API. \"\" = off."`
 	CheckRate            int    `toml:"check_rate" doc:"POST /v1/password/check answers at most this many checks per second (HTTP 429 beyond), 0 to 100000; 0 = no limit. The check tells nothing secret (the policy and the breached list are public); the limit bounds the CPU a caller can use."`
+}
+
+// DNSBLServer configures the DNSBL listener.
+type DNSBLServer struct {
+	Listen        string        `toml:"listen" doc:"host:port answering DNS queries over UDP and TCP, e.g. 127.0.0.1:5353 (or 127.0.0.53:53 for a resolver that only asks port 53); empty = off. A DNS listener takes no key: allow_networks is its only authentication."`
+	Zone          string        `toml:"zone" doc:"The zone served; names outside it are REFUSED. Use a name you own or one under .local; at least two labels."`
+	TTL           time.Duration `toml:"ttl" doc:"TTL of every answer, and how long resolvers cache 'not listed' (the SOA's minimum), 1s to 1h. A listing's TTL never reaches past its ban's end, so a lifted ban is forgotten within ttl."`
+	AllowNetworks []string      `toml:"allow_networks" doc:"Client networks (CIDR or address) that get answers; everyone else gets REFUSED. Loopback by default: every local user, a customer's script on a shared host too, can then ask whether an address is banned, why and until when (never which login). Add only the networks of your own mail servers and their resolvers."`
+	Rate          int           `toml:"rate" doc:"UDP queries per second one client (an IPv6 client: its /64) may ask, with a burst of as many; queries over it are dropped, not answered, so that a forged source never gets a flood of answers. TCP is not limited. 0 = no limit, up to 1000000. A local resolver forwarding for many servers is one client: size it for that."`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -366,6 +376,12 @@ func Default() Config {
 			TrustedFor:      24 * time.Hour,
 			ReconcileEvery:  time.Minute,
 			Priority:        -10,
+		},
+		DNSBLServer: DNSBLServer{
+			Zone:          "bans.mailgate.local",
+			TTL:           time.Minute,
+			AllowNetworks: []string{"127.0.0.0/8", "::1/128"},
+			Rate:          1000,
 		},
 		Limits: Limits{
 			MaxAccounts: 100_000,

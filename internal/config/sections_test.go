@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mailgate/internal/abuse"
+	"mailgate/internal/dnsbld"
 	"mailgate/internal/relay"
 	"mailgate/internal/rules"
 	"mailgate/internal/sendlimit"
@@ -309,5 +310,29 @@ func TestCheckPolicyContextAndGroup(t *testing.T) {
 func TestBruteForceDefaultsAreTheTrackers(t *testing.T) {
 	if got, want := Default().BruteForce.Abuse(), abuse.DefaultConfig(); got != want {
 		t.Errorf("config defaults:\n%+v\nabuse.DefaultConfig:\n%+v", got, want)
+	}
+}
+
+func TestDNSBLServer(t *testing.T) {
+	cfg, err := Load("testdata/good/full.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cfg.DNSBLServer.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dnsbld.Config{Zone: "Bans.Example.NET.", TTL: 30 * time.Second, Rate: 0, Allow: []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("192.0.2.0/28")}}
+	if cfg.DNSBLServer.Listen != "127.0.0.1:5353" || !reflect.DeepEqual(c, want) {
+		t.Errorf("got %q %+v, want %+v", cfg.DNSBLServer.Listen, c, want)
+	}
+	def := Default().DNSBLServer
+	if def.Listen != "" {
+		t.Errorf("the DNSBL server is on by default (%q)", def.Listen)
+	}
+	dc, err := def.Server()
+	if err != nil || dc.Zone != "bans.mailgate.local" || dc.TTL != time.Minute || len(dc.Allow) != 2 || !dc.Allow[0].Addr().IsLoopback() || !dc.Allow[1].Addr().IsLoopback() {
+		t.Errorf("defaults %+v %v: want bans.mailgate.local, 1m, loopback only", dc, err)
 	}
 }

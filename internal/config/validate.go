@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"mailgate/internal/dnsbld"
 	"mailgate/internal/policy"
 	"mailgate/internal/relay"
 	"mailgate/internal/rules"
@@ -113,6 +114,7 @@ func (c *Config) Validate() error {
 	c.Limits.validate(bad)
 	c.Password.validate(bad)
 	c.Firewall.validate(bad)
+	c.DNSBLServer.validate(bad, &e)
 	c.checkListeners(bad)
 
 	_, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)
@@ -832,6 +834,7 @@ func (c *Config) checkListeners(bad func(key, format string, args ...any)) {
 	}
 	add("admin.listen", c.Admin.Listen, true)
 	add("metrics.listen", c.Metrics.Listen, true)
+	add("dnsbl_server.listen", c.DNSBLServer.Listen, true) // its TCP side
 	add("dovecot.listen", c.Dovecot.Listen, c.Dovecot.Enabled)
 	add("nginx.listen", c.Nginx.Listen, c.Nginx.Enabled && !c.Nginx.Unix())
 	add("postfix.listen", c.Postfix.Listen, c.Postfix.Enabled)
@@ -944,4 +947,34 @@ func (f *Firewall) validate(bad func(key, format string, args ...any)) {
 	if f.Priority < -199 || f.Priority > 300 {
 		bad("firewall.priority", "%d is out of range (want -199 to 300: below -199 the chain runs before connection tracking)", f.Priority)
 	}
+}
+
+func (d *DNSBLServer) validate(bad func(key, format string, args ...any), e *Error) {
+	if d.Listen != "" {
+		if err := checkHostPort(d.Listen); err != nil {
+			bad("dnsbl_server.listen", "%v", err)
+		}
+	}
+	allow, errs := parseNetworks("dnsbl_server.allow_networks", d.AllowNetworks)
+	for _, err := range errs {
+		e.add(err)
+	}
+	c := dnsbld.Config{Zone: d.Zone, TTL: d.TTL, Allow: allow, Rate: d.Rate}
+	if err := c.Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			key, _, _ := strings.Cut(line, " ")
+			bad("dnsbl_server."+key, "%s", line)
+		}
+	}
+}
+
+// Server is the DNSBL handler's part of the section. Call it on a valid
+// config.
+func (d *DNSBLServer) Server() (dnsbld.Config, error) {
+	allow, errs := parseNetworks("dnsbl_server.allow_networks", d.AllowNetworks)
+	if len(errs) > 0 {
+		return dnsbld.Config{}, errors.Join(errs...)
+	}
+	c := dnsbld.Config{Zone: d.Zone, TTL: d.TTL, Allow: allow, Rate: d.Rate}
+	return c, c.Validate()
 }

@@ -159,6 +159,15 @@ func (m *Metrics) Error(component string) {
 	c.Inc()
 }
 
+// Counter returns the increment of a counter, created now: for a
+// component that counts its own events; name is the full metric name
+// with its labels.
+func (m *Metrics) Counter(name string) func() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.set.GetOrCreateCounter(name).Inc
+}
+
 // Gauge registers a value read at every scrape; name is the full metric
 // name with its labels.
 func (m *Metrics) Gauge(name string, f func() float64) {
