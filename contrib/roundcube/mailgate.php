@@ -34,7 +34,8 @@
 class rcube_mailgate_password
 {
     /**
-     * The rules shown above the password form.
+     * The rules shown above the password form: mailgate's defaults. Edit
+     * them when you change [password] min_length or min_classes.
      *
      * @return array
      */
