@@ -70,6 +70,16 @@ func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	if err := checkDovecotKey(&cfg, stdout); err != nil {
 		return err
 	}
+	if cfg.Password.BreachedFile != "" {
+		// Opened and checked as serve will: a file that is not a sorted
+		// Pwned Passwords SHA-1 list would stop the start.
+		p, err := policyOf(cfg.Password)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password.breached_file: %s: ok (%d bytes)\n", cfg.Password.BreachedFile, p.Breached.Size())
+		p.Breached.Close()
+	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}

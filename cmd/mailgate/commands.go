@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -71,6 +72,13 @@ func commands() []command {
 		{name: "audit", synopsis: "[--limit N] [--json]", short: "who changed which rule, ban or permit", run: out(cmdAudit)},
 		{name: "import ispconfig", synopsis: "(--csv F | --sql F | --mysql DSN) [--dry-run] [--sync] [--json]", short: "import ISPConfig's mail_user_ip_restriction rules", run: out(cmdImportISPConfig)},
 		{name: "import user-allowed", synopsis: "--file F [--dry-run] [--json]", short: "import login|CC and login|IP lines (the nginx country script's exceptions)", run: out(cmdImportUserAllowed)},
+		{name: "password check", synopsis: "[--login L] [--json]", short: "does the password on standard input pass the [password] policy?",
+			long: "Reads one line from standard input (never from the command line; without echo on a terminal), at most 1024 bytes, and checks it against the config file's policy: length, character classes, the zxcvbn score, the login's name and domain, the breached list. Exits 0 when it passes, 1 when it fails (every reason is printed), 2 for a wrong command line or input. Needs no daemon.",
+			run:  cmdPasswordCheck(os.Stdin)},
+		{name: "password generate", synopsis: "[--length N | --words N] [--count N] [--login L]", short: "make passwords that pass the policy (crypto/rand)",
+			long: "Characters by default (16, from all four classes, no look-alike letters); --words N makes passphrases of N capitalised words and a digit, joined by '-', from a word list derived from zxcvbn's English frequency list.",
+			run:  out(cmdPasswordGenerate)},
+		{name: "password weak", synopsis: "[--days N] [--json]", short: "logins seen with a weak password at the nginx door (password.check_at_login)", run: out(cmdPasswordWeak)},
 		{name: "backup", synopsis: "[--json] FILE", short: "a consistent copy of the store, taken while the daemon runs (a new file, mode 0600)", run: out(cmdBackup)},
 		{name: "hook postlogin", synopsis: "[--socket PATH] [--timeout D] PROTOCOL CONTINUATION [ARGS...]", short: "Dovecot post-login script: report the login, then run CONTINUATION",
 			long: "Reports the login in USER and IP to the hook socket (default " + defaultHookSocket + "), then executes CONTINUATION whatever happened. Flags end at PROTOCOL. Never writes to stdout (the mail client's connection).",

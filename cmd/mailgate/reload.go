@@ -17,6 +17,7 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/geoip"
+	"mailgate/internal/password"
 	"mailgate/internal/policy"
 	"mailgate/internal/sendlimit"
 )
@@ -60,6 +61,10 @@ var reloadTable = []reloadRule{
 	{"firewall.enabled", false, "turns a part of the daemon on or off"},
 	{"dnsbl", true, "zones, threshold, services, resolver, timeouts and the cache: the cache is emptied when the zones or the resolver change, and the zones are health-checked again"},
 	{"messages", true, "the texts refused users see"},
+	{"password", true, "the policy (min_length, min_classes, min_score), the breached list (opened anew; a file that cannot be read or is not sorted refuses the reload), weak_days and check_rate; the flags kept stay"},
+	{"password.check_listen", false, "a listener"},
+	{"password.check_at_login", false, "the nginx door's check is set up at start"},
+	{"password.refuse_weak_submission", false, "the doors' refusals are set up at start"},
 	{"metrics", false, "a listener"},
 	{"dnsbl_server", true, "zone, ttl, allow_networks and rate of the running DNSBL listener (from the next query)"},
 	{"dnsbl_server.listen", false, "a listener"},
@@ -150,6 +155,7 @@ type reloader struct {
 	dw      *decisionWriter
 	admin   *api.Server
 	blocks  *dnsblService // the DNSBL client ([dnsbl])
+	pws     *pwState
 }
 
 // reload re-reads the config file and applies it. A config that fails
@@ -223,12 +229,26 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 			return refuse(err)
 		}
 	}
+	// The breached list is opened anew on every reload, so that a file
+	// replaced by rename (a new download) is taken up.
+	var newPw password.Policy
+	pwApply := r.pws != nil && (apply["password"] || cfg.Password.BreachedFile != "")
+	if pwApply {
+		if newPw, err = policyOf(cfg.Password); err != nil {
+			if newGeo != nil {
+				newGeo.Close()
+			}
+			res.Applied, res.NeedsRestart = []string{}, []string{}
+			return refuse(err)
+		}
+	}
 	var logDest bool
 	if apply["log.decisions"] {
 		if err := r.dw.Retarget(cfg.Log.Decisions); err != nil {
 			if newGeo != nil {
 				newGeo.Close()
 			}
+			newPw.Breached.Close()
 			res.Applied, res.NeedsRestart = []string{}, []string{}
 			return refuse(fmt.Errorf("log.decisions: %w", err))
 		}
@@ -253,6 +273,9 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 	}
 	if apply["messages"] {
 		r.engine.SetMessages(policy.Messages(cfg.Messages))
+	}
+	if pwApply {
+		r.pws.reconfigure(cfg.Password, newPw)
 	}
 	if apply["geoip"] {
 		lookup := r.geo.lookup()

@@ -114,6 +114,10 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	pws, err := newPwState(ctx, cfg.Password, st, time.Now(), log.With("component", "password"))
+	if err != nil {
+		return err
+	}
 
 	var grants *permits
 	if cfg.Relay.Enabled {
@@ -278,6 +282,9 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			MaxTarpit:       maxTarpit,
 			OnReport:        onReport,
 			DNSBL:           bl.gate.Fill,
+			Password:        pws.loginCheck(),
+			Flags:           pws.loginFlags(),
+			RefuseWeakSMTP:  cfg.Password.RefuseWeakSubmission,
 		}, engine, v, dlog, log.With("door", "nginx"))
 		start("nginx", &http.Server{
 			Handler:           tel.timed("nginx", h),
@@ -307,6 +314,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			IdleTimeout:  pc.IdleTimeout,
 			MaxConns:     pc.MaxConnections,
 			Latency:      tel.latency("postfix"),
+			Weak:         pws.refuseWeak(cfg.Password.RefuseWeakSubmission),
 		}, engine, pm, lim, dlog, log.With("door", "postfix"))
 		pfx = postfix.NewServer(h, log.With("door", "postfix"))
 		defer pfx.Close()
@@ -412,6 +420,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	if limiter != nil {
 		admin.WithLimits(limiter)
 	}
+	admin.WithPassword(pws.checker, pws.limit, pws.flags, func() int { return pws.cur.WeakDays })
 	var permitCount func() int
 	if grants != nil {
 		permitCount = grants.t.Len
@@ -474,13 +483,27 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, blocks: bl, dw: dw, admin: admin}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, blocks: bl, dw: dw, admin: admin, pws: pws}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
 		return fmt.Errorf("admin.socket: %w", err)
 	}
 	start("admin", newAdminServer(admin.Handler(), log), uln)
+	if cfg.Password.CheckListen != "" {
+		pln, err := net.Listen("tcp", cfg.Password.CheckListen)
+		if err != nil {
+			return fmt.Errorf("password.check_listen: %w", err)
+		}
+		start("password-check", &http.Server{
+			Handler:           admin.PasswordHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}, pln)
+	}
 	if cfg.Admin.Listen != "" {
 		tln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
@@ -532,6 +555,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		defer wg.Done()
 		persist.run(bg)
 	}()
+	wg.Go(func() { pws.run(bg) })
 	if grants != nil {
 		wg.Add(1)
 		go func() {

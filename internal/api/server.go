@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"mailgate/internal/abuse"
+	"mailgate/internal/password"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 	"mailgate/internal/store"
@@ -67,6 +68,11 @@ type Server struct {
 	dnsbl DNSBLFunc // nil: explain asks no blocklist
 
 	reloadFn func(ctx context.Context, actor string) ReloadJSON // nil: POST /v1/reload answers 409
+
+	pw      *password.Checker // nil: the password endpoints answer 409
+	pwLimit *password.Limiter
+	pwFlags *password.Flags
+	pwDays  func() int
 }
 
 // NewServer returns the admin API over book and engine. token, if not
@@ -153,6 +159,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/attack/end", s.endAttack)
 	mux.HandleFunc("GET /v1/backup", s.serveBackup)
 	mux.HandleFunc("POST /v1/reload", s.reload)
+	mux.HandleFunc("POST /v1/password/check", s.checkPassword)
+	mux.HandleFunc("GET /v1/password/weak", s.listWeak)
 	return s.authenticate(mux)
 }
 

@@ -35,6 +35,15 @@ func (c *Config) Warnings() []string {
 	if c.Admin.Listen != "" && !loopbackListen(c.Admin.Listen) {
 		w = append(w, "admin.listen: "+c.Admin.Listen+" is not a loopback address: the admin API speaks plain HTTP, so the bearer token and every change travel unencrypted; listen on 127.0.0.1 (or ::1) and put a TLS-terminating proxy in front for remote use (docs/cli.md)")
 	}
+	if c.Password.CheckListen != "" && !loopbackListen(c.Password.CheckListen) {
+		w = append(w, "password.check_listen: "+c.Password.CheckListen+" is not a loopback address: the passwords checked travel unencrypted; keep it on loopback for a webmail on the same host, or put a TLS-terminating proxy in front (docs/passwords.md)")
+	}
+	if c.Password.RefuseWeakSubmission && c.Postfix.Enabled && (c.Postfix.Listen != "" || c.Postfix.RelayListen != "") {
+		w = append(w, "password.refuse_weak_submission: the Postfix policy server listens on TCP, which takes no key: any local user can ask it about a sasl_username and learn whether that login has a weak password; use postfix.socket (a unix socket in Postfix's private/ directory) instead (docs/passwords.md)")
+	}
+	if c.CheckAtLoginWithoutNginx() {
+		w = append(w, "password.check_at_login: the nginx door is off ([nginx] enabled = false), and it is the only door that sees passwords: no login is checked")
+	}
 	if c.Metrics.Listen != "" && !loopbackListen(c.Metrics.Listen) {
 		w = append(w, "metrics.listen: "+c.Metrics.Listen+" is not a loopback address: anyone who reaches it reads how many logins each door refuses, and why, with no password; listen on 127.0.0.1 (or ::1) and scrape through a tunnel or a TLS proxy (docs/metrics.md)")
 	}
@@ -76,4 +85,10 @@ func loopbackListen(hostport string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// CheckAtLoginWithoutNginx reports password.check_at_login set while the
+// nginx door, the only one that sees passwords, is off.
+func (c *Config) CheckAtLoginWithoutNginx() bool {
+	return c.Password.CheckAtLogin && !c.Nginx.Enabled
 }

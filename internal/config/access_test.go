@@ -55,6 +55,22 @@ func TestWarnings(t *testing.T) {
 		}, "nginx.socket_group: empty"},
 		{"nginx on a LAN address", func(c *Config) { c.Nginx.Enabled = true; c.Nginx.Listen = "10.0.0.1:4002" }, "nginx.listen: 10.0.0.1:4002"},
 		{"nginx checks passwords over TCP", func(c *Config) { c.Nginx.Enabled = true; c.Nginx.DovecotAuth = "127.0.0.1:12345" }, "nginx.dovecot_auth: 127.0.0.1:12345 is TCP"},
+		{"password check on loopback", func(c *Config) { c.Password.CheckListen = "127.0.0.1:4081" }, ""},
+		{"password check on every address", func(c *Config) { c.Password.CheckListen = ":4081" }, "password.check_listen: :4081 is not a loopback address"},
+		{"weak refusal with the policy server on TCP", func(c *Config) {
+			c.Nginx.Enabled = true
+			c.Nginx.Listen = "/run/mailgate/nginx.sock"
+			c.Nginx.SocketGroup = "www-data"
+			c.Password.CheckAtLogin, c.Password.RefuseWeakSubmission = true, true
+		}, "password.refuse_weak_submission: the Postfix policy server listens on TCP"},
+		{"weak refusal with the policy server on a unix socket", func(c *Config) {
+			c.Nginx.Enabled = true
+			c.Nginx.Listen = "/run/mailgate/nginx.sock"
+			c.Nginx.SocketGroup = "www-data"
+			c.Postfix.Listen, c.Postfix.Socket = "", "/var/spool/postfix/private/mailgate"
+			c.Password.CheckAtLogin, c.Password.RefuseWeakSubmission = true, true
+		}, ""},
+		{"check at login without nginx", func(c *Config) { c.Password.CheckAtLogin = true }, "password.check_at_login: the nginx door is off"},
 		{"nginx checks passwords with imap", func(c *Config) {
 			c.Nginx.Enabled = true
 			c.Nginx.VerifyWith = "imap"

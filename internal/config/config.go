@@ -38,6 +38,7 @@ type Config struct {
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
 	Logs     Logs              `toml:"logs" doc:"The log door (docs/logs.md): mail logs read for login outcomes, for servers that cannot ask mailgate (Postfix with Cyrus SASL, a Dovecot without the policy API)."`
+	Password Password          `toml:"password" doc:"Password policy (docs/passwords.md): 'mailgate password check' and 'generate', the admin API's POST /v1/password/check for control panels and webmail, and, where mailgate sees the cleartext password (the nginx door), a weak-password flag on successful logins. Only a flag and the login are ever kept, never the password."`
 	Metrics  Metrics           `toml:"metrics" doc:"Prometheus metrics (docs/metrics.md): decisions by door, service, action and reason, latency per door, bans, permits, errors, and the process's own. Off by default."`
 	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}, {zones} (the blocklists listing the address, for dnsbl). One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
 }
@@ -52,6 +53,19 @@ type DNSBL struct {
 	Budget    time.Duration `toml:"budget" doc:"How long a login waits for all zones together, 10ms to 1.9s: Dovecot gives its policy server 2 s. Zones still asked when it runs out count as not listing."`
 	MissTTL   time.Duration `toml:"miss_ttl" doc:"How long an address no zone lists is remembered, 1s to 24h. A listing is remembered for its DNS TTL, at least 1 minute and at most 1 hour; a zone that failed is asked again after 1 minute."`
 	CacheSize int           `toml:"cache_size" doc:"Memory bound: the most addresses remembered, 1 to 10000000; the least recently used is forgotten first."`
+}
+
+// Password configures the password policy.
+type Password struct {
+	MinLength            int    `toml:"min_length" doc:"Fewest characters, 4 to 256."`
+	MinClasses           int    `toml:"min_classes" doc:"How many of the four character classes (lower case, upper case, digits, symbols) a password needs, 0 to 4. 0 is NIST SP 800-63B's length-only rule: then raise min_length to 15."`
+	MinScore             int    `toml:"min_score" doc:"Lowest zxcvbn score accepted, 0 to 4 (0 = no dictionary and pattern check). 3 means at least 10^8 guesses: it refuses a dictionary word with a year and a symbol that the class rule lets through."`
+	BreachedFile         string `toml:"breached_file" doc:"Optional Pwned Passwords SHA-1 file, ordered by hash (lines HEX40:COUNT), searched in place (memory-mapped, never loaded): a password in it fails. Download it with haveibeenpwned-downloader, and replace it by rename, never in place. Empty = no breached list."`
+	CheckAtLogin         bool   `toml:"check_at_login" doc:"The nginx door checks the policy after every successful password check (nginx.verify must include the protocol): a weak password adds weak_password=1 to the login's log line and keeps the login and the time in the store ('mailgate password weak'). A wrong password is never checked."`
+	RefuseWeakSubmission bool   `toml:"refuse_weak_submission" doc:"Refuse SMTP submission (reason weak_password, text messages.weak_password) to logins whose password fails the policy: at the nginx door after the correct password, and at the Postfix policy door for sasl_username seen with a weak password within weak_days. IMAP and POP3 keep working, so the user can read the message and change the password. Needs check_at_login."`
+	WeakDays             int    `toml:"weak_days" doc:"How long a login stays flagged after its last login with a weak password, 1 to 3650 days; a login with a good password clears it at once."`
+	CheckListen          string `toml:"check_listen" doc:"Optional host:port of a listener that serves POST /v1/password/check and nothing else, without a token, for a webmail or control panel (contrib/roundcube), e.g. 127.0.0.1:4081. It tells a caller nothing secret (see check_rate), so it needs no token: giving a webmail the admin token would hand every PHP script that can read its config the whole admin API. \"\" = off."`
+	CheckRate            int    `toml:"check_rate" doc:"POST /v1/password/check answers at most this many checks per second (HTTP 429 beyond), 0 to 100000; 0 = no limit. The check tells nothing secret (the policy and the breached list are public); the limit bounds the CPU a caller can use."`
 }
 
 // DNSBLServer configures the DNSBL listener.
@@ -432,7 +446,14 @@ func Default() Config {
 			MissTTL:   5 * time.Minute,
 			CacheSize: 100_000,
 		},
-		Logs:     defaultLogs(),
+		Logs: defaultLogs(),
+		Password: Password{
+			MinLength:  12,
+			MinClasses: 3,
+			MinScore:   3,
+			WeakDays:   30,
+			CheckRate:  20,
+		},
 		Messages: map[string]string(policy.DefaultMessages()),
 	}
 }

@@ -112,6 +112,7 @@ func (c *Config) Validate() error {
 	c.Postfix.validate(bad)
 	c.Relay.validate(bad)
 	c.Limits.validate(bad)
+	c.Password.validate(bad)
 	c.Firewall.validate(bad)
 	c.DNSBL.validate(bad)
 	c.DNSBLServer.validate(bad, &e)
@@ -680,6 +681,35 @@ func checkPolicyContext(s string) error {
 		}
 	}
 	return nil
+}
+
+func (p *Password) validate(bad func(key, format string, args ...any)) {
+	if p.MinLength < 4 || p.MinLength > 256 {
+		bad("password.min_length", "%d is outside 4 to 256", p.MinLength)
+	}
+	if p.MinClasses < 0 || p.MinClasses > 4 {
+		bad("password.min_classes", "%d is outside 0 to 4", p.MinClasses)
+	}
+	if p.MinScore < 0 || p.MinScore > 4 {
+		bad("password.min_score", "%d is outside 0 to 4", p.MinScore)
+	}
+	if p.BreachedFile != "" && !filepath.IsAbs(p.BreachedFile) {
+		bad("password.breached_file", "%q is not an absolute path", p.BreachedFile)
+	}
+	if p.WeakDays < 1 || p.WeakDays > 3650 {
+		bad("password.weak_days", "%d is outside 1 to 3650", p.WeakDays)
+	}
+	if p.CheckRate < 0 || p.CheckRate > 100000 {
+		bad("password.check_rate", "%d is outside 0 to 100000", p.CheckRate)
+	}
+	if p.CheckListen != "" {
+		if err := checkHostPort(p.CheckListen); err != nil {
+			bad("password.check_listen", "%v", err)
+		}
+	}
+	if p.RefuseWeakSubmission && !p.CheckAtLogin {
+		bad("password.refuse_weak_submission", "needs check_at_login = true (only a login the nginx door checked can be flagged)")
+	}
 }
 
 func (l *Limits) validate(bad func(key, format string, args ...any)) {

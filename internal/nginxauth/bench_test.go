@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailgate/internal/passcheck"
+	"mailgate/internal/password"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 )
@@ -103,5 +104,43 @@ func BenchmarkHandlerRecorder(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+}
+
+// BenchmarkHandlerWeakCheck is BenchmarkHandler's smtp login (verified,
+// correct password) with the password policy checked after it
+// ([password] check_at_login, the default policy, no breached list),
+// against the same login without the check: what a successful login
+// pays. A wrong password never pays it.
+func BenchmarkHandlerWeakCheck(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		pw   string
+		on   bool
+	}{{"off", "vK8%23qm2Lp0zR", false}, {"strong", "vK8%23qm2Lp0zR", true}, {"weak", "Summer2024", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			now := time.Unix(1_800_000_000, 0)
+			cfg := Config{
+				Secret:   testSecret,
+				Backends: testBackends,
+				Now:      func() time.Time { return now },
+				Nonce:    testNonce,
+			}
+			if c.on {
+				cfg.Password = password.NewChecker(password.Default())
+				cfg.Flags = password.NewFlags(time.Hour, 0, nil)
+			}
+			h := NewHandler(cfg, benchEngine(b), constVerifier(true), policy.NewDecisionLog(io.Discard), nil)
+			r := mustRequest(b, withSecret(nginxRequest("plain", "smtp", "alice@example.test", c.pw, "127.0.0.71", 1)))
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, r)
+			}
+			if w.h.Get("Auth-Status") != "OK" {
+				b.Fatalf("reply %v", w.h)
+			}
+		})
 	}
 }

@@ -64,6 +64,19 @@ type Verifier interface {
 	Verify(ctx context.Context, r *passcheck.Request) (ok bool, err error)
 }
 
+// PasswordPolicy says whether a password fails the password policy;
+// *password.Checker is one.
+type PasswordPolicy interface {
+	Weak(pw, login string) bool
+}
+
+// WeakFlags keeps the logins seen with a weak password; *password.Flags
+// is one. Both run on the request path and must not block.
+type WeakFlags interface {
+	Mark(login string, now time.Time)
+	Clear(login string)
+}
+
 // Config configures a Handler. The zero value of a field means its
 // default, except FailWait, where 0 means "no Auth-Wait" (mailgate's
 // config file defaults fail_wait to 3s).
@@ -111,6 +124,21 @@ type Config struct {
 	// engine, not verifier errors), after the result is logged, with
 	// a.PwHash set. It runs on the request's goroutine and must not keep a.
 	OnReport func(a *policy.Attempt, success bool, now time.Time)
+	// Password, if set, checks every password the Verifier found correct
+	// against the password policy ([password] check_at_login): a weak
+	// one sets Attempt.WeakPassword (weak_password=1 on the auth=success
+	// line) and is marked in Flags; a good one clears the login's flag.
+	// A wrong password is never checked: its answer, and the time it
+	// takes, do not change.
+	Password PasswordPolicy
+	// Flags receives the weak-password flags; nil keeps none.
+	Flags WeakFlags
+	// RefuseWeakSMTP refuses an SMTP login whose correct password is weak
+	// (reason weak_password, the engine's message for it), instead of OK.
+	// The refusal comes only after the correct password, so it tells the
+	// client nothing the OK it replaces would not have; IMAP and POP3
+	// still log in, and the user can read why.
+	RefuseWeakSMTP bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Nonce salts PwHash; nil means 16 random bytes.
@@ -160,6 +188,10 @@ type Handler struct {
 	dnsbl  func(ctx context.Context, a *policy.Attempt, now time.Time)
 	nonce  []byte
 
+	pw         PasswordPolicy
+	flags      WeakFlags
+	refuseWeak bool
+
 	secretHeader string // canonical form
 	secretHash   [sha256.Size]byte
 	hasSecret    bool
@@ -191,16 +223,19 @@ func NewHandler(cfg Config, d Decider, v Verifier, dlog *policy.DecisionLog, log
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		d:         d,
-		v:         v,
-		dlog:      dlog,
-		log:       log,
-		now:       cfg.Now,
-		report:    cfg.OnReport,
-		dnsbl:     cfg.DNSBL,
-		nonce:     cfg.Nonce,
-		maxWait:   cfg.MaxWaitAttempts,
-		maxTarpit: cfg.MaxTarpit,
+		d:          d,
+		v:          v,
+		dlog:       dlog,
+		log:        log,
+		now:        cfg.Now,
+		report:     cfg.OnReport,
+		dnsbl:      cfg.DNSBL,
+		nonce:      cfg.Nonce,
+		maxWait:    cfg.MaxWaitAttempts,
+		maxTarpit:  cfg.MaxTarpit,
+		pw:         cfg.Password,
+		flags:      cfg.Flags,
+		refuseWeak: cfg.RefuseWeakSMTP,
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -394,10 +429,27 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, req *Request
 		h.write(w, h.tempFail(req))
 		return
 	}
+	if ok && h.pw != nil {
+		// Only a correct password is checked, and only a flag is kept.
+		a.WeakPassword = h.pw.Weak(req.Pass, a.Login)
+		if h.flags != nil {
+			if a.WeakPassword {
+				h.flags.Mark(a.Login, h.now())
+			} else {
+				h.flags.Clear(a.Login)
+			}
+		}
+	}
 	done := h.now()
 	h.dlog.Result(done, &a, ok)
 	if h.report != nil {
 		h.report(&a, ok, done)
+	}
+	if ok && a.WeakPassword && h.refuseWeak && proto == SMTP {
+		v := policy.Verdict{Action: policy.Deny, Reason: policy.ReasonWeakPassword}
+		h.dlog.Verdict(done, &a, &v)
+		h.write(w, reply{code: http.StatusOK, status: []string{statusText(h.d.Message(&a, &v), DefaultFailMessage)}, smtp: smtp})
+		return
 	}
 	if ok {
 		h.write(w, reply{code: http.StatusOK, status: statusOK, be: be})

@@ -246,6 +246,9 @@ func appendAttempt(b []byte, a *Attempt) []byte {
 		b = append(b, " session="...)
 		b = appendValue(b, a.Session)
 	}
+	if a.WeakPassword {
+		b = append(b, " weak_password=1"...)
+	}
 	return b
 }
 

@@ -29,6 +29,10 @@ type Attempt struct {
 	// AfterAuth is set on Dovecot's second allow call, which comes only
 	// after the password was found correct.
 	AfterAuth bool
+	// WeakPassword is set by the nginx door when the password, found
+	// correct, fails the password policy; the log lines say
+	// weak_password=1. Nothing else of the password is kept.
+	WeakPassword bool
 	// Country is the client's country (ISO 3166-1 alpha-2, "DE"), or
 	// "private"/"unknown" when the GeoIP database has none; "" when no
 	// GeoIP database is configured. Decide fills it in.
@@ -81,6 +85,7 @@ const (
 	ReasonUnderAttack                  // the server is under attack and the login comes from a new place
 	ReasonBadLogin                     // the login cannot be an account (BadLogin): refused before it is counted
 	ReasonDNSBL                        // the client's DNS blocklist score reaches the threshold
+	ReasonWeakPassword                 // the login's password fails the password policy: SMTP submission refused ([password] refuse_weak_submission)
 	numReasons
 )
 
@@ -102,6 +107,7 @@ var reasonCodes = [numReasons]string{
 	ReasonUnderAttack:    "under_attack",
 	ReasonBadLogin:       "bad_login",
 	ReasonDNSBL:          "dnsbl",
+	ReasonWeakPassword:   "weak_password",
 }
 
 func (r Reason) String() string {
@@ -197,6 +203,7 @@ func DefaultMessages() Messages {
 		ReasonCountryBlocked.String(): "Logins to this account are not allowed from your country ({country}).",
 		ReasonSendLimit.String():      "{login} has reached its sending limit; please try again later or ask your mail administrator.",
 		ReasonDNSBL.String():          "Your address ({ip}) is on a blocklist of abused addresses ({zones}); logins from it are refused. Please use another network, or ask your mail administrator.",
+		ReasonWeakPassword.String():   "Your password is too weak or known from a data breach: sending mail is disabled until you change it. Reading mail still works; please set a new password in your webmail or control panel.",
 		ReasonUnderAttack.String():    "This server is under attack: logins from networks this account has not used before are paused; please use a network you used before, or ask your mail administrator.",
 	}
 }
@@ -298,6 +305,8 @@ func (v *Verdict) Explain(a *Attempt) string {
 		return fmt.Sprintf("%s has reached a sending limit", a.Login)
 	case ReasonDNSBL:
 		return fmt.Sprintf("%s is listed by %s: DNSBL score %d reaches the threshold", a.Client, a.DNSBL.Zones, a.DNSBL.Score)
+	case ReasonWeakPassword:
+		return fmt.Sprintf("%s logged in with a password that fails the password policy; sending is refused until it is changed", a.Login)
 	case ReasonStalePassword:
 		return fmt.Sprintf("%s keeps trying the same wrong password for %s: a stale client, tarpitted, not banned", a.Client, a.Login)
 	}

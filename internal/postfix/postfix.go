@@ -89,6 +89,18 @@ type Config struct {
 	// Latency, if set, is told how long each request took to answer,
 	// from the request read to the answer written (the metrics).
 	Latency func(time.Duration)
+	// Weak, if set, refuses authenticated senders (and relay permits)
+	// whose login was seen with a weak password ([password]
+	// refuse_weak_submission; reason weak_password). The sender has
+	// authenticated already, so the refusal tells nothing about a
+	// password.
+	Weak WeakLogins
+}
+
+// WeakLogins says whether a login was seen with a weak password;
+// *password.Flags is one. It must answer from memory.
+type WeakLogins interface {
+	Weak(login string, now time.Time) bool
 }
 
 // Defaults of Config, and the values of LimitAction.
@@ -164,6 +176,7 @@ type Handler struct {
 	maxConns int
 	now      func() time.Time
 	latency  func(time.Duration) // nil: not measured
+	weak     WeakLogins          // nil: weak passwords are not refused
 
 	limit throttle.Log
 }
@@ -189,6 +202,7 @@ func NewHandler(cfg Config, e Engine, permits Permits, limits Limiter, dlog *pol
 		maxConns: cfg.MaxConns,
 		now:      cfg.Now,
 		latency:  cfg.Latency,
+		weak:     cfg.Weak,
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -267,6 +281,12 @@ func (h *Handler) Policy(r *Request, relayOnly bool, now time.Time) string {
 	case policy.Tarpit:
 		v.Action, v.Delay = policy.Allow, 0
 	}
+	if h.weak != nil && h.weak.Weak(login, now) {
+		wv := policy.Verdict{Action: policy.Deny, Reason: policy.ReasonWeakPassword}
+		a.WeakPassword = true
+		h.dlog.Verdict(now, &a, &wv)
+		return "REJECT " + replyText(h.e.Message(&a, &wv), DefaultRejectText, maxText)
+	}
 	if r.ProtocolState == "RCPT" && h.limits != nil {
 		if ex := h.limits.Rcpt(login, r.Instance, now); !ex.OK() {
 			return h.overLimit(now, &a, ex)
@@ -304,6 +324,12 @@ func (h *Handler) permit(key, instance string, now time.Time, logDeny bool) (act
 	// The line says whose login earned the permit.
 	a := policy.Attempt{Login: p.Login, Service: rules.SMTP, Client: addr, Door: "postfix"}
 	v := h.e.Decide(&a, now, nil)
+	if v.Action != policy.Deny && p.Login != "" && h.weak != nil && h.weak.Weak(p.Login, now) {
+		// A permit earned with a weak password relays no more than the
+		// login could send itself.
+		v = policy.Verdict{Action: policy.Deny, Reason: policy.ReasonWeakPassword}
+		a.WeakPassword = true
+	}
 	if v.Action == policy.Deny {
 		if logDeny {
 			v.Delay = 0

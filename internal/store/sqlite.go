@@ -134,6 +134,14 @@ var migrations = []string{
 		expires INTEGER NOT NULL                      -- unix seconds
 	) WITHOUT ROWID;
 	CREATE INDEX fw_trusted_expires ON fw_trusted (expires);`,
+	// 6: logins seen with a weak password at the nginx door
+	// ([password] check_at_login): the login and when, nothing of the
+	// password.
+	`CREATE TABLE weak_passwords (
+		login     TEXT PRIMARY KEY,                   -- normalized login
+		last_seen INTEGER NOT NULL                    -- unix seconds
+	) WITHOUT ROWID;
+	CREATE INDEX weak_passwords_seen ON weak_passwords (last_seen);`,
 }
 
 // SQLite is the embedded store: one SQLite file in WAL mode. It is safe
