@@ -90,6 +90,13 @@ func parseDovecotProcess(name, msg []byte, ev *Event) bool {
 		}
 		head := msg[:i+1]
 		fields = msg[i+3:]
+		if !isDovecotEndHead(head) {
+			// Another line of the login process, which may carry a
+			// client's text before its elements: "ID sent: name=x
+			// (auth failed, 9 attempts): user=<victim>..." when
+			// imap_id_log is set (captured, Dovecot 2.3.19).
+			return false
+		}
 		switch j := indexString(head, "(auth failed, "); {
 		case j >= 0:
 			n := head[j+len("(auth failed, "):]
@@ -155,6 +162,16 @@ func parseDovecotProcess(name, msg []byte, ev *Event) bool {
 		}
 	}
 	return true
+}
+
+// isDovecotEndHead reports whether head (a login process's message up
+// to its elements) is one of the lines that end a connection: the only
+// lines whose "(auth failed, N attempts" Dovecot wrote. Dovecot 2.3:
+// "Disconnected[: reason] (...)", submission-login's "Client has quit the
+// connection (...)"; 2.2: "Aborted login (...)"; 2.4: "Login aborted: ...".
+func isDovecotEndHead(head []byte) bool {
+	return hasPrefix(head, "Disconnected") || hasPrefix(head, "Aborted login") ||
+		hasPrefix(head, "Login aborted") || hasPrefix(head, "Client has quit the connection")
 }
 
 // lastElement returns the index of the value of the last element key

@@ -105,6 +105,8 @@ func TestInjection(t *testing.T) {
 			ev(Dovecot, rules.IMAP, "evil rip=6.6.6.6", "192.0.2.9", true, 0, "real", t0)},
 		{"dovecot: a forged rip on a line without its own (unix socket client)", p + "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x>, rip=6.6.6.6, lip=1.1.1.1>, method=PLAIN, session=<real>", nil},
 		{"dovecot: forged reason in the login", p + "imap-login: Disconnected (no auth attempts in 0 secs): user=<x (auth failed, 9 attempts): >, rip=192.0.2.9, lip=192.0.2.1", nil},
+		{"dovecot: a failure summary in an IMAP ID value (imap_id_log, captured from 2.3.19)", p + "imap-login: Info: ID sent: name=x (auth failed, 9 attempts): user=<victim>, method=PLAIN, rip=6.6.6.6, lip=1....: user=<>, rip=192.0.2.9, lip=127.0.0.1, session=<wmXAgOhht+d/AAMo>", nil},
+		{"dovecot: an ID value with a shorter forged address", p + "imap-login: ID sent: name=a (auth failed, 9 attempts): user=<v>, rip=6.6.6.6: rip=192.0.2.9, lip=127.0.0.1", nil},
 		{"dovecot: sanitized newline", p + "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x?Dec  5 18:55:53 mx dovecot: imap-login: Login: user=<y>, rip=6.6.6.6>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.1",
 			ev(Dovecot, rules.IMAP, "x?dec  5 18:55:53 mx dovecot: imap-login: login: user=<y>, rip=6.6.6.6", "192.0.2.9", false, 1, "", t0)},
 		{"postfix: forged address in the login", "Dec  5 18:55:53 mx postfix/smtpd[1]: warning: unknown[192.0.2.9]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=x, unknown[6.6.6.6]: SASL",
