@@ -2,6 +2,8 @@ package test
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +28,11 @@ import (
 //   - fail2ban's total is larger by principle: it also matches the login
 //     process's "(auth failed, N attempts)" summary of those same checks
 //     (so it counts each check twice) and "(tried to use disabled
-//     plaintext auth)", where no password was checked.
+//     plaintext auth)", where no password was checked;
+//   - `mailgate replay --log` of the same file reports those failures:
+//     its unlabelled failed attempts (attackers.attempts) are fail2ban's
+//     per-check matches plus Postfix's SASL failures (which fail2ban's
+//     dovecot filter does not read), and its attempts add the logins.
 //
 // MAILGATE_MAILLOG_LINES sets the length (default 200000; the benchmark
 // in docs/performance.md uses 1000000).
@@ -119,4 +125,41 @@ func TestMaillogAgreesWithFail2ban(t *testing.T) {
 	}
 	t.Logf("fail2ban matched %d = %d password checks (maillog: %d) + %d per-connection summaries + %d plaintext refusals",
 		matched, perCheck, checks, failures, st.DovecotPlaintext)
+
+	// mailgate replay, the command, on the same file. Its RFC 3164 times
+	// take their year from the file's modification time.
+	if err := os.Chtimes(path, ref, ref); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "mailgate.toml")
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, "[store]\npath = %q\n", filepath.Join(dir, "mailgate.db")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	cmd := exec.Command(harness.Mailgate(t), "replay", "--config", cfgPath, "--json", "--log", path)
+	cmd.Stderr = os.Stderr
+	rout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("mailgate replay: %v", err)
+	}
+	t.Logf("mailgate replay: %v", time.Since(start).Round(time.Millisecond))
+	var rep struct {
+		Input     struct{ Lines, Attempts int64 }
+		Attackers struct{ Attempts int64 }
+	}
+	if err := json.Unmarshal(rout, &rep); err != nil {
+		t.Fatalf("mailgate replay --json: %v\n%.2000s", err, rout)
+	}
+	if rep.Input.Lines != int64(lines) {
+		t.Errorf("replay read %d lines, want %d", rep.Input.Lines, lines)
+	}
+	if want := int64(perCheck + st.PostfixFailures); rep.Attackers.Attempts != want {
+		t.Errorf("replay reports %d failed attempts, want fail2ban's %d password checks + %d Postfix SASL failures = %d",
+			rep.Attackers.Attempts, perCheck, st.PostfixFailures, want)
+	}
+	if want := int64(perCheck + st.PostfixFailures + st.DovecotLogins + st.PostfixLogins); rep.Input.Attempts != want {
+		t.Errorf("replay replayed %d attempts, want %d failures + %d logins = %d",
+			rep.Input.Attempts, perCheck+st.PostfixFailures, st.DovecotLogins+st.PostfixLogins, want)
+	}
 }
