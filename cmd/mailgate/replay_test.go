@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -276,5 +277,60 @@ func TestReplayCapturedLogs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A replay with [dnsbl] zones configured asks no DNS server: a DNSBL
+// answer belongs to the live system's time (docs/replay.md), and a replay
+// of last week's log must not send last week's addresses to a list.
+func TestReplayAsksNoDNSBL(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	packets := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			packets <- string(buf[:n])
+		}
+	}()
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	os.WriteFile(events, []byte(`{"time":"2026-12-01T08:00:00Z","service":"imap","login":"alice@example.org","address":"198.51.100.1","result":"success"}
+{"time":"2026-12-01T08:00:01Z","service":"pop3","login":"bob@example.org","address":"2001:db8::1","result":"failure"}
+{"time":"2026-12-01T08:00:02Z","door":"nginx","service":"imap","login":"carol@example.org","address":"203.0.113.9"}
+`), 0o600)
+	cfg := fmt.Sprintf("[store]\npath = %q\n\n[dnsbl]\nzones = [\"bl.example.test\"]\nresolver = %q\n",
+		filepath.Join(dir, "mailgate.db"), pc.LocalAddr().String())
+	rep, err := runReplayCmd(t, cfg, "--events", events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Input.Attempts != 3 {
+		t.Errorf("replayed %d attempts, want 3", rep.Input.Attempts)
+	}
+	// The resolver is on loopback: a query the replay sent arrives
+	// before a marker sent now.
+	c, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("marker"))
+	c.Close()
+	n := 0
+	for p := range packets {
+		if p == "marker" {
+			break
+		}
+		n++
+	}
+	if n != 0 {
+		t.Errorf("the replay sent %d DNS queries", n)
 	}
 }
