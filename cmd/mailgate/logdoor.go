@@ -89,6 +89,12 @@ func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool,
 		d.sources = append(d.sources, s)
 	}
 	for _, s := range d.sources {
+		if len(s.programs) == 0 {
+			// programs = [] and every program's logins reach a door
+			// (the default [dovecot] enabled = true): nothing counts.
+			log.Warn("log door: this source counts nothing: the programs whose lines it would count report through a door ([dovecot] or [nginx] enabled); name them in programs (counting them twice) or turn the door off", "source", s.name)
+			continue
+		}
 		log.Info("log door: following", "source", s.name, "counts", s.programs)
 	}
 	return d

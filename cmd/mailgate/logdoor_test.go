@@ -93,11 +93,23 @@ func TestLogDoorProgramsAuto(t *testing.T) {
 	cfg.Store.Path = filepath.Join(dir, "mailgate.db")
 	cfg.Logs.Files = []config.LogFile{{Path: filepath.Join(dir, "none.log")}}
 	n := 0
-	d := newLogDoor(&cfg, func(*policy.Attempt, bool, time.Time) { n++ }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var logged strings.Builder
+	d := newLogDoor(&cfg, func(*policy.Attempt, bool, time.Time) { n++ }, slog.New(slog.NewTextHandler(&logged, nil)))
 	s := d.sources[0]
 	s.line([]byte("Dec 05 18:59:58 imap-login: Info: Login: user=<alice@example.test>, method=PLAIN, rip=192.0.2.1, lip=127.0.0.1, mpid=1, session=<a>"))
 	if n != 0 || s.skipped.Load() != 1 {
 		t.Errorf("a Dovecot line with the Dovecot door on: %d reports, %d skipped; want 0 and 1", n, s.skipped.Load())
+	}
+	// The default config with a file and programs = [] counts nothing
+	// from it: the admin is told at start.
+	if out := logged.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "counts nothing") {
+		t.Errorf("a source that counts nothing, not warned about:\n%s", out)
+	}
+	logged.Reset()
+	cfg.Logs.Files[0].Programs = []string{"postfix"}
+	newLogDoor(&cfg, func(*policy.Attempt, bool, time.Time) {}, slog.New(slog.NewTextHandler(&logged, nil)))
+	if out := logged.String(); strings.Contains(out, "level=WARN") {
+		t.Errorf("a source that counts postfix, warned about:\n%s", out)
 	}
 }
 
