@@ -95,6 +95,9 @@ func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool,
 			log.Warn("log door: this source counts nothing: the programs whose lines it would count report through a door ([dovecot] or [nginx] enabled); name them in programs (counting them twice) or turn the door off", "source", s.name)
 			continue
 		}
+		if slices.Contains(s.programs, maillog.Dovecot) && cfg.Dovecot.Enabled || slices.Contains(s.programs, maillog.Nginx) && cfg.Nginx.Enabled {
+			log.Warn("log door: this source counts a program whose logins a door reports too: each failure it logs counts twice if the program asks that door; turn the door off if it does not", "source", s.name, "counts", s.programs)
+		}
 		log.Info("log door: following", "source", s.name, "counts", s.programs)
 	}
 	return d

@@ -111,6 +111,13 @@ func TestLogDoorProgramsAuto(t *testing.T) {
 	if out := logged.String(); strings.Contains(out, "level=WARN") {
 		t.Errorf("a source that counts postfix, warned about:\n%s", out)
 	}
+	// Dovecot named with the Dovecot door on: counted twice.
+	logged.Reset()
+	cfg.Logs.Files[0].Programs = []string{"dovecot"}
+	newLogDoor(&cfg, func(*policy.Attempt, bool, time.Time) {}, slog.New(slog.NewTextHandler(&logged, nil)))
+	if out := logged.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "counts twice") {
+		t.Errorf("dovecot named with the Dovecot door on, not warned about:\n%s", out)
+	}
 }
 
 // TestStatusPrintsLogSources: `mailgate status` names each log source,
