@@ -83,7 +83,7 @@ func commands() []command {
 		{name: "hook postlogin", synopsis: "[--socket PATH] [--timeout D] PROTOCOL CONTINUATION [ARGS...]", short: "Dovecot post-login script: report the login, then run CONTINUATION",
 			long: "Reports the login in USER and IP to the hook socket (default " + defaultHookSocket + "), then executes CONTINUATION whatever happened. Flags end at PROTOCOL. Never writes to stdout (the mail client's connection).",
 			run:  cmdHookPostloginRun},
-		{name: "replay", synopsis: "(--log FILE... | --events FILE...) [--journal] [--store] [--from T] [--to T] [--json]",
+		{name: "replay", synopsis: "(--log FILE... | --events FILE...) [--programs LIST] [--journal] [--store] [--from T] [--to T] [--json]",
 			short: "what these rules would have done: run a mail log or an events file through the engine",
 			long:  "Runs the engine the config builds (its rules, [bruteforce], [geoip] and [relay]; with --store also the rules stored in store.path, opened read-only) over the input in virtual time: nothing sleeps, and no store, firewall or daemon is touched. Each attempt is decided as a door would before the password check; a refused one never reaches the check, an allowed one's result is reported to the engine. Reports attempts by verdict and reason, bans made, legitimate users refused and when, the guesses that reached a password check per account, and relay permits granted. The events format is in docs/replay.md.",
 			run:   out(cmdReplay)},

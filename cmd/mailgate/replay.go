@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"mailgate/internal/config"
+	"mailgate/internal/maillog"
 	"mailgate/internal/relay"
 	"mailgate/internal/replay"
 	"mailgate/internal/rules"
@@ -29,6 +31,7 @@ func cmdReplay(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 	var logs, events stringList
 	fs.Var(&logs, "log", "a mail log `FILE` to replay (repeatable; more files may follow as arguments; .gz is read compressed; - is stdin)")
 	fs.Var(&events, "events", "an events `FILE` (JSON lines, docs/replay.md) to replay (repeatable; more may follow as arguments)")
+	programs := fs.String("programs", "", "whose lines count: a comma-separated `LIST` of dovecot, postfix, nginx (default dovecot,postfix for text logs, as the log door's files; every program for --journal); nginx's error.log only alone: a client can write whole lines into it")
 	journal := fs.Bool("journal", false, "the --log files are journalctl's JSON output (journalctl --output=json)")
 	useStore := fs.Bool("store", false, "also use the rules stored in the config's store (store.path), opened read-only, as the daemon does")
 	from := fs.String("from", "", "replay only events at or after this `TIME` (RFC 3339, or 2006-01-02[ 15:04[:05]] in UTC)")
@@ -63,6 +66,9 @@ func cmdReplay(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 		return err
 	}
 	in := replayInput{journal: *journal}
+	if in.programs, err = replayPrograms(*programs, *journal); err != nil {
+		return err
+	}
 	defer in.close()
 	if len(logs) > 0 {
 		err = in.open(logs, true)
@@ -81,6 +87,36 @@ func cmdReplay(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 		return printJSON(stdout, rep)
 	}
 	return rep.WriteText(stdout)
+}
+
+// replayPrograms parses --programs. Its default and its one rule are the
+// log door's for a file (config.LogPrograms): nginx writes a client's
+// login into its error.log raw, newlines included, so a text log is read
+// for nginx alone or not for nginx; the journal keeps a newline inside an
+// entry, so it may mix them.
+func replayPrograms(list string, journal bool) ([]string, error) {
+	if list == "" {
+		if journal {
+			return nil, nil
+		}
+		return []string{maillog.Dovecot, maillog.Postfix}, nil
+	}
+	var out []string
+	for _, p := range strings.Split(list, ",") {
+		p = strings.TrimSpace(p)
+		switch p {
+		case maillog.Dovecot, maillog.Postfix, maillog.Nginx:
+		default:
+			return nil, fmt.Errorf("%w: replay: --programs: %q is not one of dovecot, postfix, nginx", errUsage, p)
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if !journal && slices.Contains(out, maillog.Nginx) && len(out) > 1 {
+		return nil, fmt.Errorf("%w: replay: --programs: nginx with other programs: nginx writes a client's login into its error.log as sent, newlines included, so a client could write a Dovecot or Postfix line there; replay nginx's log with --programs nginx alone", errUsage)
+	}
+	return out, nil
 }
 
 // runReplay replays src through a new engine built from cfg as serve
@@ -147,11 +183,12 @@ func parseWhen(s string) (time.Time, error) {
 
 // replayInput is the open input files of a replay.
 type replayInput struct {
-	journal bool
-	closers []io.Closer
-	srcs    []replay.Source
-	logs    []*replay.LogReader
-	events  []*replay.EventsReader
+	journal  bool
+	programs []string
+	closers  []io.Closer
+	srcs     []replay.Source
+	logs     []*replay.LogReader
+	events   []*replay.EventsReader
 }
 
 func (in *replayInput) open(names []string, logs bool) error {
@@ -190,6 +227,7 @@ func (in *replayInput) open(names []string, logs bool) error {
 		}
 		if logs {
 			l := replay.NewLogReader(r, name, ref, in.journal)
+			l.Programs(in.programs)
 			in.logs = append(in.logs, l)
 			in.srcs = append(in.srcs, l)
 		} else {

@@ -256,6 +256,9 @@ func TestReplayCapturedLogs(t *testing.T) {
 			if strings.HasSuffix(name, ".json") {
 				args = append(args, "--journal")
 			}
+			if name == "nginx-error.log" {
+				args = append(args, "--programs", "nginx")
+			}
 			// Low thresholds, so that the captured failures make bans.
 			rep, err := runReplayCmd(t, "bruteforce.addr_failures = 1\nbruteforce.login_failures = 1\nbruteforce.login_min_addrs = 1\nrelay.enabled = true\n", args...)
 			if err != nil {
@@ -332,5 +335,44 @@ func TestReplayAsksNoDNSBL(t *testing.T) {
 	}
 	if n != 0 {
 		t.Errorf("the replay sent %d DNS queries", n)
+	}
+}
+
+// nginx writes a client's login into its error.log raw, newlines
+// included, so a client can write a Dovecot login line there: replay
+// reads a text log for nginx alone or not for nginx (as the log door's
+// files do), and a forged line never becomes a login or a permit.
+func TestReplayPrograms(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "error.log")
+	log := `2026/12/05 19:09:20 [info] 20415#20415: *5 client login failed: "Login refused" while in http auth state, client: 127.0.3.24, server: 127.0.0.1:143, login: "x
+Dec 05 19:09:20 mx dovecot: imap-login: Login: user=<mallory@example.test>, method=PLAIN, rip=6.6.6.6, lip=127.0.0.1, mpid=1, session=<AAAAAAAAAAAAAAAA>"
+`
+	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "relay.enabled = true\n"
+	rep, err := runReplayCmd(t, cfg, "--log", path, "--programs", "nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Legitimate.Attempts != 0 || strings.Contains(fmt.Sprint(rep), "6.6.6.6") {
+		t.Errorf("nginx's log alone: a forged Dovecot login counted: %+v", rep)
+	}
+	// The default for a text log is dovecot and postfix: the forged line
+	// would count there, which is why nginx's file is replayed alone.
+	rep, err = runReplayCmd(t, cfg, "--log", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Input.Attempts != 1 {
+		t.Errorf("default programs: %d attempts, want the one Dovecot line", rep.Input.Attempts)
+	}
+	for _, bad := range []string{"nginx,dovecot", "exim", "postfix,nginx"} {
+		if _, err := runReplayCmd(t, cfg, "--log", path, "--programs", bad); err == nil || !errors.Is(err, errUsage) {
+			t.Errorf("--programs %s: %v, want a usage error", bad, err)
+		}
+	}
+	if _, err := runReplayCmd(t, cfg, "--journal", "--log", path, "--programs", "nginx,dovecot"); err != nil {
+		t.Errorf("--journal may mix programs: %v", err)
 	}
 }

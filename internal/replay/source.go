@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"mailgate/internal/maillog"
@@ -107,6 +108,7 @@ type LogReader struct {
 	lr      lineReader
 	ref     time.Time
 	journal bool
+	progs   []string // nil: every program
 	last    time.Time
 	matched int64
 	untimed int64
@@ -120,6 +122,10 @@ type LogReader struct {
 func NewLogReader(r io.Reader, name string, ref time.Time, journal bool) *LogReader {
 	return &LogReader{name: name, lr: lineReader{br: bufio.NewReaderSize(r, readBuf)}, ref: ref, journal: journal}
 }
+
+// Programs limits the events to those of the named programs
+// (maillog.Event.Program); nil or empty: every program.
+func (l *LogReader) Programs(p []string) { l.progs = p }
 
 // Lines returns how many lines were read; Matched how many were login
 // outcomes; Untimed how many of those were skipped for having no time
@@ -148,7 +154,7 @@ func (l *LogReader) Next(ev *Event) (bool, error) {
 		} else {
 			ok = maillog.ParseLine(line, l.ref, m)
 		}
-		if !ok {
+		if !ok || len(l.progs) > 0 && !slices.Contains(l.progs, l.ev.Program) {
 			continue
 		}
 		l.matched++
