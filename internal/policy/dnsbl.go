@@ -60,7 +60,7 @@ func (e *Engine) DNSBLSkip(a *Attempt, now time.Time) string {
 	case a.Login == "":
 		// nginx's SMTP proxy asks for mail delivered without AUTH too
 		// (Auth-Method: none): blocklists here are for logins.
-		return "no login (mail delivered without SMTP AUTH)"
+		return "no login: the blocklists are asked for logins only (nginx passes on mail without SMTP AUTH too)"
 	case int(a.Service) >= len(p.Services) || !p.Services[a.Service]:
 		return "the service is not in dnsbl.services"
 	}
