@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"mailgate/internal/config"
@@ -22,8 +23,9 @@ type pwState struct {
 	flags   *password.Flags // nil: check_at_login is off
 	st      *store.SQLite
 	log     *slog.Logger
-	days    func() int
-	cur     config.Password
+	// weakDays is password.weak_days: a reload writes it while the admin
+	// API and the prune in run read it.
+	weakDays atomic.Int64
 }
 
 // flushEvery is how often flag changes are written to the store.
@@ -47,8 +49,8 @@ func newPwState(ctx context.Context, c config.Password, st *store.SQLite, now ti
 	if err != nil {
 		return nil, err
 	}
-	s := &pwState{checker: password.NewChecker(p), limit: password.NewLimiter(c.CheckRate), st: st, log: log, cur: c}
-	s.days = func() int { return s.cur.WeakDays }
+	s := &pwState{checker: password.NewChecker(p), limit: password.NewLimiter(c.CheckRate), st: st, log: log}
+	s.weakDays.Store(int64(c.WeakDays))
 	if p.Breached != nil {
 		log.Info("breached-password list opened", "file", c.BreachedFile, "bytes", p.Breached.Size())
 	}
@@ -121,8 +123,11 @@ func (s *pwState) reconfigure(c config.Password, p password.Policy) {
 	if s.flags != nil {
 		s.flags.SetKeep(time.Duration(c.WeakDays) * 24 * time.Hour)
 	}
-	s.cur = c
+	s.weakDays.Store(int64(c.WeakDays))
 }
+
+// days is the weak_days in force.
+func (s *pwState) days() int { return int(s.weakDays.Load()) }
 
 // loginCheck is the nginx door's policy check; nil when check_at_login
 // is off.

@@ -420,7 +420,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	if limiter != nil {
 		admin.WithLimits(limiter)
 	}
-	admin.WithPassword(pws.checker, pws.limit, pws.flags, func() int { return pws.cur.WeakDays })
+	admin.WithPassword(pws.checker, pws.limit, pws.flags, pws.days)
 	var permitCount func() int
 	if grants != nil {
 		permitCount = grants.t.Len

@@ -55,7 +55,14 @@ const (
 	// Autoban is an address the kernel banned for going over the
 	// firewall's connection rate: 127.0.0.3.
 	Autoban
+	// TestPoint is RFC 5782's test entry 127.0.0.2, listed by every
+	// DNSBL so that clients can check the zone works (another mailgate's
+	// [dnsbl] health check asks it): 127.0.0.2, and a TXT saying so.
+	TestPoint
 )
+
+// testPoint is the address every DNSBL lists (RFC 5782 section 5).
+var testPoint = netip.AddrFrom4([4]byte{127, 0, 0, 2})
 
 // code returns the A record of a listing by s.
 func (s Source) code() [4]byte {
@@ -368,6 +375,9 @@ func (h *Handler) answer(s *settings, req *dns.Msg, client netip.Addr, udp bool,
 	var li Listing
 	if ok {
 		li, ok = h.lookup.Listed(a, now)
+		if !ok && a == testPoint {
+			li, ok = Listing{Prefix: netip.PrefixFrom(testPoint, 32), Source: TestPoint}, true
+		}
 	}
 	if !ok {
 		m.Rcode = dns.RcodeNameError
@@ -424,6 +434,9 @@ func finish(m, req *dns.Msg, udp bool) *dns.Msg {
 // and its end. It names no login, comment or actor.
 func (l Listing) Text() string {
 	var b strings.Builder
+	if l.Source == TestPoint {
+		return "mailgate: test point (RFC 5782), not a ban"
+	}
 	b.WriteString("mailgate: ")
 	if l.Source == Autoban {
 		b.WriteString("firewall autoban (connection rate)")

@@ -27,7 +27,7 @@ type DNSBLPolicy struct {
 
 // applies reports whether attempts of a's kind are checked at all.
 func (p *DNSBLPolicy) applies(a *Attempt) bool {
-	return p.Threshold > 0 && int(a.Service) < len(p.Services) && p.Services[a.Service] && !a.AfterAuth && a.Client.IsValid()
+	return p.Threshold > 0 && int(a.Service) < len(p.Services) && p.Services[a.Service] && !a.AfterAuth && a.Client.IsValid() && a.Login != ""
 }
 
 // SetDNSBL changes the DNS blocklist policy.
@@ -36,8 +36,8 @@ func (e *Engine) SetDNSBL(p DNSBLPolicy) {
 }
 
 // NeedsDNSBL reports whether a door should look a's client up in the DNS
-// blocklists before deciding it: the service is checked, and the
-// attempt is not exempt. Trusted networks, an account's own allow rules
+// blocklists before deciding it: the service is checked, the attempt
+// has a login, and it is not exempt. Trusted networks, an account's own allow rules
 // and known-good (login, address) pairs are never checked (not even
 // asked), nor are attempts the rules or an address ban refuse anyway. It
 // touches only memory.
@@ -57,6 +57,10 @@ func (e *Engine) DNSBLSkip(a *Attempt, now time.Time) string {
 		return "the password was already found correct (Dovecot's second call)"
 	case !a.Client.IsValid():
 		return "no client address"
+	case a.Login == "":
+		// nginx's SMTP proxy asks for mail delivered without AUTH too
+		// (Auth-Method: none): blocklists here are for logins.
+		return "no login: the blocklists are asked for logins only (nginx passes on mail without SMTP AUTH too)"
 	case int(a.Service) >= len(p.Services) || !p.Services[a.Service]:
 		return "the service is not in dnsbl.services"
 	}
