@@ -49,10 +49,6 @@ type logSource struct {
 // reported stuck (it is checked every [logs] poll, at most 10 s).
 const stuckAfter = 30 * time.Second
 
-// maxLineAttempts bounds the failures one line may count (Dovecot's
-// "auth failed, N attempts" summary).
-const maxLineAttempts = 100
-
 // newLogDoor builds the followers of cfg's [logs]; report gets every
 // event (the same path as the doors' reports).
 func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool, now time.Time), log *slog.Logger) *logDoor {
@@ -180,7 +176,7 @@ func (s *logSource) event(ev *maillog.Event, now time.Time) {
 	a := policy.Attempt{Door: "log", Service: ev.Service, Login: ev.Login, Client: ev.Client, Session: ev.Session}
 	n := 1
 	if !ev.Success {
-		n = min(max(ev.Attempts, 1), maxLineAttempts)
+		n = min(max(ev.Attempts, 1), maillog.MaxAttempts)
 	}
 	for range n {
 		s.report(&a, ev.Success, now)

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
-	"unicode/utf8"
 
 	"mailgate/internal/journal"
 	"mailgate/internal/policy"
@@ -72,7 +71,7 @@ func (p *permits) load(ctx context.Context, now time.Time) (int, error) {
 // login records a successful login reported by a door or the post-login
 // hook, and returns what it did to the login's permit.
 func (p *permits) login(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
-	if !printableLogin(login) {
+	if !rules.PrintableLogin(login) {
 		// A mail program does not let such a login in; a forged report
 		// could. It must not reach 'permit list' or the store.
 		p.log.Warn("login with control characters or over 320 bytes: no relay permit", "ip", addr.String(), "door", door)
@@ -92,20 +91,6 @@ func (p *permits) login(login string, svc rules.Service, addr netip.Addr, door s
 		}
 	}
 	return pm, o
-}
-
-// printableLogin reports whether a login can be stored and shown: valid
-// UTF-8, no control characters, at most rules.MaxAccountLen bytes.
-func printableLogin(s string) bool {
-	if s == "" || len(s) > rules.MaxAccountLen || !utf8.ValidString(s) {
-		return false
-	}
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-			return false
-		}
-	}
-	return true
 }
 
 func (p *permits) queue(pm relay.Permit, remove bool) {

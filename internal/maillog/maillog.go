@@ -50,9 +50,14 @@ type Event struct {
 	// Attempts is the number of failed password checks the line reports:
 	// 1 for most failure lines; N for Dovecot's per-connection summary
 	// "(auth failed, N attempts ...)"; 0 for a success. A follower counts
-	// a failure event Attempts times.
+	// a failure event Attempts times, at most MaxAttempts.
 	Attempts int
 }
+
+// MaxAttempts bounds the failures one line may count, in the log door
+// and in replay alike: a Dovecot summary claiming more is counted as
+// this many.
+const MaxAttempts = 100
 
 // ParseLine parses one syslog-style line (RFC 3164 or 5424 prefix, or a
 // Dovecot/Postfix log_path file line, or an nginx error.log line). ref

@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/policy"
@@ -222,7 +221,7 @@ func (r *Runner) attempt(a *policy.Attempt, ev *Event, now time.Time, legit, att
 	for i := range bans {
 		r.ban(&bans[i], now)
 	}
-	if success && r.s.Permits != nil && printableLogin(a.Login) {
+	if success && r.s.Permits != nil && rules.PrintableLogin(a.Login) {
 		p, o := r.s.Permits.Login(a.Login, a.Service, a.Door, a.Client, now)
 		r.permit(&p, o, now)
 	}
@@ -406,19 +405,4 @@ func (r *Runner) GuessesOn(login string) int64 {
 		return c.Reached
 	}
 	return 0
-}
-
-// printableLogin is the daemon's test before a login grants a relay
-// permit (cmd/mailgate's printableLogin): valid UTF-8, no control
-// characters, at most rules.MaxAccountLen bytes.
-func printableLogin(s string) bool {
-	if s == "" || len(s) > rules.MaxAccountLen || !utf8.ValidString(s) {
-		return false
-	}
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-			return false
-		}
-	}
-	return true
 }

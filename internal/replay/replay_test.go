@@ -10,6 +10,7 @@ import (
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/policy"
+	"mailgate/internal/maillog"
 	"mailgate/internal/rules"
 )
 
@@ -145,6 +146,9 @@ func TestLogReader(t *testing.T) {
 		strings.Repeat("x", readBuf+10),
 		"Dec  1 08:00:02 mx dovecot: pop3-login: Disconnected: Connection closed (auth failed, 3 attempts in 6 secs): user=<bob>, method=PLAIN, rip=::ffff:192.0.2.7, lip=192.0.2.250, session=<b>",
 		"Dec  1 08:00:03 mx postfix/submission/smtpd[2]: warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=carol",
+		// A summary claiming more than maillog.MaxAttempts counts as
+		// that many, as in the log door.
+		"Dec  1 08:00:04 mx dovecot: imap-login: Disconnected: Connection closed (auth failed, 5000 attempts in 6 secs): user=<dave>, method=PLAIN, rip=192.0.2.8, lip=192.0.2.250, session=<c>",
 	}, "\n")
 	lr := NewLogReader(strings.NewReader(log), "mail.log", t0.Add(24*time.Hour), false)
 	var got []Event
@@ -159,13 +163,14 @@ func TestLogReader(t *testing.T) {
 		}
 		got = append(got, e)
 	}
-	if len(got) != 3 || lr.Lines() != 5 || lr.Matched() != 3 {
+	if len(got) != 4 || lr.Lines() != 6 || lr.Matched() != 4 {
 		t.Fatalf("%d events of %d lines (%d matched): %+v", len(got), lr.Lines(), lr.Matched(), got)
 	}
 	want := []Event{
 		{Time: t0, Door: "dovecot", Service: rules.IMAP, Login: "alice@example.org", Client: netip.MustParseAddr("192.0.2.1"), Result: Success, Count: 1},
 		{Time: t0.Add(2 * time.Second), Door: "dovecot", Service: rules.POP3, Login: "bob", Client: netip.MustParseAddr("192.0.2.7"), Result: Failure, Count: 3},
 		{Time: t0.Add(3 * time.Second), Door: "postfix", Service: rules.SMTP, Login: "carol", Client: netip.MustParseAddr("192.0.2.9"), Result: Failure, Count: 1},
+		{Time: t0.Add(4 * time.Second), Door: "dovecot", Service: rules.IMAP, Login: "dave", Client: netip.MustParseAddr("192.0.2.8"), Result: Failure, Count: maillog.MaxAttempts},
 	}
 	for i := range want {
 		g := got[i]

@@ -176,7 +176,7 @@ func (l *LogReader) Next(ev *Event) (bool, error) {
 			ev.Result = Success
 		} else {
 			ev.Result = Failure
-			ev.Count = max(m.Attempts, 1)
+			ev.Count = min(max(m.Attempts, 1), maillog.MaxAttempts)
 		}
 		return true, nil
 	}

@@ -292,6 +292,21 @@ func NormalizeLogin(login string) string {
 	return strings.ToLower(s)
 }
 
+// PrintableLogin reports whether a login can be stored and shown, the
+// test before a login grants a relay permit: valid UTF-8, no control
+// characters, at most MaxAccountLen bytes.
+func PrintableLogin(s string) bool {
+	if s == "" || len(s) > MaxAccountLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
 // NormalizeAccount checks and normalizes a rule's account: an exact login
 // (case-insensitive, trimmed), "@domain" or "*".
 func NormalizeAccount(s string) (string, error) {
