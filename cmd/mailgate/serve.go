@@ -174,6 +174,13 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		if dnsbl, err = newDNSBLServer(cfg.DNSBLServer, tracker, fw, tel.dnsblCounter(), log.With("component", "dnsbl-server")); err != nil {
 			return fmt.Errorf("dnsbl_server: %w", err)
 		}
+		// Its sockets are bound now; a return before they are served must
+		// not leave them bound (a second Shutdown at the end is harmless).
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			dnsbl.srv.Shutdown(sctx)
+		}()
 	}
 
 	onReport := func(a *policy.Attempt, success bool, now time.Time) {

@@ -500,3 +500,27 @@ func TestListenStrangersGetOnlyRefused(t *testing.T) {
 		}
 	}
 }
+
+// A server shut down before it served (the daemon returned early after
+// Listen) frees its address: both sockets are closed.
+func TestShutdownBeforeServe(t *testing.T) {
+	h, _ := newTestHandler(t)
+	srv, err := Listen("127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr()
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("tcp %s still bound after Shutdown: %v", addr, err)
+	}
+	ln.Close()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatalf("udp %s still bound after Shutdown: %v", addr, err)
+	}
+	pc.Close()
+}

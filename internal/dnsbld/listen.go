@@ -110,8 +110,20 @@ func (s *Server) Serve() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	for _, d := range []*dns.Server{s.udp, s.tcp} {
-		// "server not started": Shutdown before Serve, no failure here.
-		if err := d.ShutdownContext(ctx); err != nil && err.Error() != "dns: server not started" {
+		// "server not started": Shutdown before Serve (serve returned
+		// early): the sockets Listen opened are closed here, or they would
+		// stay bound until the process ends.
+		err := d.ShutdownContext(ctx)
+		if err != nil && err.Error() == "dns: server not started" {
+			if d.Listener != nil {
+				d.Listener.Close()
+			}
+			if d.PacketConn != nil {
+				d.PacketConn.Close()
+			}
+			err = nil
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
