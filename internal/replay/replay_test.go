@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"mailgate/internal/abuse"
-	"mailgate/internal/policy"
 	"mailgate/internal/maillog"
+	"mailgate/internal/policy"
 	"mailgate/internal/rules"
 )
 
