@@ -132,7 +132,8 @@ func (p *prefix) parse5424(rest []byte) bool {
 				}
 			}
 		}
-		rest = rest[i:]
+		// A backslash as the very last byte steps i past the end.
+		rest = rest[min(i, len(rest)):]
 	default:
 		return false
 	}
