@@ -40,6 +40,12 @@ type logSource struct {
 	maxAge   time.Duration
 	report   func(a *policy.Attempt, success bool, now time.Time)
 	now      func() time.Time
+	log      *slog.Logger // nil: discard
+
+	// crashed counts the lines a parser panicked on; lastCrash (unix
+	// seconds) rate-limits their log line to one a minute.
+	crashed   atomic.Uint64
+	lastCrash atomic.Int64
 
 	events, others, skipped, stale atomic.Uint64
 	alarm                          atomic.Value // string: the last problem logged ("" none)
@@ -64,7 +70,7 @@ func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool,
 	}
 	for _, f := range l.Files {
 		s := &logSource{name: f.Path, kind: "file", programs: cfg.LogPrograms(f.Programs, true), services: services(f.Services),
-			maxAge: l.MaxAge, report: report, now: time.Now}
+			maxAge: l.MaxAge, report: report, now: time.Now, log: log}
 		s.file = logfollow.NewFile(f.Path, logfollow.FileOptions{
 			PositionFile: positionFile(dir, "file", f.Path),
 			MaxLine:      l.MaxLine,
@@ -73,7 +79,7 @@ func newLogDoor(cfg *config.Config, report func(a *policy.Attempt, success bool,
 	}
 	if j := l.Journald; j.Enabled {
 		s := &logSource{name: "journald", kind: "journald", programs: cfg.LogPrograms(j.Programs, false), services: services(j.Services),
-			maxAge: l.MaxAge, report: report, now: time.Now}
+			maxAge: l.MaxAge, report: report, now: time.Now, log: log}
 		s.journal = logfollow.NewJournal(logfollow.JournalOptions{
 			Command:      j.Command,
 			Units:        j.Units,
@@ -142,6 +148,7 @@ func (d *logDoor) run(ctx context.Context, poll time.Duration) {
 // line handles one line of a file.
 func (s *logSource) line(b []byte) {
 	now := s.now()
+	defer s.survive(now)
 	var ev maillog.Event
 	if !maillog.ParseLine(b, now, &ev) {
 		s.others.Add(1)
@@ -151,7 +158,8 @@ func (s *logSource) line(b []byte) {
 }
 
 // journalLine handles one line of journalctl's output.
-func (s *logSource) journalLine(b []byte) string {
+func (s *logSource) journalLine(b []byte) (cursor string) {
+	defer s.survive(s.now())
 	var ev maillog.Event
 	cursor, ok := maillog.ParseJournal(b, &ev)
 	if !ok {
@@ -160,6 +168,23 @@ func (s *logSource) journalLine(b []byte) string {
 	}
 	s.event(&ev, s.now())
 	return cursor
+}
+
+// survive, deferred by the line handlers, turns a panic of a parser into
+// a skipped line: a line any local user may have written (logger(1))
+// must cost that line, never the daemon. The panic is logged at most once
+// a minute, and counted as a line that was no event.
+func (s *logSource) survive(now time.Time) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.crashed.Add(1)
+	s.others.Add(1)
+	if last := s.lastCrash.Load(); now.Unix()-last >= 60 && s.lastCrash.CompareAndSwap(last, now.Unix()) && s.log != nil {
+		s.log.Error("log door: the parser failed on a line; the line is skipped (please report this as a bug)",
+			"source", s.name, "panic", fmt.Sprint(r), "lines_failed", s.crashed.Load())
+	}
 }
 
 // event reports a parsed login outcome as the doors report theirs.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -177,5 +178,42 @@ func TestLogDoorCheckLogs(t *testing.T) {
 	// Not checked for a minute (the reader is blocked): stuck.
 	if st := s.status(now.Add(time.Minute), cfg.Logs.LagBytes); st.State != "stuck" || !strings.Contains(st.Problem, "last checked 54s ago") {
 		t.Errorf("status a minute after the last check: %+v, want stuck", st)
+	}
+}
+
+// A parser that panics on a line (a bug; any local user can write a log
+// line) costs that line, not the daemon: the line handlers recover, count
+// it, and log it at most once a minute.
+func TestLogSourceSurvivesParserPanic(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	s := &logSource{name: "/var/log/mail.log", now: func() time.Time { return now }, log: slog.New(slog.NewTextHandler(&buf, nil))}
+	for range 3 {
+		func() {
+			defer s.survive(s.now())
+			panic("slice bounds out of range")
+		}()
+	}
+	if s.crashed.Load() != 3 || s.others.Load() != 3 {
+		t.Errorf("crashed %d, others %d; want 3 and 3", s.crashed.Load(), s.others.Load())
+	}
+	if n := strings.Count(buf.String(), "parser failed"); n != 1 {
+		t.Errorf("%d log lines in the same minute, want 1:\n%s", n, buf.String())
+	}
+	now = now.Add(time.Minute)
+	func() {
+		defer s.survive(s.now())
+		panic("again")
+	}()
+	if n := strings.Count(buf.String(), "parser failed"); n != 2 {
+		t.Errorf("%d log lines a minute later, want 2", n)
+	}
+	// The handlers themselves defer it: a line that does not panic is
+	// still handled as before.
+	s.programs = []string{"dovecot"}
+	s.report = func(*policy.Attempt, bool, time.Time) {}
+	s.line([]byte("<0>1 0 0 0 0 0 [\"\\"))
+	if s.crashed.Load() != 4 {
+		t.Errorf("crashed %d after a harmless line, want still 4", s.crashed.Load())
 	}
 }
