@@ -208,12 +208,20 @@ func TestLogSourceSurvivesParserPanic(t *testing.T) {
 	if n := strings.Count(buf.String(), "parser failed"); n != 2 {
 		t.Errorf("%d log lines a minute later, want 2", n)
 	}
-	// The handlers themselves defer it: a line that does not panic is
-	// still handled as before.
+	// The line handlers defer it: a panic below them (here in the
+	// report) costs the line, and the next line is handled.
 	s.programs = []string{"dovecot"}
-	s.report = func(*policy.Attempt, bool, time.Time) {}
-	s.line([]byte("<0>1 0 0 0 0 0 [\"\\"))
-	if s.crashed.Load() != 4 {
-		t.Errorf("crashed %d after a harmless line, want still 4", s.crashed.Load())
+	reports := 0
+	s.report = func(*policy.Attempt, bool, time.Time) {
+		reports++
+		if reports == 1 {
+			panic("report failed")
+		}
+	}
+	login := []byte("Dec  5 12:00:00 mx dovecot: imap-login: Login: user=<alice@example.org>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=1, TLS, session=<a>")
+	s.line(login)
+	s.line(login)
+	if s.crashed.Load() != 5 || reports != 2 {
+		t.Errorf("crashed %d, reports %d; want 5 and 2", s.crashed.Load(), reports)
 	}
 }

@@ -35,11 +35,7 @@ func cmdPasswordCheck(stdin *os.File) func(context.Context, *flag.FlagSet, []str
 		} else if len(pos) > 0 {
 			return fmt.Errorf("%w: password check: the password is read from standard input, never from the command line", errUsage)
 		}
-		cfg, _, err := config.LoadOrDefault(*path)
-		if err != nil {
-			return err
-		}
-		p, err := policyOf(cfg.Password)
+		p, err := loadPolicy(*path)
 		if err != nil {
 			return err
 		}
@@ -132,11 +128,7 @@ func cmdPasswordGenerate(_ context.Context, fs *flag.FlagSet, args []string, std
 	if *count < 1 || *count > 1000 {
 		return fmt.Errorf("%w: password generate: --count %d is outside 1 to 1000", errUsage, *count)
 	}
-	cfg, _, err := config.LoadOrDefault(*path)
-	if err != nil {
-		return err
-	}
-	p, err := policyOf(cfg.Password)
+	p, err := loadPolicy(*path)
 	if err != nil {
 		return err
 	}

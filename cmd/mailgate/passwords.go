@@ -44,6 +44,17 @@ func policyOf(c config.Password) (password.Policy, error) {
 	return p, nil
 }
 
+// loadPolicy is the [password] policy of the config file at path (""
+// is the default path, or the built-in defaults): the CLI's password
+// commands run it without a daemon. The caller closes its breached list.
+func loadPolicy(path string) (password.Policy, error) {
+	cfg, _, err := config.LoadOrDefault(path)
+	if err != nil {
+		return password.Policy{}, err
+	}
+	return policyOf(cfg.Password)
+}
+
 func newPwState(ctx context.Context, c config.Password, st *store.SQLite, now time.Time, log *slog.Logger) (*pwState, error) {
 	p, err := policyOf(c)
 	if err != nil {

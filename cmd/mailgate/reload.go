@@ -209,48 +209,43 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		apply["limits"] = false
 	}
 
-	// Everything that can fail is prepared before anything changes.
+	// Everything that can fail is prepared before anything changes; a
+	// refusal releases what was prepared and applies nothing.
 	var newGeo *geoip.Locator
+	var newPw password.Policy
+	abandon := func(err error) api.ReloadJSON {
+		if newGeo != nil {
+			newGeo.Close()
+		}
+		newPw.Breached.Close()
+		res.Applied, res.NeedsRestart = []string{}, []string{}
+		return refuse(err)
+	}
 	if apply["geoip.database"] || apply["geoip.format"] || apply["geoip.country_field"] {
 		if cfg.GeoIP.Database != "" {
 			newGeo, err = geoip.NewLocator(cfg.GeoIP.Database, geoip.Options{Format: cfg.GeoIP.Format, CountryField: cfg.GeoIP.CountryField}, r.log.With("component", "geoip"))
 			if err != nil {
-				res.Applied, res.NeedsRestart = []string{}, []string{}
-				return refuse(fmt.Errorf("geoip.database: %w", err))
+				return abandon(fmt.Errorf("geoip.database: %w", err))
 			}
 		}
 	}
 	if apply["dnsbl"] {
 		if err := r.blocks.check(cfg.DNSBL); err != nil {
-			if newGeo != nil {
-				newGeo.Close()
-			}
-			res.Applied, res.NeedsRestart = []string{}, []string{}
-			return refuse(err)
+			return abandon(err)
 		}
 	}
 	// The breached list is opened anew on every reload, so that a file
 	// replaced by rename (a new download) is taken up.
-	var newPw password.Policy
 	pwApply := r.pws != nil && (apply["password"] || cfg.Password.BreachedFile != "")
 	if pwApply {
 		if newPw, err = policyOf(cfg.Password); err != nil {
-			if newGeo != nil {
-				newGeo.Close()
-			}
-			res.Applied, res.NeedsRestart = []string{}, []string{}
-			return refuse(err)
+			return abandon(err)
 		}
 	}
 	var logDest bool
 	if apply["log.decisions"] {
 		if err := r.dw.Retarget(cfg.Log.Decisions); err != nil {
-			if newGeo != nil {
-				newGeo.Close()
-			}
-			newPw.Breached.Close()
-			res.Applied, res.NeedsRestart = []string{}, []string{}
-			return refuse(fmt.Errorf("log.decisions: %w", err))
+			return abandon(fmt.Errorf("log.decisions: %w", err))
 		}
 		logDest = true
 	}

@@ -355,7 +355,7 @@ Dec 05 19:09:20 mx dovecot: imap-login: Login: user=<mallory@example.test>, meth
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Legitimate.Attempts != 0 || strings.Contains(fmt.Sprint(rep), "6.6.6.6") {
+	if out, _ := json.Marshal(rep); rep.Legitimate.Attempts != 0 || strings.Contains(string(out), "6.6.6.6") {
 		t.Errorf("nginx's log alone: a forged Dovecot login counted: %+v", rep)
 	}
 	// The default for a text log is dovecot and postfix: the forged line
