@@ -69,22 +69,7 @@ budget = "500ms"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ip := netip.MustParseAddr
-	ok := func(t *testing.T, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("login refused: %v", err)
-		}
-	}
-	refused := func(t *testing.T, err error, want string) {
-		t.Helper()
-		var le *harness.LoginError
-		if !errors.As(err, &le) {
-			t.Fatalf("got %v, want the server to refuse the login", err)
-		}
-		if !strings.Contains(le.Response, want) {
-			t.Fatalf("the client saw %q, want it to contain %q", le.Response, want)
-		}
-	}
+	ok, refused := mustLogIn, mustBeRefused
 	noDNSBLField := func(t *testing.T, src string) {
 		t.Helper()
 		l := mg.WaitLogLine(t, map[string]string{"decision": "allow", "door": "dovecot", "ip": src})

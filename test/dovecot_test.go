@@ -21,6 +21,27 @@ import (
 	"mailgate/test/harness"
 )
 
+// mustLogIn fails t unless a login succeeded.
+func mustLogIn(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("login refused: %v", err)
+	}
+}
+
+// mustBeRefused fails t unless the server refused the login with a reply
+// containing want.
+func mustBeRefused(t *testing.T, err error, want string) {
+	t.Helper()
+	var le *harness.LoginError
+	if !errors.As(err, &le) {
+		t.Fatalf("got %v, want the server to refuse the login", err)
+	}
+	if !strings.Contains(le.Response, want) {
+		t.Fatalf("the client saw %q, want it to contain %q", le.Response, want)
+	}
+}
+
 func TestMain(m *testing.M) { harness.Main(m) }
 
 // mailgateConfig is a config for one test's mailgate: its database and
@@ -79,22 +100,7 @@ func TestDovecotEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ip := netip.MustParseAddr
-	ok := func(t *testing.T, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("login refused: %v", err)
-		}
-	}
-	refused := func(t *testing.T, err error, want string) {
-		t.Helper()
-		var le *harness.LoginError
-		if !errors.As(err, &le) {
-			t.Fatalf("got %v, want the server to refuse the login", err)
-		}
-		if !strings.Contains(le.Response, want) {
-			t.Fatalf("the client saw %q, want it to contain %q", le.Response, want)
-		}
-	}
+	ok, refused := mustLogIn, mustBeRefused
 	// deny waits for mailgate's decision line for a refused attempt.
 	deny := func(t *testing.T, reason string, rule int64, service, login, src string) {
 		t.Helper()
