@@ -51,4 +51,8 @@ func TestPostgresStore(t *testing.T) {
 		open := pgOpener(t, pg, "mg_permits")
 		storetest.RunPermits(t, func(t *testing.T) storetest.PermitStore { return open(t) })
 	})
+	t.Run("State", func(t *testing.T) {
+		open := pgOpener(t, pg, "mg_state")
+		storetest.RunState(t, func(t *testing.T) storetest.StateStore { return open(t) })
+	})
 }
