@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		return err
 	}
 
-	st, err := store.OpenSQLite(cfg.Store.Path)
+	st, stName, err := openStore(ctx, cfg.Store)
 	if err != nil {
 		return fmt.Errorf("opening store: %w", err)
 	}
@@ -84,7 +84,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	log.Info("rules loaded", "stored", n, "from_config", len(fixed), "db", cfg.Store.Path)
+	log.Info("rules loaded", "stored", n, "from_config", len(fixed), "db", stName)
 
 	dw, err := openDecisionWriter(cfg.Log.Decisions)
 	if err != nil {

@@ -135,12 +135,15 @@ func StartPostgres(t testing.TB, ip string) *Postgres {
 }
 
 // psqlErr runs one SQL command as the superuser over the unix socket.
-func (p *Postgres) psqlErr(sql string) ([]byte, error) {
+func (p *Postgres) psqlErr(sql string) ([]byte, error) { return p.psqlIn("postgres", sql) }
+
+// psqlIn runs one SQL command as the superuser in database db.
+func (p *Postgres) psqlIn(db, sql string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, port, _ := net.SplitHostPort(p.Addr)
 	cmd := exec.CommandContext(ctx, PostgresBin+"/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-		"-h", p.Dir, "-p", port, "-U", p.User, "-d", "postgres", "-At", "-c", sql)
+		"-h", p.Dir, "-p", port, "-U", p.User, "-d", db, "-At", "-c", sql)
 	return cmd.CombinedOutput()
 }
 
@@ -151,6 +154,16 @@ func (p *Postgres) SQL(t testing.TB, sql string) string {
 	out, err := p.psqlErr(sql)
 	if err != nil {
 		t.Fatalf("harness: psql %q: %v\n%s", sql, err, trimOutput(out))
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// SQLIn is SQL in database db.
+func (p *Postgres) SQLIn(t testing.TB, db, sql string) string {
+	t.Helper()
+	out, err := p.psqlIn(db, sql)
+	if err != nil {
+		t.Fatalf("harness: psql -d %s %q: %v\n%s", db, sql, err, trimOutput(out))
 	}
 	return strings.TrimSpace(string(out))
 }
