@@ -1,11 +1,13 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"mailgate/test/harness"
 )
@@ -39,11 +41,11 @@ hook_socket = ""
 }
 
 // TestServePostgres runs two `mailgate serve` on one real PostgreSQL
-// database: a rule, a ban and a relay permit added through node A are in
-// the database and in node B after B restarts (live propagation without
-// a restart is LISTEN/NOTIFY, not built yet); node B's
-// database has no SQLite file; no log shows the password; backup says to
-// use pg_dump.
+// database: a rule added or removed through node A acts on node B within
+// 1 s (LISTEN/NOTIFY), and B resyncs after its listening connection is
+// cut; a rule, a ban and a relay permit added through node A are in the
+// database and in node B after B restarts; no SQLite file is made; no
+// log shows the password; backup says to use pg_dump.
 func TestServePostgres(t *testing.T) {
 	pg := harness.StartPostgres(t, "127.0.0.63")
 	const pw = "pg-Secret-e2e-4242"
@@ -57,11 +59,42 @@ func TestServePostgres(t *testing.T) {
 	a := harness.StartMailgate(t, pgMailgateConfig(t, dirA, dsnNoPW, pw))
 	b := harness.StartMailgate(t, pgMailgateConfig(t, dirB, dsnNoPW, pw))
 
+	// A rule added and removed through node A acts on node B within 1 s
+	// (LISTEN/NOTIFY), without a restart.
+	a.MustCLI(t, "rule", "add", "--account", "carol@example.test", "--deny", "--ip", "192.0.2.67", "--json")
+	if d := waitExplain(t, b, "carol@example.test", "192.0.2.67", "account_deny", time.Second); d < 0 {
+		t.Errorf("node B did not apply node A's new rule within 1 s")
+	} else {
+		t.Logf("rule add on A → applied on B: at most %v after the CLI returned", d)
+	}
+	id := strings.TrimSpace(pgSQLIn(t, pg, "mg_serve", `SELECT id FROM rules WHERE account = 'carol@example.test'`))
+	a.MustCLI(t, "rule", "rm", id)
+	if d := waitExplain(t, b, "carol@example.test", "192.0.2.67", "default", time.Second); d < 0 {
+		t.Errorf("node B did not drop the rule node A removed within 1 s")
+	} else {
+		t.Logf("rule rm on A → applied on B: at most %v", d)
+	}
+	// A rule written behind mailgate's back (no notice) while B's
+	// listening connection is cut reaches B by the resync after its
+	// reconnect.
+	pgSQLIn(t, pg, "mg_serve", `UPDATE rule_ids SET max_id = max_id + 1000`)
+	pgSQLIn(t, pg, "mg_serve", `INSERT INTO rules (id, scope, account, service, action, "match", comment, expires, created, created_by)
+		SELECT max_id, 'account', 'dave@example.test', 'all', 'deny', '192.0.2.68', '', NULL, now(), 'psql' FROM rule_ids`)
+	if got := waitExplain(t, b, "dave@example.test", "192.0.2.68", "account_deny", 300*time.Millisecond); got >= 0 {
+		t.Fatalf("node B saw a rule nobody announced (the test cannot tell a resync from a notice)")
+	}
+	if n := pgSQLIn(t, pg, "mg_serve", `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'`); n != "2" {
+		t.Fatalf("terminated %s listening connections, want 2 (one per node)", n)
+	}
+	if d := waitExplain(t, b, "dave@example.test", "192.0.2.68", "account_deny", 5*time.Second); d < 0 {
+		t.Errorf("node B did not resync after its listening connection was cut")
+	}
+
 	a.MustCLI(t, "rule", "add", "--account", "alice@example.test", "--deny", "--ip", "192.0.2.66", "--comment", "from node A")
 	a.MustCLI(t, "ban", "add", "--ip", "198.51.100.0/24", "--for", "1h", "--comment", "from node A")
 	a.MustCLI(t, "permit", "add", "--ip", "203.0.113.9", "--for", "1h")
 
-	if got := pgSQLIn(t, pg, "mg_serve", `SELECT account || ' ' || "match" FROM rules`); got != "alice@example.test 192.0.2.66" {
+	if got := pgSQLIn(t, pg, "mg_serve", `SELECT account || ' ' || "match" FROM rules WHERE created_by <> 'psql'`); got != "alice@example.test 192.0.2.66" {
 		t.Errorf("rules in PostgreSQL: %q", got)
 	}
 	if got := pgSQLIn(t, pg, "mg_serve", `SELECT prefix::text || ' ' || comment FROM bans`); got != "198.51.100.0/24 from node A" {
@@ -103,6 +136,28 @@ func TestServePostgres(t *testing.T) {
 		if !strings.Contains(m.Stderr(), "postgres mg_serve@127.0.0.63:") {
 			t.Errorf("node %s's log does not name the database as user@host:port/db:\n%s", name, m.Stderr())
 		}
+	}
+}
+
+// waitExplain asks m's explain every 20 ms until account from ip gets
+// reason for IMAP, for at most limit; it returns how long that took, or
+// -1 if it never did.
+func waitExplain(t *testing.T, m *harness.MG, account, ip, reason string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		out := m.MustCLI(t, "explain", "--account", account, "--ip", ip, "--service", "imap", "--json")
+		var e struct{ Reason string }
+		if err := json.Unmarshal([]byte(out), &e); err != nil {
+			t.Fatalf("explain: %v: %s", err, out)
+		}
+		if e.Reason == reason {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			return -1
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -563,6 +563,11 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		persist.run(bg)
 	}()
 	wg.Go(func() { pws.run(bg) })
+	if pg, ok := st.(*store.Postgres); ok {
+		// Rule changes other nodes commit reach this node's index as
+		// they commit (docs/store-postgres.md).
+		wg.Go(func() { pg.ListenRules(bg, book, time.Second, log.With("component", "rulesync")) })
+	}
 	if grants != nil {
 		wg.Add(1)
 		go func() {

@@ -130,6 +130,7 @@ func PostgresSchemaVersion() int { return len(pgMigrations) }
 type Postgres struct {
 	pool *pgxpool.Pool
 	name string // the server and database, for errors; never the password
+	node string // this node's id in rule notices (RuleChannel)
 }
 
 // PostgresOptions tunes OpenPostgres. The zero value is usable.
@@ -139,6 +140,8 @@ type PostgresOptions struct {
 	Password string
 	// MaxConns bounds the pool (0: pgxpool's default, max(4, CPUs)).
 	MaxConns int32
+	// Node names this node in rule notices; "" = NewNodeID().
+	Node string
 }
 
 // PostgresName describes a DSN for logs and errors: user@host:port/db,
@@ -188,7 +191,10 @@ func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgr
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "mailgate"
 	}
-	s := &Postgres{name: pgName(cfg.ConnConfig)}
+	s := &Postgres{name: pgName(cfg.ConnConfig), node: opt.Node}
+	if s.node == "" {
+		s.node = NewNodeID()
+	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
@@ -205,6 +211,9 @@ func (s *Postgres) Close() error {
 	s.pool.Close()
 	return nil
 }
+
+// Node is this node's id in rule notices.
+func (s *Postgres) Node() string { return s.node }
 
 // Name is user@host:port/database, for logs (never the password).
 func (s *Postgres) Name() string { return s.name }
@@ -324,7 +333,10 @@ func (s *Postgres) AddRules(ctx context.Context, now time.Time, actor string, rs
 		for i := range out {
 			out[i].ID = first + int64(i)
 		}
-		return pgInsertRules(ctx, tx, out, pgTime(now), actor)
+		if err := pgInsertRules(ctx, tx, out, pgTime(now), actor); err != nil {
+			return err
+		}
+		return notify(ctx, tx, noticesFor(s.node, first, last, nil))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add rules: %w", err)
@@ -392,7 +404,7 @@ func (s *Postgres) DeleteRule(ctx context.Context, now time.Time, actor string, 
 			pgTime(now), actor, OpRemove, r.ID, Detail(&r)); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		return nil
+		return notify(ctx, tx, noticesFor(s.node, 0, 0, rs[:1]))
 	})
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -471,7 +483,7 @@ func (s *Postgres) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Ru
 			pgTime(now), ActorExpiry, OpExpire, ids, detail); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		return nil
+		return notify(ctx, tx, noticesFor(s.node, 0, 0, rs))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete expired rules: %w", err)
