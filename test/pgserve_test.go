@@ -74,6 +74,25 @@ func TestServePostgres(t *testing.T) {
 	} else {
 		t.Logf("rule rm on A → applied on B: at most %v", d)
 	}
+	// A forged notice (any role that can connect may NOTIFY) does not
+	// take a stored rule out of a node's memory.
+	a.MustCLI(t, "rule", "add", "--account", "erin@example.test", "--deny", "--ip", "192.0.2.69")
+	if d := waitExplain(t, b, "erin@example.test", "192.0.2.69", "account_deny", time.Second); d < 0 {
+		t.Fatalf("node B did not apply erin's rule")
+	}
+	erin := strings.TrimSpace(pgSQLIn(t, pg, "mg_serve", `SELECT id FROM rules WHERE account = 'erin@example.test'`))
+	pgSQLIn(t, pg, "mg_serve", `SELECT pg_notify('mailgate_rules', '{"v":1,"node":"forged","del":[{"id":`+erin+
+		`,"scope":"account","account":"erin@example.test","service":"all","action":"deny","match":"192.0.2.69"}]}')`)
+	// The forged notice and a real one after it arrive in order: once
+	// the real one is applied, the forged one was handled.
+	a.MustCLI(t, "rule", "add", "--account", "frank@example.test", "--deny", "--ip", "192.0.2.70")
+	if d := waitExplain(t, b, "frank@example.test", "192.0.2.70", "account_deny", time.Second); d < 0 {
+		t.Fatalf("node B did not apply frank's rule")
+	}
+	if d := waitExplain(t, b, "erin@example.test", "192.0.2.69", "account_deny", 0); d < 0 {
+		t.Errorf("a forged notice took erin's stored rule out of node B's memory")
+	}
+
 	// A rule written behind mailgate's back (no notice) while B's
 	// listening connection is cut reaches B by the resync after its
 	// reconnect.
@@ -94,7 +113,7 @@ func TestServePostgres(t *testing.T) {
 	a.MustCLI(t, "ban", "add", "--ip", "198.51.100.0/24", "--for", "1h", "--comment", "from node A")
 	a.MustCLI(t, "permit", "add", "--ip", "203.0.113.9", "--for", "1h")
 
-	if got := pgSQLIn(t, pg, "mg_serve", `SELECT account || ' ' || "match" FROM rules WHERE created_by <> 'psql'`); got != "alice@example.test 192.0.2.66" {
+	if got := pgSQLIn(t, pg, "mg_serve", `SELECT account || ' ' || "match" FROM rules WHERE created_by <> 'psql' AND account NOT IN ('erin@example.test', 'frank@example.test')`); got != "alice@example.test 192.0.2.66" {
 		t.Errorf("rules in PostgreSQL: %q", got)
 	}
 	if got := pgSQLIn(t, pg, "mg_serve", `SELECT prefix::text || ' ' || comment FROM bans`); got != "198.51.100.0/24 from node A" {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -221,6 +222,12 @@ func (s *Postgres) listenOnce(ctx context.Context, sy RuleSyncer, connected func
 			continue
 		}
 		if len(removed) > 0 {
+			// NOTIFY needs no privilege beyond connecting to the
+			// database: a notice is a hint, the table is the truth. A
+			// rule still stored is not taken out of memory.
+			if removed, err = s.goneOnly(ctx, removed); err != nil {
+				return fmt.Errorf("check removed rules: %w", err)
+			}
 			sy.Removed(removed)
 		}
 		if notice.Add != nil {
@@ -232,4 +239,24 @@ func (s *Postgres) listenOnce(ctx context.Context, sy RuleSyncer, connected func
 			sy.Added(rs)
 		}
 	}
+}
+
+// goneOnly returns the rules of rs that are not stored.
+func (s *Postgres) goneOnly(ctx context.Context, rs []rules.Rule) ([]rules.Rule, error) {
+	ids := make([]int64, len(rs))
+	for i := range rs {
+		ids[i] = rs[i].ID
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT id FROM rules WHERE id = ANY($1)`, ids)
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	out := rs[:0]
+	for _, r := range rs {
+		if !slices.Contains(stored, r.ID) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
