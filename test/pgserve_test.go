@@ -185,3 +185,38 @@ func pgSQLIn(t *testing.T, pg *harness.Postgres, db, sql string) string {
 	t.Helper()
 	return pg.SQLIn(t, db, sql)
 }
+
+// TestServePostgresDown: with PostgreSQL stopped, a node keeps deciding
+// from memory (explain answers with the rule it had), a rule change
+// through the CLI fails with an error (and the daemon stays up), the
+// rule sync says it lost the database, and nothing shows the password.
+func TestServePostgresDown(t *testing.T) {
+	pg := harness.StartPostgres(t, "127.0.0.64")
+	const pw = "pg-Secret-down-5151"
+	dsn := strings.Replace(pg.CreateDatabase(t, "mg_down", pw), ":"+pw+"@", "@", 1)
+	dir := harness.TempDir(t, "pgd-")
+	m := harness.StartMailgate(t, pgMailgateConfig(t, dir, dsn, pw))
+	m.MustCLI(t, "rule", "add", "--account", "gina@example.test", "--deny", "--ip", "192.0.2.71")
+
+	pg.Stop(t)
+	if d := waitExplain(t, m, "gina@example.test", "192.0.2.71", "account_deny", 0); d < 0 {
+		t.Errorf("with the database down, the node lost its rule")
+	}
+	_, stderr, err := m.CLI("rule", "add", "--account", "hank@example.test", "--deny", "--ip", "192.0.2.72")
+	if err == nil {
+		t.Fatalf("rule add succeeded with the database down")
+	}
+	t.Logf("rule add with the database down: %s", strings.TrimSpace(stderr))
+	if d := waitExplain(t, m, "hank@example.test", "192.0.2.72", "default", 0); d < 0 {
+		t.Errorf("a failed rule add changed the node's memory")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(m.Stderr(), "rule sync: lost the database"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rule sync did not log that it lost the database:\n%s", m.Stderr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(m.Stderr(), pw) || strings.Contains(stderr, pw) {
+		t.Errorf("the password shows in the log or the CLI's error")
+	}
+}
