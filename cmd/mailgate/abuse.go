@@ -36,7 +36,7 @@ func skipBadRows(log *slog.Logger, err error) error {
 // a fresh tracker: bans survive a restart with their remaining time. A
 // stored row that cannot be read back, or a ban the tracker refuses, is
 // logged and skipped.
-func loadAbuseState(ctx context.Context, st *store.SQLite, t *abuse.Tracker, b config.BruteForce, now time.Time, log *slog.Logger) error {
+func loadAbuseState(ctx context.Context, st store.Backend, t *abuse.Tracker, b config.BruteForce, now time.Time, log *slog.Logger) error {
 	bans, maxID, err := st.Bans(ctx, now)
 	if err := skipBadRows(log, err); err != nil {
 		return err
@@ -64,10 +64,10 @@ type abusePersister struct {
 	cfg  config.BruteForce
 	bans *journal.Journal[int64, abuse.Ban]
 	kg   *journal.Journal[abuse.KnownGood, abuse.KnownGood]
-	st   *store.SQLite
+	st   store.Backend
 }
 
-func newAbusePersister(st *store.SQLite, t *abuse.Tracker, cfg config.BruteForce, log *slog.Logger) *abusePersister {
+func newAbusePersister(st store.Backend, t *abuse.Tracker, cfg config.BruteForce, log *slog.Logger) *abusePersister {
 	p := &abusePersister{cfg: cfg, st: st}
 	p.bans = journal.New(journal.Config[int64, abuse.Ban]{
 		Name: "bans",

@@ -30,7 +30,7 @@ type firewall struct {
 	fw         *nft.Firewall
 	nc         nft.Config
 	tracker    *abuse.Tracker
-	st         *store.SQLite
+	st         store.Backend
 	log        *slog.Logger
 	trustedFor time.Duration // nc, trustedFor and reconcile: guarded by mu (a reload changes them)
 	reconcile  time.Duration
@@ -60,7 +60,7 @@ const fwFlush = 200 * time.Millisecond
 // favours) until older ones expire.
 const maxTrusted = 1_000_000
 
-func newFirewall(cfg config.Firewall, trustedNets []netip.Prefix, tracker *abuse.Tracker, st *store.SQLite, log *slog.Logger) (*firewall, error) {
+func newFirewall(cfg config.Firewall, trustedNets []netip.Prefix, tracker *abuse.Tracker, st store.Backend, log *slog.Logger) (*firewall, error) {
 	nc := nftConfig(cfg, trustedNets)
 	if err := nc.Validate(); err != nil {
 		return nil, fmt.Errorf("firewall: %w", err)
@@ -78,7 +78,7 @@ func newFirewall(cfg config.Firewall, trustedNets []netip.Prefix, tracker *abuse
 
 // newFirewallState is the firewall's state over fw, without the netlink
 // connection (tests).
-func newFirewallState(fw *nft.Firewall, nc nft.Config, cfg config.Firewall, tracker *abuse.Tracker, st *store.SQLite, log *slog.Logger) *firewall {
+func newFirewallState(fw *nft.Firewall, nc nft.Config, cfg config.Firewall, tracker *abuse.Tracker, st store.Backend, log *slog.Logger) *firewall {
 	f := &firewall{
 		fw: fw, nc: nc, tracker: tracker, st: st, log: log,
 		trustedFor: cfg.TrustedFor, reconcile: cfg.ReconcileEvery,

@@ -21,7 +21,7 @@ type pwState struct {
 	checker *password.Checker
 	limit   *password.Limiter
 	flags   *password.Flags // nil: check_at_login is off
-	st      *store.SQLite
+	st      store.Backend
 	log     *slog.Logger
 	// weakDays is password.weak_days: a reload writes it while the admin
 	// API and the prune in run read it.
@@ -55,7 +55,7 @@ func loadPolicy(path string) (password.Policy, error) {
 	return policyOf(cfg.Password)
 }
 
-func newPwState(ctx context.Context, c config.Password, st *store.SQLite, now time.Time, log *slog.Logger) (*pwState, error) {
+func newPwState(ctx context.Context, c config.Password, st store.Backend, now time.Time, log *slog.Logger) (*pwState, error) {
 	p, err := policyOf(c)
 	if err != nil {
 		return nil, err

@@ -19,13 +19,13 @@ import (
 // the table's state at the time of writing, per network.
 type permits struct {
 	t    *relay.Table
-	st   *store.SQLite
+	st   store.Backend
 	dlog *policy.DecisionLog
 	log  *slog.Logger
 	j    *journal.Journal[netip.Prefix, relay.Permit]
 }
 
-func newPermits(t *relay.Table, st *store.SQLite, dlog *policy.DecisionLog, log *slog.Logger) *permits {
+func newPermits(t *relay.Table, st store.Backend, dlog *policy.DecisionLog, log *slog.Logger) *permits {
 	p := &permits{t: t, st: st, dlog: dlog, log: log}
 	p.j = journal.New(journal.Config[netip.Prefix, relay.Permit]{
 		Name: "relay permits",

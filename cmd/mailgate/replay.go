@@ -130,6 +130,9 @@ func runReplay(ctx context.Context, cfg *config.Config, withStore bool, opt repl
 	}
 	rs := fixed
 	if withStore {
+		if cfg.Store.Driver == "postgres" {
+			return nil, errReplayPostgres
+		}
 		st, err := store.OpenSQLiteReadOnly(cfg.Store.Path)
 		if err != nil {
 			return nil, fmt.Errorf("replay --store: %w", err)

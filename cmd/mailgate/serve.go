@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		return err
 	}
 
-	st, err := store.OpenSQLite(cfg.Store.Path)
+	st, stName, err := openStore(ctx, cfg.Store)
 	if err != nil {
 		return fmt.Errorf("opening store: %w", err)
 	}
@@ -84,7 +84,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	log.Info("rules loaded", "stored", n, "from_config", len(fixed), "db", cfg.Store.Path)
+	log.Info("rules loaded", "stored", n, "from_config", len(fixed), "db", stName)
 
 	dw, err := openDecisionWriter(cfg.Log.Decisions)
 	if err != nil {
@@ -563,6 +563,11 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		persist.run(bg)
 	}()
 	wg.Go(func() { pws.run(bg) })
+	if pg, ok := st.(*store.Postgres); ok {
+		// Rule changes other nodes commit reach this node's index as
+		// they commit (docs/store-postgres.md).
+		wg.Go(func() { pg.ListenRules(bg, book, time.Second, log.With("component", "rulesync")) })
+	}
 	if grants != nil {
 		wg.Add(1)
 		go func() {

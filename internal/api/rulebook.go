@@ -130,3 +130,31 @@ func (b *Rulebook) Get(ctx context.Context, id int64) (rules.Rule, bool) {
 	r, err := b.store.Rule(ctx, id)
 	return r, err == nil
 }
+
+// Resync reloads every stored rule into the index (store.RuleSyncer: a
+// node's rule sync after each reconnect to a shared store).
+func (b *Rulebook) Resync(ctx context.Context, now time.Time) error {
+	_, err := b.Load(ctx, now)
+	return err
+}
+
+// Added puts rules another node stored into the index. A rule already
+// there (a resync had it) is replaced, not doubled.
+func (b *Rulebook) Added(rs []rules.Rule) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range rs {
+		b.idx.Remove(&rs[i])
+		b.idx.Add(&rs[i])
+	}
+}
+
+// Removed takes rules another node removed out of the index; one not
+// there is skipped.
+func (b *Rulebook) Removed(rs []rules.Rule) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range rs {
+		b.idx.Remove(&rs[i])
+	}
+}

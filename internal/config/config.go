@@ -90,8 +90,11 @@ type Log struct {
 
 // Store configures persistence.
 type Store struct {
-	Driver string `toml:"driver" doc:"Only sqlite (embedded) for now."`
-	Path   string `toml:"path" doc:"The SQLite database file. On a server use /var/lib/mailgate/mailgate.db."`
+	Driver       string `toml:"driver" doc:"sqlite (an embedded file, the default) or postgres (a PostgreSQL server several mailgate nodes share; docs/store-postgres.md)."`
+	Path         string `toml:"path" doc:"The SQLite database file. On a server use /var/lib/mailgate/mailgate.db. With driver = postgres no database is kept here, but its directory is still where the default dovecot-api-key file and the log door's state go."`
+	DSN          string `toml:"dsn" doc:"driver = postgres: the libpq connection string, as a URL (postgres://mailgate@db1.example.net/mailgate?sslmode=verify-full) or key=value pairs (host=db1.example.net dbname=mailgate sslmode=verify-full). TLS is set here (sslmode, sslrootcert, sslcert, sslkey). Put the password in password_file rather than here; mailgate never logs the DSN, only user@host:port/database."`
+	PasswordFile string `toml:"password_file" doc:"driver = postgres: a file holding the database password (one line, mode 0600 or 0640, not readable by others); it replaces any password in dsn. Empty = the password in dsn, or none (peer, cert or .pgpass authentication)."`
+	MaxConns     int    `toml:"max_conns" doc:"driver = postgres: the most connections this node opens to the server, 1 to 100; 0 = max(4, CPUs). The store is off the decision path, so a few suffice."`
 }
 
 // Admin configures the admin API.

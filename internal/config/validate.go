@@ -48,11 +48,30 @@ func (c *Config) Validate() error {
 		bad("log.decisions", "empty (want stdout, stderr, off or a file path)")
 	}
 
-	if c.Store.Driver != "sqlite" {
-		bad("store.driver", "%q is not a store driver (want sqlite)", c.Store.Driver)
+	switch c.Store.Driver {
+	case "sqlite":
+		for key, set := range map[string]bool{"store.dsn": c.Store.DSN != "", "store.password_file": c.Store.PasswordFile != "", "store.max_conns": c.Store.MaxConns != 0} {
+			if set {
+				bad(key, "only for driver = \"postgres\" (driver is sqlite)")
+			}
+		}
+	case "postgres":
+		if err := checkPostgresDSN(c.Store.DSN); err != nil {
+			bad("store.dsn", "%v", err)
+		}
+		if c.Store.PasswordFile != "" {
+			if err := checkSecretFile(c.Store.PasswordFile); err != nil {
+				bad("store.password_file", "%v", err)
+			}
+		}
+		if c.Store.MaxConns < 0 || c.Store.MaxConns > 100 {
+			bad("store.max_conns", "%d is out of range (want 0 to 100)", c.Store.MaxConns)
+		}
+	default:
+		bad("store.driver", "%q is not a store driver (want sqlite or postgres)", c.Store.Driver)
 	}
 	if c.Store.Path == "" {
-		bad("store.path", "empty (want the SQLite database file)")
+		bad("store.path", "empty (want the SQLite database file; with postgres, a file in the directory for mailgate's local files)")
 	}
 
 	switch {

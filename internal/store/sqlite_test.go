@@ -178,3 +178,23 @@ func BenchmarkAddRulesBulk(b *testing.B) {
 		b.ReportMetric(float64(len(got))/time.Since(start).Seconds(), "loaded-rules/s")
 	}
 }
+
+func TestSQLiteState(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	files := map[string]string{}
+	storetest.RunState(t, func(t *testing.T) storetest.StateStore {
+		mu.Lock()
+		path, ok := files[t.Name()]
+		if !ok {
+			path = filepath.Join(dir, fmt.Sprintf("%d.db", len(files)))
+			files[t.Name()] = path
+		}
+		mu.Unlock()
+		s, err := store.OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

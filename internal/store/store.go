@@ -2,9 +2,9 @@
 // the audit trail of every change to them (who, when, what), bans, the
 // addresses each login succeeded from, and relay permits.
 //
-// SQLite, an embedded file, is the default backend and the only one so
-// far. Redis/Valkey (counters, bans, permits) and PostgreSQL (rules) come
-// later for several nodes, and must pass the same shared suite in
+// SQLite, an embedded file, is the default backend; PostgreSQL
+// (postgres.go) keeps the same data on a server several nodes share.
+// Both implement Backend and pass the shared suites in
 // internal/store/storetest.
 //
 // The store is not on the decision path: rules are loaded into memory at
@@ -14,13 +14,18 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"mailgate/internal/abuse"
+	"mailgate/internal/relay"
 	"mailgate/internal/rules"
 )
 
@@ -116,3 +121,52 @@ func parseScope(s string) (rules.Scope, error) {
 	}
 	return 0, fmt.Errorf("unknown scope %q", s)
 }
+
+// Backend is everything the daemon keeps in a store. SQLite and Postgres
+// implement it; both pass the suites in internal/store/storetest.
+type Backend interface {
+	AddRules(ctx context.Context, now time.Time, actor string, rs []rules.Rule) ([]rules.Rule, error)
+	DeleteRule(ctx context.Context, now time.Time, actor string, id int64) (rules.Rule, error)
+	Rules(ctx context.Context) ([]rules.Rule, error)
+	Rule(ctx context.Context, id int64) (rules.Rule, error)
+	GlobalAllowRules(ctx context.Context) ([]rules.Rule, error)
+	DeleteExpired(ctx context.Context, now time.Time) ([]rules.Rule, error)
+	Audit(ctx context.Context, limit int) ([]AuditEntry, error)
+
+	AddBans(ctx context.Context, now time.Time, actor string, bs []abuse.Ban, audit bool) error
+	DeleteBans(ctx context.Context, now time.Time, actor string, bs []abuse.Ban) error
+	ForgetBans(ctx context.Context, ids []int64) error
+	Bans(ctx context.Context, now time.Time) ([]abuse.Ban, int64, error)
+	DeleteExpiredBans(ctx context.Context, now time.Time) error
+	BanAudit(ctx context.Context, limit int) ([]AuditEntry, error)
+	SaveKnownGood(ctx context.Context, kg []abuse.KnownGood, forgetBefore time.Time) error
+	KnownGood(ctx context.Context, since time.Time) ([]abuse.KnownGood, error)
+
+	SavePermits(ctx context.Context, ps []relay.Permit) error
+	AddPermit(ctx context.Context, now time.Time, actor string, p relay.Permit) error
+	DeletePermits(ctx context.Context, now time.Time, actor string, ps []relay.Permit, audit bool) error
+	Permits(ctx context.Context, now time.Time) ([]relay.Permit, error)
+	DeleteExpiredPermits(ctx context.Context, now time.Time) (int, error)
+	PermitAudit(ctx context.Context, limit int) ([]AuditEntry, error)
+
+	SaveTrusted(ctx context.Context, ts []TrustedAddr) error
+	Trusted(ctx context.Context, now time.Time) ([]TrustedAddr, error)
+	DeleteExpiredTrusted(ctx context.Context, now time.Time) (int, error)
+	DeleteTrusted(ctx context.Context, addrs []netip.Addr) error
+
+	SaveWeak(ctx context.Context, ws []WeakLogin) error
+	WeakLogins(ctx context.Context, since time.Time) ([]WeakLogin, error)
+	DeleteWeakBefore(ctx context.Context, before time.Time) (int64, error)
+
+	// Backup writes a copy of the store to w (SQLite); Postgres refuses
+	// with an error naming pg_dump.
+	Backup(ctx context.Context, w io.Writer) error
+	// Ping checks that the store can take a write now.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ Backend = (*SQLite)(nil)
+	_ Backend = (*Postgres)(nil)
+)
