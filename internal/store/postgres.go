@@ -131,6 +131,7 @@ type Postgres struct {
 	pool *pgxpool.Pool
 	name string // the server and database, for errors; never the password
 	node string // this node's id in rule notices (RuleChannel)
+	sync ruleSync
 }
 
 // PostgresOptions tunes OpenPostgres. The zero value is usable.
@@ -324,7 +325,7 @@ func (s *Postgres) AddRules(ctx context.Context, now time.Time, actor string, rs
 	if len(out) == 0 {
 		return out, nil
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var last int64
 		if err := tx.QueryRow(ctx, `UPDATE rule_ids SET max_id = max_id + $1 RETURNING max_id`, int64(len(out))).Scan(&last); err != nil {
 			return fmt.Errorf("next id: %w", err)
@@ -336,7 +337,7 @@ func (s *Postgres) AddRules(ctx context.Context, now time.Time, actor string, rs
 		if err := pgInsertRules(ctx, tx, out, pgTime(now), actor); err != nil {
 			return err
 		}
-		return notify(ctx, tx, noticesFor(s.node, first, last, nil))
+		return notify(ctx, tx, noticesFor(s.node, now, first, last, nil))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add rules: %w", err)
@@ -390,7 +391,7 @@ func (s *Postgres) DeleteRule(ctx context.Context, now time.Time, actor string, 
 		return rules.Rule{}, fmt.Errorf("delete rule %d: %w", id, err)
 	}
 	var r rules.Rule
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `DELETE FROM rules WHERE id = $1 RETURNING `+ruleColumns, id)
 		rs, err := pgScanRules(rows)
 		if err != nil {
@@ -404,7 +405,7 @@ func (s *Postgres) DeleteRule(ctx context.Context, now time.Time, actor string, 
 			pgTime(now), actor, OpRemove, r.ID, Detail(&r)); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		return notify(ctx, tx, noticesFor(s.node, 0, 0, rs[:1]))
+		return notify(ctx, tx, noticesFor(s.node, now, 0, 0, rs[:1]))
 	})
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -463,7 +464,7 @@ func (s *Postgres) Rule(ctx context.Context, id int64) (rules.Rule, error) {
 // DeleteExpired: see SQLite.DeleteExpired.
 func (s *Postgres) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Rule, error) {
 	var rs []rules.Rule
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `DELETE FROM rules WHERE expires IS NOT NULL AND expires <= $1 RETURNING `+ruleColumns, pgTime(now))
 		var err error
 		if rs, err = pgScanRules(rows); err != nil {
@@ -483,7 +484,7 @@ func (s *Postgres) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Ru
 			pgTime(now), ActorExpiry, OpExpire, ids, detail); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		return notify(ctx, tx, noticesFor(s.node, 0, 0, rs))
+		return notify(ctx, tx, noticesFor(s.node, now, 0, 0, rs))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete expired rules: %w", err)
@@ -572,7 +573,7 @@ func (s *Postgres) AddBans(ctx context.Context, now time.Time, actor string, bs 
 			return fmt.Errorf("add bans: %w", err)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range bs {
 			b := &bs[i]
 			var prefix any
@@ -609,7 +610,7 @@ func (s *Postgres) DeleteBans(ctx context.Context, now time.Time, actor string, 
 	if err := checkActor(actor); err != nil {
 		return fmt.Errorf("delete bans: %w", err)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range bs {
 			if _, err := tx.Exec(ctx, `DELETE FROM bans WHERE id = $1`, bs[i].ID); err != nil {
 				return fmt.Errorf("delete ban %d: %w", bs[i].ID, err)
@@ -709,7 +710,7 @@ func (s *Postgres) SaveKnownGood(ctx context.Context, kg []abuse.KnownGood, forg
 			return fmt.Errorf("save known-good addresses: %w", err)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for _, k := range kg {
 			if _, err := tx.Exec(ctx, `INSERT INTO known_good (login, prefix, last) VALUES ($1, $2, $3)
 				ON CONFLICT (login, prefix) DO UPDATE SET last = greatest(known_good.last, excluded.last)`,
@@ -775,7 +776,7 @@ func (s *Postgres) SavePermits(ctx context.Context, ps []relay.Permit) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var b pgx.Batch
 		for i := range ps {
 			b.Queue(pgUpsertPermitSQL, pgPermitArgs(&ps[i])...)
@@ -797,7 +798,7 @@ func (s *Postgres) AddPermit(ctx context.Context, now time.Time, actor string, p
 	if err := checkPermit(&p); err != nil {
 		return fmt.Errorf("add permit %s: %w", p.Prefix, err)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, pgUpsertPermitSQL, pgPermitArgs(&p)...); err != nil {
 			return err
 		}
@@ -826,7 +827,7 @@ func (s *Postgres) DeletePermits(ctx context.Context, now time.Time, actor strin
 	if len(ps) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range ps {
 			p := &ps[i]
 			// cidr refuses host bits; the SQLite store matched the text, so
@@ -912,7 +913,7 @@ func (s *Postgres) SaveTrusted(ctx context.Context, ts []TrustedAddr) error {
 			return fmt.Errorf("save trusted addresses: %w", err)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for _, t := range ts {
 			a := t.Addr.Unmap()
 			if _, err := tx.Exec(ctx, `INSERT INTO fw_trusted (addr, login, expires) VALUES ($1, $2, $3)
@@ -986,7 +987,7 @@ func (s *Postgres) DeleteTrusted(ctx context.Context, addrs []netip.Addr) error 
 // SaveWeak: see SQLite.SaveWeak.
 func (s *Postgres) SaveWeak(ctx context.Context, ws []WeakLogin) error {
 	var bad []error
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range ws {
 			w := &ws[i]
 			if err := checkWeak(w); err != nil {
