@@ -132,10 +132,11 @@ func (c *command) flags() *flag.FlagSet {
 
 // commonFlags are the flags every client command takes; the synopsis
 // leaves them out.
-var commonFlags = map[string]bool{"config": true, "socket": true}
+var commonFlags = map[string]bool{"config": true, "socket": true, "server": true, "token-file": true, "ca-file": true}
 
 const helpFooter = `Every command takes --config FILE (default ` + config.DefaultPath + `, or built-in
-defaults when that file does not exist); client commands also take --socket PATH.
+defaults when that file does not exist); client commands also take --socket PATH,
+or --server URL with --token-file FILE (or MAILGATE_TOKEN) for another node.
 Services: imap, pop3, smtp (also covers submission), submission, sieve, all.
 Exit status: 0 done, 1 failed, 2 wrong command line, 3 explain: refused.
 'mailgate COMMAND --help' shows a command's flags; man mailgate has them all.

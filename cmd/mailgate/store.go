@@ -104,7 +104,7 @@ func (o *onceWhileDown) failed(err error) bool {
 	switch {
 	case err == nil:
 		if o.down {
-			o.log.Info(o.what+": the store is reachable again")
+			o.log.Info(o.what + ": the store is reachable again")
 		}
 		o.down = false
 		return false
