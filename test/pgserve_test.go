@@ -423,3 +423,42 @@ func rulesyncLines(body string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestConfigCheckConnect: config check --connect reaches the PostgreSQL
+// store as serve would and reports its schema version: none yet before
+// the first start, current after it; a wrong password and a stopped
+// server are clear errors; neither the password nor the DSN is shown.
+func TestConfigCheckConnect(t *testing.T) {
+	pg := harness.StartPostgres(t, "127.0.0.65")
+	const pw = "pg-Secret-check-6262"
+	dsn := strings.Replace(pg.CreateDatabase(t, "mg_check", pw), ":"+pw+"@", "@", 1)
+	dir := harness.TempDir(t, "pgc-")
+	cfg := pgMailgateConfig(t, dir, dsn, pw)
+	path := filepath.Join(dir, "mailgate.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := harness.Mailgate(t)
+	check := func(wantCode int, want string) {
+		t.Helper()
+		out, errOut, code := remoteCLI(t, bin, nil, "config", "check", "--connect", "--config", path)
+		if code != wantCode || !strings.Contains(out+errOut, want) {
+			t.Errorf("config check --connect: exit %d, want %d and %q:\n%s%s", code, wantCode, want, out, errOut)
+		}
+		if strings.Contains(out+errOut, pw) || strings.Contains(out+errOut, "postgres://") {
+			t.Errorf("config check --connect shows the password or the DSN:\n%s%s", out, errOut)
+		}
+	}
+	check(0, "no mailgate schema yet")
+	m := harness.StartMailgate(t, cfg)
+	check(0, "store: PostgreSQL mg_check@"+pg.Addr+"/mg_check: connected (server 15.")
+	check(0, "schema version 1 (current)")
+	m.Terminate(10 * time.Second)
+
+	if err := os.WriteFile(filepath.Join(dir, "pg-password"), []byte("wrong-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check(1, "cannot connect to PostgreSQL mg_check@"+pg.Addr+"/mg_check: FATAL: password authentication failed")
+	pg.Stop(t)
+	check(1, "cannot connect to PostgreSQL mg_check@"+pg.Addr+"/mg_check: connect: connection refused")
+}

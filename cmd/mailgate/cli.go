@@ -22,6 +22,7 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/rules"
+	"mailgate/internal/store"
 )
 
 // clientFlags are the flags every client command takes.
@@ -198,8 +199,9 @@ func readCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+func cmdConfigCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	path := fs.String("config", "", "the config `FILE` (default "+config.DefaultPath+")")
+	connect := fs.Bool("connect", false, "also connect to the PostgreSQL store (store.driver = postgres) as serve would and report its schema version; writes nothing")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -227,6 +229,51 @@ func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	if *connect {
+		return checkStoreConnect(ctx, cfg.Store, stdout)
+	}
+	return nil
+}
+
+// pgCheckTimeout bounds config check --connect.
+const pgCheckTimeout = 15 * time.Second
+
+// checkStoreConnect connects to a PostgreSQL store and prints its schema
+// version, or returns why it cannot (never the DSN).
+func checkStoreConnect(ctx context.Context, c config.Store, stdout io.Writer) error {
+	if c.Driver != "postgres" {
+		fmt.Fprintf(stdout, "store: sqlite (%s): --connect checks a PostgreSQL store; nothing to connect to\n", c.Path)
+		return nil
+	}
+	var opt store.PostgresOptions
+	if c.PasswordFile != "" {
+		pw, err := config.ReadPasswordFile(c.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("store.password_file: %w", err)
+		}
+		opt.Password = pw
+	}
+	ctx, cancel := context.WithTimeout(ctx, pgCheckTimeout)
+	defer cancel()
+	r, err := store.CheckPostgres(ctx, c.DSN, opt)
+	var u *store.Unavailable
+	switch {
+	case errors.As(err, &u):
+		return fmt.Errorf("store: cannot connect to %s: %s", u.Store, u.Cause())
+	case err != nil:
+		return fmt.Errorf("store: %w", err)
+	}
+	fmt.Fprintf(stdout, "store: PostgreSQL %s: connected (server %s)\n", r.Name, r.ServerVersion)
+	switch {
+	case r.Schema == 0:
+		fmt.Fprintf(stdout, "store: no mailgate schema yet: serve creates it (version %d) at its first start; the role needs CREATE on the database\n", r.Want)
+	case r.Schema > r.Want:
+		return fmt.Errorf("store: schema version %d is newer than this mailgate knows (%d): upgrade mailgate", r.Schema, r.Want)
+	case r.Schema < r.Want:
+		fmt.Fprintf(stdout, "store: schema version %d; serve will migrate it to %d at its next start\n", r.Schema, r.Want)
+	default:
+		fmt.Fprintf(stdout, "store: schema version %d (current)\n", r.Schema)
 	}
 	return nil
 }

@@ -170,12 +170,34 @@ var errPgDSN = errors.New("not a valid PostgreSQL connection string (keyword=val
 // connect_timeout, ... as libpq reads them) and brings the schema up to
 // date, under an advisory lock so nodes starting together migrate once.
 func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgres, error) {
+	cfg, err := pgPoolConfig(dsn, opt)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	s := &Postgres{name: pgName(cfg.ConnConfig), node: opt.Node}
+	if s.node == "" {
+		s.node = NewNodeID()
+	}
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+	}
+	return s, nil
+}
+
+// pgPoolConfig parses dsn and applies opt and mailgate's session
+// settings. A parse error never quotes the DSN.
+func pgPoolConfig(dsn string, opt PostgresOptions) (*pgxpool.Config, error) {
 	if dsn == "" {
-		return nil, errors.New("open postgres store: empty dsn")
+		return nil, errors.New("empty dsn")
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres store: dsn: %w", errPgDSN)
+		return nil, fmt.Errorf("dsn: %w", errPgDSN)
 	}
 	if opt.Password != "" {
 		cfg.ConnConfig.Password = opt.Password
@@ -192,19 +214,44 @@ func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgr
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "mailgate"
 	}
-	s := &Postgres{name: pgName(cfg.ConnConfig), node: opt.Node}
-	if s.node == "" {
-		s.node = NewNodeID()
-	}
-	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	return cfg, nil
+}
+
+// PostgresCheck is what CheckPostgres found.
+type PostgresCheck struct {
+	Name          string // user@host:port/db
+	ServerVersion string // e.g. 15.18 (Debian 15.18-0+deb12u1)
+	Schema        int    // mailgate's schema version in the database; 0: not created yet
+	Want          int    // the schema version this build writes
+}
+
+// CheckPostgres connects to dsn as serve would, without migrating or
+// writing anything, and reads the server's and mailgate's schema
+// versions. A failure to connect is an *Unavailable.
+func CheckPostgres(ctx context.Context, dsn string, opt PostgresOptions) (PostgresCheck, error) {
+	cfg, err := pgPoolConfig(dsn, opt)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+		return PostgresCheck{}, err
 	}
-	if err := s.migrate(ctx); err != nil {
-		s.pool.Close()
-		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+	c := PostgresCheck{Name: pgName(cfg.ConnConfig), Want: len(pgMigrations)}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return c, &Unavailable{Store: "PostgreSQL " + c.Name, Err: err}
 	}
-	return s, nil
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := conn.QueryRow(ctx, `SHOW server_version`).Scan(&c.ServerVersion); err != nil {
+		return c, fmt.Errorf("postgres %s: %w", c.Name, err)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists); err != nil {
+		return c, fmt.Errorf("postgres %s: %w", c.Name, err)
+	}
+	if exists {
+		if err := conn.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&c.Schema); err != nil {
+			return c, fmt.Errorf("postgres %s: read schema version: %w", c.Name, err)
+		}
+	}
+	return c, nil
 }
 
 // Close closes the pool. It is safe to call more than once.

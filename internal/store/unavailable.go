@@ -28,6 +28,9 @@ func (e *Unavailable) Error() string {
 
 func (e *Unavailable) Unwrap() error { return e.Err }
 
+// Cause says in a few words why the server could not be reached.
+func (e *Unavailable) Cause() string { return unreachableCause(e.Err) }
+
 // unreachableCause says in a few words why a server could not be
 // reached: the socket error when there is one (connection refused, no
 // route to host), not the driver's chain of wrappers.
