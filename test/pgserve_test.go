@@ -17,7 +17,7 @@ import (
 
 // pgMailgateConfig is a daemon config in dir on the PostgreSQL store dsn,
 // the password in a file (as docs/store-postgres.md advises).
-func pgMailgateConfig(t *testing.T, dir, dsn, password string) string {
+func pgMailgateConfig(t testing.TB, dir, dsn, password string) string {
 	t.Helper()
 	pwFile := filepath.Join(dir, "pg-password")
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
