@@ -106,12 +106,6 @@ func withStderr(f func(context.Context, *flag.FlagSet, []string, io.Writer) erro
 	}
 }
 
-func noCtx(f func(*flag.FlagSet, []string, io.Writer) error) runFunc {
-	return func(_ context.Context, fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
-		return f(fs, args, stdout)
-	}
-}
-
 // is reports whether word i of the command's name, or of an alias, is w.
 func (c *command) is(i int, w string) bool {
 	for _, n := range append([]string{c.name}, c.aliases...) {
