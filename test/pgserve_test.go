@@ -70,6 +70,12 @@ func TestServePostgres(t *testing.T) {
 	} else {
 		t.Logf("rule add on A → applied on B: at most %v after the CLI returned", d)
 	}
+	// B counts the change it applied, with when and its lag; A applied
+	// it itself and heard no other node.
+	waitStatus(t, b, func(s statusRuleSync) bool { return s.Connected && s.Notices == 1 && s.LastNotice != nil })
+	if s := getStatus(t, a); s.Notices != 0 {
+		t.Errorf("node A counted its own change: %+v", s)
+	}
 	id := strings.TrimSpace(pgSQLIn(t, pg, "mg_serve", `SELECT id FROM rules WHERE account = 'carol@example.test'`))
 	a.MustCLI(t, "rule", "rm", id)
 	if d := waitExplain(t, b, "carol@example.test", "192.0.2.67", "default", time.Second); d < 0 {
@@ -304,6 +310,10 @@ listen = "`+metrics+`"
 		t.Errorf("a refused rule rm changed the node's memory")
 	}
 	waitStatus(t, m, func(s statusRuleSync) bool { return !s.Connected })
+	if out := m.MustCLI(t, "status"); !strings.Contains(out, "rule sync: DISCONNECTED from PostgreSQL mg_down@"+pg.Addr+"/mg_down for ") ||
+		!strings.Contains(out, "(connect: connection refused): decisions go on from memory") {
+		t.Errorf("status with the database down:\n%s", out)
+	}
 	if body := metricsBody(t, metrics); !strings.Contains(body, "mailgate_rulesync_connected 0\n") {
 		t.Errorf("metrics with the database down:\n%s", rulesyncLines(body))
 	}
@@ -330,6 +340,9 @@ listen = "`+metrics+`"
 		t.Logf("the database back → the rule written meanwhile applied after %v (reconnect backoff included)", d)
 	}
 	waitStatus(t, m, func(s statusRuleSync) bool { return s.Connected && s.Resyncs > resyncs })
+	if out := m.MustCLI(t, "status"); !strings.Contains(out, "rule sync: connected to PostgreSQL mg_down@"+pg.Addr+"/mg_down for ") {
+		t.Errorf("status with the database back:\n%s", out)
+	}
 	if body := metricsBody(t, metrics); !strings.Contains(body, "mailgate_rulesync_connected 1\n") {
 		t.Errorf("metrics with the database back:\n%s", rulesyncLines(body))
 	}

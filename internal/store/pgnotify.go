@@ -274,7 +274,12 @@ func (s *Postgres) listenOnce(ctx context.Context, sy RuleSyncer, connected func
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		// Bounded: a peer that vanished must not hold up shutdown.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		conn.Close(ctx)
+	}()
 	if _, err := conn.Exec(ctx, `LISTEN `+RuleChannel); err != nil {
 		return err
 	}
