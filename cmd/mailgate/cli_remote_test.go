@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,4 +106,29 @@ func TestClientFlagsRemote(t *testing.T) {
 	if _, err := parse("--server", "http://127.0.0.1:4080").remote("a\nb"); !errors.Is(err, errUsage) {
 		t.Errorf("a token of two lines: %v", err)
 	}
+}
+
+// FuzzParseServerURL: any --server text gives a URL or an error, never a
+// panic; an accepted URL is http(s) with a host and port and nothing
+// else, and plain http only to loopback.
+func FuzzParseServerURL(f *testing.F) {
+	for _, s := range []string{"http://127.0.0.1:4080", "https://mx2.example.net:4443/", "http://[::1]:4080",
+		"http://192.0.2.1:80", "http://localhost:1", "http://u:p@127.0.0.1:1", "https://h:1/x?y#z", "http://127.0.0.1:4080%00", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := parseServerURL(s)
+		if err != nil {
+			return
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" || u.User != nil ||
+			u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+			t.Fatalf("%q accepted as %#v", s, u)
+		}
+		if u.Scheme == "http" {
+			if a, err := netip.ParseAddr(u.Hostname()); u.Hostname() != "localhost" && (err != nil || !a.IsLoopback()) {
+				t.Fatalf("%q: plain http to %s accepted", s, u.Hostname())
+			}
+		}
+	})
 }
