@@ -298,6 +298,12 @@ listen = "`+metrics+`"
 			t.Errorf("%s with the database down:\n got %s\nwant %s", strings.Join(args, " "), strings.TrimSpace(stderr), want)
 		}
 	}
+	for _, args := range [][]string{{"rule", "list"}, {"audit"}} {
+		_, stderr, err := m.CLI(args...)
+		if want := "the store (PostgreSQL mg_down@" + pg.Addr + "/mg_down) is unreachable: connect: connection refused"; err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("%s with the database down: %v: %s; want %q", strings.Join(args, " "), err, stderr, want)
+		}
+	}
 	for _, what := range []string{"ban", "permit"} {
 		if after := m.MustCLI(t, what, "list"); stripLeft(after) != stripLeft(before[what]) {
 			t.Errorf("a refused %s change changed the node's memory:\nbefore %s\nafter %s", what, before[what], after)

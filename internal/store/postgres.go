@@ -468,7 +468,7 @@ func (s *Postgres) Rules(ctx context.Context) ([]rules.Rule, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+ruleColumns+` FROM rules ORDER BY id`)
 	rs, err := pgScanRules(rows)
 	if err != nil {
-		return nil, fmt.Errorf("list rules: %w", err)
+		return nil, s.readErr("list rules", err)
 	}
 	return rs, nil
 }
@@ -546,7 +546,7 @@ func (s *Postgres) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Ru
 func (s *Postgres) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	out, err := s.audit(ctx, `SELECT id, at, actor, op, rule_id, detail FROM audit ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read audit: %w", err)
+		return nil, s.readErr("read audit", err)
 	}
 	return out, nil
 }
@@ -745,7 +745,7 @@ func (s *Postgres) DeleteExpiredBans(ctx context.Context, now time.Time) error {
 func (s *Postgres) BanAudit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	out, err := s.audit(ctx, `SELECT id, at, actor, op, ban_id, detail FROM ban_audit ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read ban audit: %w", err)
+		return nil, s.readErr("read ban audit", err)
 	}
 	return out, nil
 }
@@ -946,7 +946,7 @@ func (s *Postgres) DeleteExpiredPermits(ctx context.Context, now time.Time) (int
 func (s *Postgres) PermitAudit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	out, err := s.audit(ctx, `SELECT id, at, actor, op, 0::bigint, detail FROM permit_audit ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read permit audit: %w", err)
+		return nil, s.readErr("read permit audit", err)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -81,4 +82,14 @@ func (s *Postgres) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// readErr wraps the error of a read: an *Unavailable when no connection
+// to the server could be made, else what with err.
+func (s *Postgres) readErr(what string, err error) error {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return &Unavailable{Store: "PostgreSQL " + s.name, Err: err}
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
