@@ -87,6 +87,7 @@ func cmdStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 		return err
 	}
 	printDNSBLStatus(stdout, s.DNSBL)
+	printRuleSync(stdout, s.RuleSync)
 	bf := s.BruteForce
 	if bf == nil {
 		return nil
@@ -185,4 +186,23 @@ func printStatusMore(w io.Writer, s *api.StatusJSON) error {
 		}
 	}
 	return nil
+}
+
+// printRuleSync prints the rule sync's line of status (PostgreSQL only).
+func printRuleSync(w io.Writer, r *api.RuleSyncJSON) {
+	if r == nil {
+		return
+	}
+	since := time.Duration(r.SinceSeconds) * time.Second
+	last := "none yet"
+	if !r.LastNotice.IsZero() {
+		last = fmt.Sprintf("last %s, lag %dms", r.LastNotice.Format(time.RFC3339), r.LagMS)
+	}
+	if r.Connected {
+		fmt.Fprintf(w, "rule sync: connected to %s for %s; %d changes from other nodes (%s); %d full reloads\n",
+			r.Store, since, r.Notices, last, r.Resyncs)
+		return
+	}
+	fmt.Fprintf(w, "rule sync: DISCONNECTED from %s for %s (%s): decisions go on from memory, rule changes are refused until it is back; %d changes from other nodes (%s); %d full reloads\n",
+		r.Store, since, r.LastError, r.Notices, last, r.Resyncs)
 }

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
+	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,21 +22,42 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/rules"
+	"mailgate/internal/store"
 )
 
 // clientFlags are the flags every client command takes.
 type clientFlags struct {
-	config, socket *string
+	config, socket            *string
+	server, tokenFile, caFile *string
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
-		config: fs.String("config", "", "the config `FILE`, to find the admin socket (default "+config.DefaultPath+")"),
-		socket: fs.String("socket", "", "the `PATH` of the admin socket (overrides the config)"),
+		config:    fs.String("config", "", "the config `FILE`, to find the admin socket (default "+config.DefaultPath+")"),
+		socket:    fs.String("socket", "", "the `PATH` of the admin socket (overrides the config)"),
+		server:    fs.String("server", "", "a node's admin TCP listener ([admin] listen) instead of the local socket: http://host:port (loopback only) or https://host:port (a TLS proxy in front of it)"),
+		tokenFile: fs.String("token-file", "", "with --server: the `FILE` holding that node's [admin] token (one line, not readable by others); default: the MAILGATE_TOKEN environment variable"),
+		caFile:    fs.String("ca-file", "", "with an https --server: the CA certificate `FILE` (PEM) that signed its certificate; default: the system's CAs"),
 	}
 }
 
+// tokenEnv names the environment variable with the admin token for
+// --server (a --token flag would show in ps).
+const tokenEnv = "MAILGATE_TOKEN"
+
+// maxCAFile bounds --ca-file.
+const maxCAFile = 1 << 20
+
 func (c clientFlags) client() (*api.Client, error) {
+	if *c.server != "" {
+		if *c.socket != "" {
+			return nil, fmt.Errorf("%w: give --server or --socket, not both", errUsage)
+		}
+		return c.remote(os.Getenv(tokenEnv))
+	}
+	if *c.tokenFile != "" || *c.caFile != "" {
+		return nil, fmt.Errorf("%w: --token-file and --ca-file go with --server (the local socket needs no token)", errUsage)
+	}
 	if *c.socket != "" {
 		return api.NewUnixClient(*c.socket), nil
 	}
@@ -53,8 +78,130 @@ func (c clientFlags) client() (*api.Client, error) {
 	return api.NewUnixClient(cfg.Admin.Socket), nil
 }
 
-func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+// remote is the client for --server, with the token from --token-file or
+// envToken.
+func (c clientFlags) remote(envToken string) (*api.Client, error) {
+	u, err := parseServerURL(*c.server)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --server: %v", errUsage, err)
+	}
+	var opt api.RemoteOptions
+	switch {
+	case *c.tokenFile != "":
+		if opt.Token, err = readTokenFile(*c.tokenFile); err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+	case envToken != "":
+		opt.Token = strings.TrimSpace(envToken)
+	default:
+		return nil, fmt.Errorf("%w: --server needs that node's [admin] token: give --token-file FILE or set %s", errUsage, tokenEnv)
+	}
+	if strings.ContainsAny(opt.Token, "\r\n\x00") || len(opt.Token) > 1024 {
+		return nil, fmt.Errorf("%w: the token is not one line of at most 1024 bytes", errUsage)
+	}
+	if *c.caFile != "" {
+		if u.Scheme != "https" {
+			return nil, fmt.Errorf("%w: --ca-file goes with an https:// --server", errUsage)
+		}
+		if opt.RootCAs, err = readCAFile(*c.caFile); err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+	}
+	return api.NewRemoteClient(u, opt), nil
+}
+
+// parseServerURL checks --server: http or https, a host and a port, no
+// user, path, query or fragment; plain http only to a loopback address,
+// because the token would cross the network in clear text.
+func parseServerURL(s string) (*url.URL, error) {
+	if len(s) > 2048 {
+		return nil, errors.New("longer than 2048 bytes")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL (http://127.0.0.1:4080 or https://host:port)", s)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%q: want http://host:port or https://host:port", s)
+	case u.Host == "" || u.Port() == "":
+		return nil, fmt.Errorf("%q: want a host and a port, e.g. http://127.0.0.1:4080", s)
+	case u.User != nil:
+		return nil, fmt.Errorf("%q: no user or password in the URL (the token comes from --token-file or %s)", s, tokenEnv)
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("%q: give only the scheme, host and port", s)
+	}
+	if u.Scheme == "http" {
+		if a, err := netip.ParseAddr(u.Hostname()); (err != nil && u.Hostname() != "localhost") || (err == nil && !a.IsLoopback()) {
+			return nil, fmt.Errorf("%q: plain http would send the token in clear text to another host; use https:// (a TLS proxy in front of [admin] listen) or an SSH tunnel to a loopback port", s)
+		}
+	}
+	u.Path = ""
+	return u, nil
+}
+
+// maxTokenFile bounds --token-file.
+const maxTokenFile = 1024
+
+// readTokenFile reads --token-file: a regular file other users cannot
+// read, one line (a final newline is dropped).
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("%s: not a regular file", path)
+	case fi.Mode().Perm()&0o007 != 0:
+		return "", fmt.Errorf("%s: mode %04o lets every user read the admin token; run: chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxTokenFile {
+		return "", fmt.Errorf("%s: larger than %d bytes: not a token file", path, maxTokenFile)
+	}
+	tok := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	switch {
+	case strings.TrimSpace(tok) == "":
+		return "", fmt.Errorf("%s: empty", path)
+	case strings.ContainsAny(tok, "\x00\r\n"):
+		return "", fmt.Errorf("%s: more than one line, or a NUL byte", path)
+	}
+	return tok, nil
+}
+
+// readCAFile reads a PEM file of CA certificates.
+func readCAFile(path string) (*x509.CertPool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCAFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxCAFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxCAFile)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return pool, nil
+}
+
+func cmdConfigCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	path := fs.String("config", "", "the config `FILE` (default "+config.DefaultPath+")")
+	connect := fs.Bool("connect", false, "also connect to the PostgreSQL store (store.driver = postgres) as serve would and report its schema version; writes nothing")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -82,6 +229,51 @@ func cmdConfigCheck(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	if *connect {
+		return checkStoreConnect(ctx, cfg.Store, stdout)
+	}
+	return nil
+}
+
+// pgCheckTimeout bounds config check --connect.
+const pgCheckTimeout = 15 * time.Second
+
+// checkStoreConnect connects to a PostgreSQL store and prints its schema
+// version, or returns why it cannot (never the DSN).
+func checkStoreConnect(ctx context.Context, c config.Store, stdout io.Writer) error {
+	if c.Driver != "postgres" {
+		fmt.Fprintf(stdout, "store: sqlite (%s): --connect checks a PostgreSQL store; nothing to connect to\n", c.Path)
+		return nil
+	}
+	var opt store.PostgresOptions
+	if c.PasswordFile != "" {
+		pw, err := config.ReadPasswordFile(c.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("store.password_file: %w", err)
+		}
+		opt.Password = pw
+	}
+	ctx, cancel := context.WithTimeout(ctx, pgCheckTimeout)
+	defer cancel()
+	r, err := store.CheckPostgres(ctx, c.DSN, opt)
+	var u *store.Unavailable
+	switch {
+	case errors.As(err, &u):
+		return fmt.Errorf("store: cannot connect to %s: %s", u.Store, u.Cause())
+	case err != nil:
+		return fmt.Errorf("store: %w", err)
+	}
+	fmt.Fprintf(stdout, "store: PostgreSQL %s: connected (server %s)\n", r.Name, r.ServerVersion)
+	switch {
+	case r.Schema == 0:
+		fmt.Fprintf(stdout, "store: no mailgate schema yet: serve creates it (version %d) at its first start; the role needs CREATE on the database\n", r.Want)
+	case r.Schema > r.Want:
+		return fmt.Errorf("store: schema version %d is newer than this mailgate knows (%d): upgrade mailgate", r.Schema, r.Want)
+	case r.Schema < r.Want:
+		fmt.Fprintf(stdout, "store: schema version %d; serve will migrate it to %d at its next start\n", r.Schema, r.Want)
+	default:
+		fmt.Fprintf(stdout, "store: schema version %d (current)\n", r.Schema)
 	}
 	return nil
 }

@@ -39,9 +39,9 @@ func commands() []command {
 		{name: "serve", synopsis: "", short: "run the daemon",
 			long: "Runs the doors (Dovecot, nginx, Postfix) and the admin API until SIGTERM or SIGINT. SIGHUP reopens the decision log file, reloads the GeoIP database and re-reads the config file (as mailgate reload does).",
 			run:  withStderr(cmdServe)},
-		{name: "config check", synopsis: "", short: "check a config file and print what Dovecot needs",
-			long: "Loads and validates the config file (or the built-in defaults), prints every problem with its key path, where the Dovecot door's key file is, and the warnings serve would log. Creates nothing.",
-			run:  noCtx(cmdConfigCheck)},
+		{name: "config check", synopsis: "[--connect]", short: "check a config file and print what Dovecot needs",
+			long: "Loads and validates the config file (or the built-in defaults), prints every problem with its key path, where the Dovecot door's key file is, and the warnings serve would log. Creates nothing. With --connect it also connects to a PostgreSQL store and reports its schema version (the DSN is never printed).",
+			run:  out(cmdConfigCheck)},
 		{name: "rule add", synopsis: "(--account A | --global) (--allow | --deny | --extra) (--ip IP|CIDR|none | --country CC[,CC]) [--service S] [--comment T] [--expires D] [--json]",
 			short: "add an account rule, a trusted network or a global deny entry",
 			long:  "--expires takes a duration (90m, 12h, 7d, 2w), a date (2026-12-31: through that day, UTC) or an RFC 3339 time.",
@@ -106,12 +106,6 @@ func withStderr(f func(context.Context, *flag.FlagSet, []string, io.Writer) erro
 	}
 }
 
-func noCtx(f func(*flag.FlagSet, []string, io.Writer) error) runFunc {
-	return func(_ context.Context, fs *flag.FlagSet, args []string, stdout, _ io.Writer) error {
-		return f(fs, args, stdout)
-	}
-}
-
 // is reports whether word i of the command's name, or of an alias, is w.
 func (c *command) is(i int, w string) bool {
 	for _, n := range append([]string{c.name}, c.aliases...) {
@@ -132,10 +126,11 @@ func (c *command) flags() *flag.FlagSet {
 
 // commonFlags are the flags every client command takes; the synopsis
 // leaves them out.
-var commonFlags = map[string]bool{"config": true, "socket": true}
+var commonFlags = map[string]bool{"config": true, "socket": true, "server": true, "token-file": true, "ca-file": true}
 
 const helpFooter = `Every command takes --config FILE (default ` + config.DefaultPath + `, or built-in
-defaults when that file does not exist); client commands also take --socket PATH.
+defaults when that file does not exist); client commands also take --socket PATH,
+or --server URL with --token-file FILE (or MAILGATE_TOKEN) for another node.
 Services: imap, pop3, smtp (also covers submission), submission, sieve, all.
 Exit status: 0 done, 1 failed, 2 wrong command line, 3 explain: refused.
 'mailgate COMMAND --help' shows a command's flags; man mailgate has them all.

@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"mailgate/internal/abuse"
+	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/dnsbld"
 	"mailgate/internal/geoip"
 	"mailgate/internal/policy"
 	"mailgate/internal/rules"
+	"mailgate/internal/store"
 )
 
 // scrapeAll is a scrape of a daemon's telemetry with every metric that
@@ -47,12 +49,21 @@ func scrapeAll(t *testing.T) string {
 	}
 	bl.gate.Checker().CheckHealth(context.Background(), now)
 	tel.m.Writer(bl.writeMetrics)
+	withRuleSync(func(time.Time, *api.StatusJSON) {}, tel, fakeRuleSync{})
 	lc := config.Default()
 	lc.Logs.Files = []config.LogFile{{Path: filepath.Join(t.TempDir(), "mail.log")}}
 	newLogDoor(&lc, func(*policy.Attempt, bool, time.Time) {}, slog.New(slog.DiscardHandler)).gauges(tel)
 	var b bytes.Buffer
 	tel.m.WritePrometheus(&b)
 	return b.String()
+}
+
+// fakeRuleSync is a PostgreSQL store's rule sync, connected.
+type fakeRuleSync struct{}
+
+func (fakeRuleSync) Name() string { return "mg@127.0.0.1:5432/mg" }
+func (fakeRuleSync) RuleSyncStatus() store.RuleSyncStatus {
+	return store.RuleSyncStatus{Connected: true, Resyncs: 1, Notices: 2, LastNotice: time.Unix(1e9, 0), Lag: 40 * time.Millisecond}
 }
 
 type fakePinger struct{ err error }

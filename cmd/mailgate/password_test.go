@@ -107,7 +107,7 @@ func TestConfigCheckBreachedFile(t *testing.T) {
 		cfg := filepath.Join(dir, "m.toml")
 		os.WriteFile(cfg, []byte(fmt.Sprintf("[store]\npath = %q\n[dovecot]\napi_key = \"0123456789abcdef0123\"\n[password]\nbreached_file = %q\n", filepath.Join(dir, "m.db"), c.file)), 0o600)
 		var out bytes.Buffer
-		err := cmdConfigCheck(flag.NewFlagSet("config check", flag.ContinueOnError), []string{"--config", cfg}, &out)
+		err := cmdConfigCheck(t.Context(), flag.NewFlagSet("config check", flag.ContinueOnError), []string{"--config", cfg}, &out)
 		if c.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "password.breached_file") && !strings.Contains(err.Error(), "not sorted")) {
 			t.Errorf("%s: %v\n%s", c.file, err, out.String())
 		}

@@ -476,6 +476,9 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			out.DNSBLServer = dnsbl.status()
 		}
 	}
+	if pg, ok := st.(*store.Postgres); ok {
+		status = withRuleSync(status, tel, pg)
+	}
 	admin.WithHealth(tel.health(probe)).WithStatus(status)
 	if cfg.Metrics.Listen != "" {
 		mln, err := listenMetrics(cfg.Metrics.Listen)
@@ -526,13 +529,14 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		defer wg.Done()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		storeDown := onceWhileDown{log: log, what: "expiring rules"}
 		for {
 			select {
 			case <-bg.Done():
 				return
 			case now := <-t.C:
 				gone, err := book.Expire(bg, now)
-				if err != nil && bg.Err() == nil {
+				if logged := storeDown.failed(err); err != nil && !logged && bg.Err() == nil {
 					log.Error("expiring rules", "kind", "store", "err", err)
 				}
 				for _, r := range gone {

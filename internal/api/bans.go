@@ -74,8 +74,20 @@ func (b *Banbook) Remove(ctx context.Context, now time.Time, actor string, id in
 	if !ok {
 		return ban, fmt.Errorf("ban %d: %w", id, store.ErrNotFound)
 	}
+	if err := b.store.DeleteBans(ctx, now, actor, []abuse.Ban{ban}); err != nil {
+		b.restore([]abuse.Ban{ban}, now)
+		return ban, err
+	}
 	b.tell(nil, []abuse.Ban{ban})
-	return ban, b.store.DeleteBans(ctx, now, actor, []abuse.Ban{ban})
+	return ban, nil
+}
+
+// restore puts back bans lifted from the tracker whose removal the store
+// refused: memory stays as the store has it.
+func (b *Banbook) restore(bs []abuse.Ban, now time.Time) {
+	for _, ban := range bs {
+		b.t.AddBan(ban, now) //nolint:errcheck // one that ended meanwhile stays lifted
+	}
 }
 
 // RemoveFor lifts every ban of an address (the bans containing it) or of
@@ -87,8 +99,12 @@ func (b *Banbook) RemoveFor(ctx context.Context, now time.Time, actor string, p 
 	if len(gone) == 0 {
 		return nil, nil
 	}
+	if err := b.store.DeleteBans(ctx, now, actor, gone); err != nil {
+		b.restore(gone, now)
+		return nil, err
+	}
 	b.tell(nil, gone)
-	return gone, b.store.DeleteBans(ctx, now, actor, gone)
+	return gone, nil
 }
 
 // BanJSON is a ban on the wire.
@@ -186,6 +202,9 @@ func (s *Server) addBan(w http.ResponseWriter, r *http.Request) {
 	ban.Comment = in.Comment
 	who := actor(r)
 	added, err := s.bans.Add(r.Context(), now, who, ban)
+	if s.unavailable(w, "adding ban", err) {
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return

@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -23,6 +26,7 @@ type Client struct {
 	base   string
 	token  string
 	socket string
+	remote bool   // a node's admin TCP listener (NewRemoteClient): errors name base
 	user   string // who the CLI acts for (SUDO_USER), sent as X-Mailgate-User
 }
 
@@ -64,6 +68,49 @@ func FileGroup(path string) string {
 // with a bearer token.
 func NewTCPClient(base, token string) *Client {
 	return &Client{hc: &http.Client{Timeout: 5 * time.Minute}, base: base, token: token}
+}
+
+// RemoteOptions configure NewRemoteClient.
+type RemoteOptions struct {
+	// Token is the node's [admin] token, sent as a bearer token.
+	Token string
+	// RootCAs verify an https server; nil: the system's roots.
+	RootCAs *x509.CertPool
+	// DialTimeout bounds connecting (and the TLS handshake); 0: 10 s.
+	DialTimeout time.Duration
+	// ReplyTimeout bounds waiting for a reply's headers once the request
+	// is sent; 0: 5 minutes (an import of many rules takes a while).
+	ReplyTimeout time.Duration
+}
+
+// NewRemoteClient returns a client for a node's admin TCP listener
+// ([admin] listen) at base, an http:// or https:// URL of its host and
+// port, e.g. from `mailgate --server`. It follows no redirects (the
+// token goes to base and nowhere else).
+func NewRemoteClient(base *url.URL, opt RemoteOptions) *Client {
+	if opt.DialTimeout <= 0 {
+		opt.DialTimeout = 10 * time.Second
+	}
+	if opt.ReplyTimeout <= 0 {
+		opt.ReplyTimeout = 5 * time.Minute
+	}
+	d := &net.Dialer{Timeout: opt.DialTimeout}
+	tr := &http.Transport{
+		DialContext:           d.DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: opt.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   opt.DialTimeout,
+		ResponseHeaderTimeout: opt.ReplyTimeout,
+		Proxy:                 nil, // the token goes to the node itself, never through HTTP(S)_PROXY
+	}
+	return &Client{
+		hc: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errors.New("the server answered with a redirect; give --server the node's admin listener itself")
+		}},
+		base:   strings.TrimSuffix(base.String(), "/"),
+		token:  opt.Token,
+		remote: true,
+		user:   os.Getenv("SUDO_USER"),
+	}
 }
 
 // APIError is an error reply from the server.
@@ -127,7 +174,14 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 			}
 			return nil, fmt.Errorf("permission denied on the admin socket %s: run this as root, or as a member of the socket's group", c.socket)
 		}
+		if c.remote {
+			return nil, c.remoteError(err)
+		}
 		return nil, err
+	}
+	if c.remote && resp.StatusCode == http.StatusUnauthorized {
+		resp.Body.Close()
+		return nil, &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("%s refused the token (HTTP 401): the token from --token-file or MAILGATE_TOKEN is not that node's [admin] token; nothing was changed", c.base)}
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -139,6 +193,28 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
 	}
 	return resp, nil
+}
+
+// remoteError says what went wrong reaching a node's admin listener.
+func (c *Client) remoteError(err error) error {
+	var ne net.Error
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var rec tls.RecordHeaderError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("nothing answers at %s (connection refused): is mailgate running there with [admin] listen on that address and port?", c.base)
+	case errors.As(err, &ua), errors.As(err, &ci):
+		return fmt.Errorf("%s: the server's TLS certificate is not trusted (%v): give its CA with --ca-file", c.base, err)
+	case errors.As(err, &hn):
+		return fmt.Errorf("%s: the server's TLS certificate is not for this host (%v)", c.base, hn)
+	case errors.As(err, &rec), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("%s does not speak TLS (mailgate's admin listener is plain HTTP: https needs a TLS proxy in front of it, or use http:// on loopback)", c.base)
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("no answer from %s (timed out): check the address, any firewall in between, and [admin] listen on that node; a change sent before the timeout may or may not have been made (check with the list command)", c.base)
+	}
+	return fmt.Errorf("%s: %w", c.base, err)
 }
 
 // AddRule adds one rule.

@@ -104,11 +104,13 @@ func (b *Permitbook) Remove(ctx context.Context, now time.Time, actor string, ad
 	if !ok {
 		return p, fmt.Errorf("permit for %s: %w", addr, store.ErrNotFound)
 	}
+	if err := b.store.DeletePermits(ctx, now, actor, []relay.Permit{p}, true); err != nil {
+		// Memory stays as the store has it: the permit is back.
+		b.t.Restore([]relay.Permit{p}, now)
+		return p, storeError{fmt.Errorf("deleting the stored permit for %s: %w", prefixText(p.Prefix), err)}
+	}
 	if b.dlog != nil {
 		b.dlog.Permit(now, &p, policy.PermitRemoved)
-	}
-	if err := b.store.DeletePermits(ctx, now, actor, []relay.Permit{p}, true); err != nil {
-		return p, storeError{fmt.Errorf("deleting the stored permit for %s: %w", prefixText(p.Prefix), err)}
 	}
 	return p, nil
 }

@@ -411,8 +411,24 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {
+	if s.unavailable(w, what, err) {
+		return
+	}
 	s.log.Error(what, "err", err)
 	writeError(w, http.StatusInternalServerError, fmt.Errorf("%s: %w", what, err))
+}
+
+// unavailable answers 503 with the store's one designed message when err
+// is a change the store could not take because its server is down
+// (nothing was changed), and reports whether it did.
+func (s *Server) unavailable(w http.ResponseWriter, what string, err error) bool {
+	var u *store.Unavailable
+	if !errors.As(err, &u) {
+		return false
+	}
+	s.log.Warn(what+": refused, the store is unreachable", "kind", "store", "err", u.Err)
+	writeError(w, http.StatusServiceUnavailable, u)
+	return true
 }
 
 // readSmallJSON reads a request body of at most 64 KiB into v, strictly;

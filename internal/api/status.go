@@ -33,6 +33,9 @@ type StatusJSON struct {
 	DNSBLServer *DNSBLServerJSON `json:"dnsbl_server,omitempty"`
 	Logs        []LogSourceJSON  `json:"logs,omitempty"` // the log door's sources
 	Errors      []LogErrorJSON   `json:"errors"`         // the last error log records, oldest first
+
+	// RuleSync is the PostgreSQL store's rule sync; absent on SQLite.
+	RuleSync *RuleSyncJSON `json:"rule_sync,omitempty"`
 }
 
 // DoorJSON is one listener of a door, with the door's traffic: requests

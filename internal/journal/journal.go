@@ -81,6 +81,8 @@ type Journal[K comparable, V any] struct {
 	pending map[K]entry[V]
 	full    bool // a "queue full" warning was logged since the last flush
 	failing bool // the last flush could write nothing
+	// tidyFailing: the last Tidy failed (logged once until one works).
+	tidyFailing bool
 }
 
 // New returns a journal for cfg; log gets its warnings and errors.
@@ -229,9 +231,16 @@ func (j *Journal[K, V]) Flush(ctx context.Context, now time.Time) (written, retr
 		}
 		j.mu.Unlock()
 	}
-	if j.cfg.Tidy != nil {
-		if err := j.cfg.Tidy(ctx, now); err != nil {
-			j.log.Error(j.cfg.Name+": deleting expired rows", "kind", "store", "err", err)
+	if j.cfg.Tidy != nil && retry == 0 {
+		// Not while the store takes nothing: one error per outage, not
+		// one per flush.
+		err := j.cfg.Tidy(ctx, now)
+		j.mu.Lock()
+		first := err != nil && !j.tidyFailing
+		j.tidyFailing = err != nil
+		j.mu.Unlock()
+		if first {
+			j.log.Error(j.cfg.Name+": deleting expired rows failed; retrying at the next flush", "kind", "store", "err", err)
 		}
 	}
 	return written, retry

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -268,4 +269,39 @@ func BenchmarkSet(b *testing.B) {
 			j.Set(k, k)
 		}
 	})
+}
+
+// TestTidyFailureLoggedOnce: while the store is down, a Tidy that fails
+// at every flush logs once, not once per flush; it is not even tried
+// while rows wait for the store; a Tidy that works again re-arms it.
+func TestTidyFailureLoggedOnce(t *testing.T) {
+	var logs strings.Builder
+	var tidyErr error
+	tidies := 0
+	st := &memStore{rows: map[string]string{}}
+	j := New(Config[string, string]{Name: "test rows", Put: st.put,
+		Tidy: func(context.Context, time.Time) error { tidies++; return tidyErr }},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	tidyErr = errors.New("store down")
+	for range 3 {
+		j.Flush(t.Context(), t0)
+	}
+	if n := strings.Count(logs.String(), "deleting expired rows failed"); n != 1 {
+		t.Errorf("3 failing tidies logged %d times, want once:\n%s", n, logs.String())
+	}
+	st.down = true
+	j.Set("a", "a=1")
+	tidies = 0
+	j.Flush(t.Context(), t0)
+	if tidies != 0 {
+		t.Errorf("tidy ran while nothing could be written")
+	}
+	st.down = false
+	tidyErr = nil
+	j.Flush(t.Context(), t0)
+	tidyErr = errors.New("down again")
+	j.Flush(t.Context(), t0)
+	if n := strings.Count(logs.String(), "deleting expired rows failed"); n != 2 {
+		t.Errorf("a new outage after a working tidy logged %d times in all, want 2:\n%s", n, logs.String())
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +37,11 @@ const maxNoticeRange = 1 << 20
 //	{"v":1,"node":"3f2a…","del":[{"id":7,…}]}         rule 7 was removed
 //	{"v":1,"node":"3f2a…","resync":true}              too much for one notice: reload all
 //
+// At (optional, "at") is the sender's clock when it wrote the change, in
+// unix milliseconds: the receiver's lag is its clock at apply minus At
+// (node clocks are assumed to be in step, e.g. by NTP). Older senders
+// leave it out.
+//
 // Removed rules travel whole (what the index needs to find them: the rule
 // is gone from the database); added ones as an id range the listener
 // reads back. Node is the sender's random id, so a node skips its own.
@@ -45,6 +51,7 @@ type RuleNotice struct {
 	Add    []int64      `json:"add,omitempty"` // [first, last], inclusive
 	Del    []noticeRule `json:"del,omitempty"`
 	Resync bool         `json:"resync,omitempty"`
+	At     int64        `json:"at,omitempty"`
 }
 
 // noticeRule is a removed rule in a notice: what Index.Remove needs.
@@ -77,6 +84,8 @@ func ParseRuleNotice(payload string) (n RuleNotice, removed []rules.Rule, err er
 	switch {
 	case n.V != 1:
 		return n, nil, fmt.Errorf("rule notice: version %d, this mailgate reads 1", n.V)
+	case n.At < 0:
+		return n, nil, fmt.Errorf("rule notice: bad time %d", n.At)
 	case n.Node == "" || len(n.Node) > 64:
 		return n, nil, errors.New("rule notice: no node id, or a long one")
 	case n.Add != nil && (len(n.Add) != 2 || n.Add[0] <= 0 || n.Add[1] < n.Add[0] || n.Add[1]-n.Add[0] >= maxNoticeRange):
@@ -104,9 +113,14 @@ func ParseRuleNotice(payload string) (n RuleNotice, removed []rules.Rule, err er
 // noticesFor builds the payloads announcing a change: one for the added
 // id range, and the removed rules in as few notices as fit; a change too
 // large for that is one resync notice.
-func noticesFor(node string, first, last int64, removed []rules.Rule) []string {
+func noticesFor(node string, at time.Time, first, last int64, removed []rules.Rule) []string {
 	var out []string
+	var ms int64
+	if !at.IsZero() {
+		ms = at.UnixMilli()
+	}
 	enc := func(n RuleNotice) string {
+		n.At = ms
 		b, _ := json.Marshal(n)
 		return string(b)
 	}
@@ -152,6 +166,70 @@ func notify(ctx context.Context, tx pgx.Tx, payloads []string) error {
 	return nil
 }
 
+// RuleSyncStatus is the state of a node's rule sync (ListenRules), for
+// status and metrics.
+type RuleSyncStatus struct {
+	// Connected: the listening connection is up and the resync after its
+	// connect is done; changes of other nodes arrive as they commit.
+	Connected bool
+	// Since is when it last connected (Connected) or lost the connection
+	// or failed to connect (not Connected); zero before the first try.
+	Since time.Time
+	// Resyncs counts full reloads: one per (re)connect, one per notice
+	// asking for it or unreadable.
+	Resyncs int64
+	// Notices counts other nodes' notices applied.
+	Notices int64
+	// LastNotice is when the last of them was applied; zero if none.
+	LastNotice time.Time
+	// Lag is the last applied notice's delay from its sender's commit to
+	// this node's index (0 when the sender did not say when).
+	Lag time.Duration
+	// LastError is why the connection was last lost (never the DSN).
+	LastError string
+}
+
+// ruleSync holds RuleSyncStatus for RuleSyncStatus(); ListenRules writes
+// it.
+type ruleSync struct {
+	mu sync.Mutex
+	st RuleSyncStatus
+}
+
+func (r *ruleSync) update(f func(*RuleSyncStatus)) {
+	r.mu.Lock()
+	f(&r.st)
+	r.mu.Unlock()
+}
+
+// RuleSyncStatus returns the state of the rule sync.
+func (s *Postgres) RuleSyncStatus() RuleSyncStatus {
+	s.sync.mu.Lock()
+	defer s.sync.mu.Unlock()
+	return s.sync.st
+}
+
+// resync reloads every rule into sy and counts it.
+func (s *Postgres) resync(ctx context.Context, sy RuleSyncer) error {
+	if err := sy.Resync(ctx, time.Now()); err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	s.sync.update(func(st *RuleSyncStatus) { st.Resyncs++ })
+	return nil
+}
+
+// applied counts a notice of another node applied at now.
+func (s *Postgres) applied(n *RuleNotice, now time.Time) {
+	s.sync.update(func(st *RuleSyncStatus) {
+		st.Notices++
+		st.LastNotice = now
+		st.Lag = 0
+		if n.At > 0 {
+			st.Lag = max(0, now.Sub(time.UnixMilli(n.At)))
+		}
+	})
+}
+
 // RuleSyncer is what ListenRules drives: the node's rule book.
 type RuleSyncer interface {
 	// Resync reloads every stored rule (after each (re)connect, and when
@@ -175,6 +253,12 @@ func (s *Postgres) ListenRules(ctx context.Context, sy RuleSyncer, retry time.Du
 		if ctx.Err() != nil {
 			return
 		}
+		s.sync.update(func(st *RuleSyncStatus) {
+			if st.Connected || st.Since.IsZero() {
+				st.Since = time.Now() // since it went down, not since the last retry
+			}
+			st.Connected, st.LastError = false, unreachableCause(err)
+		})
 		log.Warn("rule sync: lost the database; decisions go on from memory, retrying", "db", s.name, "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
@@ -190,13 +274,19 @@ func (s *Postgres) listenOnce(ctx context.Context, sy RuleSyncer, connected func
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		// Bounded: a peer that vanished must not hold up shutdown.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		conn.Close(ctx)
+	}()
 	if _, err := conn.Exec(ctx, `LISTEN `+RuleChannel); err != nil {
 		return err
 	}
-	if err := sy.Resync(ctx, time.Now()); err != nil {
-		return fmt.Errorf("resync: %w", err)
+	if err := s.resync(ctx, sy); err != nil {
+		return err
 	}
+	s.sync.update(func(st *RuleSyncStatus) { st.Connected, st.Since = true, time.Now() })
 	connected()
 	log.Info("rule sync: listening", "db", s.name, "channel", RuleChannel)
 	for {
@@ -207,8 +297,8 @@ func (s *Postgres) listenOnce(ctx context.Context, sy RuleSyncer, connected func
 		notice, removed, err := ParseRuleNotice(n.Payload)
 		if err != nil {
 			log.Warn("rule sync: bad notice, resyncing", "err", err)
-			if err := sy.Resync(ctx, time.Now()); err != nil {
-				return fmt.Errorf("resync: %w", err)
+			if err := s.resync(ctx, sy); err != nil {
+				return err
 			}
 			continue
 		}
@@ -216,9 +306,10 @@ func (s *Postgres) listenOnce(ctx context.Context, sy RuleSyncer, connected func
 			continue // this node applied it already
 		}
 		if notice.Resync {
-			if err := sy.Resync(ctx, time.Now()); err != nil {
-				return fmt.Errorf("resync: %w", err)
+			if err := s.resync(ctx, sy); err != nil {
+				return err
 			}
+			s.applied(&notice, time.Now())
 			continue
 		}
 		if len(removed) > 0 {
@@ -238,6 +329,7 @@ func (s *Postgres) listenOnce(ctx context.Context, sy RuleSyncer, connected func
 			}
 			sy.Added(rs)
 		}
+		s.applied(&notice, time.Now())
 	}
 }
 

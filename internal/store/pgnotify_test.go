@@ -31,7 +31,7 @@ func TestNoticesRoundTrip(t *testing.T) {
 	long := strings.Repeat("x", 200) + "@example.com"
 	for _, n := range []int{1, 5, 300} {
 		rs := noticeRules(t, n, long)
-		ps := noticesFor("node1", 10, 19, rs)
+		ps := noticesFor("node1", time.Time{}, 10, 19, rs)
 		var adds int
 		var got []rules.Rule
 		for _, p := range ps {
@@ -61,11 +61,11 @@ func TestNoticesRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	ps := noticesFor("node1", 0, 0, noticeRules(t, 5000, long))
+	ps := noticesFor("node1", time.Time{}, 0, 0, noticeRules(t, 5000, long))
 	if len(ps) != 1 || !strings.Contains(ps[0], `"resync":true`) {
 		t.Errorf("5000 removed rules: %d notices, first %.80s", len(ps), ps[0])
 	}
-	if ps := noticesFor("node1", 1, 1+maxNoticeRange, nil); len(ps) != 1 || !strings.Contains(ps[0], `"resync":true`) {
+	if ps := noticesFor("node1", time.Time{}, 1, 1+maxNoticeRange, nil); len(ps) != 1 || !strings.Contains(ps[0], `"resync":true`) {
 		t.Errorf("a huge add range: %v", ps)
 	}
 }
@@ -90,7 +90,7 @@ func TestParseRuleNoticeErrors(t *testing.T) {
 // FuzzParseRuleNotice: any payload either fails or parses into rules
 // that noticesFor sends back as a payload parsing the same. Never a panic.
 func FuzzParseRuleNotice(f *testing.F) {
-	for _, p := range noticesFor("n1", 3, 9, noticeRules(f, 2, "a@example.com")) {
+	for _, p := range noticesFor("n1", time.Time{}, 3, 9, noticeRules(f, 2, "a@example.com")) {
 		f.Add(p)
 	}
 	f.Add(`{"v":1,"node":"n","resync":true}`)
@@ -104,7 +104,7 @@ func FuzzParseRuleNotice(f *testing.F) {
 		if n.Add != nil {
 			first, last = n.Add[0], n.Add[1]
 		}
-		for _, back := range noticesFor(n.Node, first, last, removed) {
+		for _, back := range noticesFor(n.Node, time.Time{}, first, last, removed) {
 			if _, _, err := ParseRuleNotice(back); err != nil {
 				b, _ := json.Marshal(removed)
 				t.Fatalf("%q parsed into %s, sent back as %q, which does not parse: %v", p, b, back, err)

@@ -131,6 +131,7 @@ type Postgres struct {
 	pool *pgxpool.Pool
 	name string // the server and database, for errors; never the password
 	node string // this node's id in rule notices (RuleChannel)
+	sync ruleSync
 }
 
 // PostgresOptions tunes OpenPostgres. The zero value is usable.
@@ -169,12 +170,34 @@ var errPgDSN = errors.New("not a valid PostgreSQL connection string (keyword=val
 // connect_timeout, ... as libpq reads them) and brings the schema up to
 // date, under an advisory lock so nodes starting together migrate once.
 func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgres, error) {
+	cfg, err := pgPoolConfig(dsn, opt)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	s := &Postgres{name: pgName(cfg.ConnConfig), node: opt.Node}
+	if s.node == "" {
+		s.node = NewNodeID()
+	}
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+	}
+	return s, nil
+}
+
+// pgPoolConfig parses dsn and applies opt and mailgate's session
+// settings. A parse error never quotes the DSN.
+func pgPoolConfig(dsn string, opt PostgresOptions) (*pgxpool.Config, error) {
 	if dsn == "" {
-		return nil, errors.New("open postgres store: empty dsn")
+		return nil, errors.New("empty dsn")
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres store: dsn: %w", errPgDSN)
+		return nil, fmt.Errorf("dsn: %w", errPgDSN)
 	}
 	if opt.Password != "" {
 		cfg.ConnConfig.Password = opt.Password
@@ -191,19 +214,44 @@ func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgr
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "mailgate"
 	}
-	s := &Postgres{name: pgName(cfg.ConnConfig), node: opt.Node}
-	if s.node == "" {
-		s.node = NewNodeID()
-	}
-	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	return cfg, nil
+}
+
+// PostgresCheck is what CheckPostgres found.
+type PostgresCheck struct {
+	Name          string // user@host:port/db
+	ServerVersion string // e.g. 15.18 (Debian 15.18-0+deb12u1)
+	Schema        int    // mailgate's schema version in the database; 0: not created yet
+	Want          int    // the schema version this build writes
+}
+
+// CheckPostgres connects to dsn as serve would, without migrating or
+// writing anything, and reads the server's and mailgate's schema
+// versions. A failure to connect is an *Unavailable.
+func CheckPostgres(ctx context.Context, dsn string, opt PostgresOptions) (PostgresCheck, error) {
+	cfg, err := pgPoolConfig(dsn, opt)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+		return PostgresCheck{}, err
 	}
-	if err := s.migrate(ctx); err != nil {
-		s.pool.Close()
-		return nil, fmt.Errorf("open postgres store %s: %w", s.name, err)
+	c := PostgresCheck{Name: pgName(cfg.ConnConfig), Want: len(pgMigrations)}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return c, &Unavailable{Store: "PostgreSQL " + c.Name, Err: err}
 	}
-	return s, nil
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := conn.QueryRow(ctx, `SHOW server_version`).Scan(&c.ServerVersion); err != nil {
+		return c, fmt.Errorf("postgres %s: %w", c.Name, err)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists); err != nil {
+		return c, fmt.Errorf("postgres %s: %w", c.Name, err)
+	}
+	if exists {
+		if err := conn.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&c.Schema); err != nil {
+			return c, fmt.Errorf("postgres %s: read schema version: %w", c.Name, err)
+		}
+	}
+	return c, nil
 }
 
 // Close closes the pool. It is safe to call more than once.
@@ -324,7 +372,7 @@ func (s *Postgres) AddRules(ctx context.Context, now time.Time, actor string, rs
 	if len(out) == 0 {
 		return out, nil
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var last int64
 		if err := tx.QueryRow(ctx, `UPDATE rule_ids SET max_id = max_id + $1 RETURNING max_id`, int64(len(out))).Scan(&last); err != nil {
 			return fmt.Errorf("next id: %w", err)
@@ -336,7 +384,7 @@ func (s *Postgres) AddRules(ctx context.Context, now time.Time, actor string, rs
 		if err := pgInsertRules(ctx, tx, out, pgTime(now), actor); err != nil {
 			return err
 		}
-		return notify(ctx, tx, noticesFor(s.node, first, last, nil))
+		return notify(ctx, tx, noticesFor(s.node, now, first, last, nil))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add rules: %w", err)
@@ -390,7 +438,7 @@ func (s *Postgres) DeleteRule(ctx context.Context, now time.Time, actor string, 
 		return rules.Rule{}, fmt.Errorf("delete rule %d: %w", id, err)
 	}
 	var r rules.Rule
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `DELETE FROM rules WHERE id = $1 RETURNING `+ruleColumns, id)
 		rs, err := pgScanRules(rows)
 		if err != nil {
@@ -404,7 +452,7 @@ func (s *Postgres) DeleteRule(ctx context.Context, now time.Time, actor string, 
 			pgTime(now), actor, OpRemove, r.ID, Detail(&r)); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		return notify(ctx, tx, noticesFor(s.node, 0, 0, rs[:1]))
+		return notify(ctx, tx, noticesFor(s.node, now, 0, 0, rs[:1]))
 	})
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -420,7 +468,7 @@ func (s *Postgres) Rules(ctx context.Context) ([]rules.Rule, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+ruleColumns+` FROM rules ORDER BY id`)
 	rs, err := pgScanRules(rows)
 	if err != nil {
-		return nil, fmt.Errorf("list rules: %w", err)
+		return nil, s.readErr("list rules", err)
 	}
 	return rs, nil
 }
@@ -463,7 +511,7 @@ func (s *Postgres) Rule(ctx context.Context, id int64) (rules.Rule, error) {
 // DeleteExpired: see SQLite.DeleteExpired.
 func (s *Postgres) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Rule, error) {
 	var rs []rules.Rule
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `DELETE FROM rules WHERE expires IS NOT NULL AND expires <= $1 RETURNING `+ruleColumns, pgTime(now))
 		var err error
 		if rs, err = pgScanRules(rows); err != nil {
@@ -483,7 +531,7 @@ func (s *Postgres) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Ru
 			pgTime(now), ActorExpiry, OpExpire, ids, detail); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		return notify(ctx, tx, noticesFor(s.node, 0, 0, rs))
+		return notify(ctx, tx, noticesFor(s.node, now, 0, 0, rs))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete expired rules: %w", err)
@@ -498,7 +546,7 @@ func (s *Postgres) DeleteExpired(ctx context.Context, now time.Time) ([]rules.Ru
 func (s *Postgres) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	out, err := s.audit(ctx, `SELECT id, at, actor, op, rule_id, detail FROM audit ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read audit: %w", err)
+		return nil, s.readErr("read audit", err)
 	}
 	return out, nil
 }
@@ -572,7 +620,7 @@ func (s *Postgres) AddBans(ctx context.Context, now time.Time, actor string, bs 
 			return fmt.Errorf("add bans: %w", err)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range bs {
 			b := &bs[i]
 			var prefix any
@@ -609,7 +657,7 @@ func (s *Postgres) DeleteBans(ctx context.Context, now time.Time, actor string, 
 	if err := checkActor(actor); err != nil {
 		return fmt.Errorf("delete bans: %w", err)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range bs {
 			if _, err := tx.Exec(ctx, `DELETE FROM bans WHERE id = $1`, bs[i].ID); err != nil {
 				return fmt.Errorf("delete ban %d: %w", bs[i].ID, err)
@@ -697,7 +745,7 @@ func (s *Postgres) DeleteExpiredBans(ctx context.Context, now time.Time) error {
 func (s *Postgres) BanAudit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	out, err := s.audit(ctx, `SELECT id, at, actor, op, ban_id, detail FROM ban_audit ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read ban audit: %w", err)
+		return nil, s.readErr("read ban audit", err)
 	}
 	return out, nil
 }
@@ -709,7 +757,7 @@ func (s *Postgres) SaveKnownGood(ctx context.Context, kg []abuse.KnownGood, forg
 			return fmt.Errorf("save known-good addresses: %w", err)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for _, k := range kg {
 			if _, err := tx.Exec(ctx, `INSERT INTO known_good (login, prefix, last) VALUES ($1, $2, $3)
 				ON CONFLICT (login, prefix) DO UPDATE SET last = greatest(known_good.last, excluded.last)`,
@@ -775,7 +823,7 @@ func (s *Postgres) SavePermits(ctx context.Context, ps []relay.Permit) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var b pgx.Batch
 		for i := range ps {
 			b.Queue(pgUpsertPermitSQL, pgPermitArgs(&ps[i])...)
@@ -797,7 +845,7 @@ func (s *Postgres) AddPermit(ctx context.Context, now time.Time, actor string, p
 	if err := checkPermit(&p); err != nil {
 		return fmt.Errorf("add permit %s: %w", p.Prefix, err)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, pgUpsertPermitSQL, pgPermitArgs(&p)...); err != nil {
 			return err
 		}
@@ -826,7 +874,7 @@ func (s *Postgres) DeletePermits(ctx context.Context, now time.Time, actor strin
 	if len(ps) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range ps {
 			p := &ps[i]
 			// cidr refuses host bits; the SQLite store matched the text, so
@@ -898,7 +946,7 @@ func (s *Postgres) DeleteExpiredPermits(ctx context.Context, now time.Time) (int
 func (s *Postgres) PermitAudit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	out, err := s.audit(ctx, `SELECT id, at, actor, op, 0::bigint, detail FROM permit_audit ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read permit audit: %w", err)
+		return nil, s.readErr("read permit audit", err)
 	}
 	return out, nil
 }
@@ -912,7 +960,7 @@ func (s *Postgres) SaveTrusted(ctx context.Context, ts []TrustedAddr) error {
 			return fmt.Errorf("save trusted addresses: %w", err)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for _, t := range ts {
 			a := t.Addr.Unmap()
 			if _, err := tx.Exec(ctx, `INSERT INTO fw_trusted (addr, login, expires) VALUES ($1, $2, $3)
@@ -986,7 +1034,7 @@ func (s *Postgres) DeleteTrusted(ctx context.Context, addrs []netip.Addr) error 
 // SaveWeak: see SQLite.SaveWeak.
 func (s *Postgres) SaveWeak(ctx context.Context, ws []WeakLogin) error {
 	var bad []error
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i := range ws {
 			w := &ws[i]
 			if err := checkWeak(w); err != nil {

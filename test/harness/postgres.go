@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,8 +36,10 @@ type Postgres struct {
 	User     string // superuser name
 	Password string // superuser password (scram-sha-256 over TCP)
 
-	proc *process
+	proc *process // nil while stopped
 	log  string
+	args []string // postgres's arguments: the same data dir and port on every start
+	cred *syscall.Credential
 }
 
 // StartPostgres runs initdb in a temp dir and starts postgres on ip (a
@@ -87,41 +90,53 @@ func StartPostgres(t testing.TB, ip string) *Postgres {
 	port := FreePort(t)
 	p.Addr = net.JoinHostPort(ip, strconv.Itoa(port))
 	p.log = filepath.Join(dir, "postgres.log")
+	p.args = []string{"-D", data,
+		"-c", "listen_addresses=" + ip,
+		"-c", "port=" + strconv.Itoa(port),
+		"-c", "unix_socket_directories=" + dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=200",
+		"-c", "shared_buffers=16MB",
+		"-c", "log_destination=stderr", "-c", "logging_collector=off"}
+	p.cred = cred
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("harness: postgres log:\n%s", trimOutput([]byte(readFile(p.log))))
+		}
+	})
+	p.start(t, true)
+	return p
+}
+
+// start runs postgres on the data dir and address of p (on its unix
+// socket only, without tcp) and waits until it accepts connections.
+func (p *Postgres) start(t testing.TB, tcp bool) {
+	t.Helper()
+	args := p.args
+	if !tcp {
+		// The last -c of a setting wins.
+		args = append(slices.Clip(args), "-c", "listen_addresses=")
+	}
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(PostgresBin+"/postgres", "-D", data,
-		"-c", "listen_addresses="+ip,
-		"-c", "port="+strconv.Itoa(port),
-		"-c", "unix_socket_directories="+dir,
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200",
-		"-c", "shared_buffers=16MB",
-		"-c", "log_destination=stderr", "-c", "logging_collector=off")
+	cmd := exec.Command(PostgresBin+"/postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.Dir = p.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
 	proc, err := startProcess(cmd)
 	if err != nil {
 		t.Fatalf("harness: start postgres: %v", err)
 	}
 	p.proc = proc
-	t.Cleanup(func() {
-		// SIGTERM is PostgreSQL's "smart" shutdown, which waits for
-		// clients; SIGINT ("fast") disconnects them.
-		p.proc.cmd.Process.Signal(syscall.SIGINT)
-		if err, killed := p.proc.stop(10 * time.Second); killed {
-			t.Logf("harness: postgres had to be killed (%v)", err)
-		}
-		if t.Failed() {
-			t.Logf("harness: postgres log:\n%s", trimOutput([]byte(readFile(p.log))))
-		}
-	})
 	if err := waitFor(20*time.Second, proc.done, func() error {
-		if err := dialTCP(p.Addr); err != nil {
-			return err
+		if tcp {
+			if err := dialTCP(p.Addr); err != nil {
+				return err
+			}
 		}
 		out, err := p.psqlErr("SELECT 1")
 		if err != nil {
@@ -131,7 +146,20 @@ func StartPostgres(t testing.TB, ip string) *Postgres {
 	}); err != nil {
 		t.Fatalf("harness: postgres did not come up: %v\n%s", err, trimOutput([]byte(readFile(p.log))))
 	}
-	return p
+}
+
+// stop stops the running server (fast shutdown), if any, and reports
+// whether it had to be killed.
+func (p *Postgres) stop() (error, bool) {
+	if p.proc == nil {
+		return nil, false
+	}
+	// SIGTERM is PostgreSQL's "smart" shutdown, which waits for
+	// clients; SIGINT ("fast") disconnects them.
+	p.proc.cmd.Process.Signal(syscall.SIGINT)
+	err, killed := p.proc.stop(10 * time.Second)
+	p.proc = nil
+	return err, killed
 }
 
 // psqlErr runs one SQL command as the superuser over the unix socket.
@@ -181,12 +209,32 @@ func (p *Postgres) CreateDatabase(t testing.TB, name, pw string) string {
 }
 
 // Stop stops the server now (fast shutdown) and waits for it to exit.
+// The data dir is kept: Start brings the same server back.
 func (p *Postgres) Stop(t testing.TB) {
 	t.Helper()
-	p.proc.cmd.Process.Signal(syscall.SIGINT)
-	if err, killed := p.proc.stop(10 * time.Second); killed {
+	if err, killed := p.stop(); killed {
 		t.Logf("harness: postgres had to be killed (%v)", err)
 	}
+}
+
+// Start starts a server Stop stopped again, on the same data dir,
+// address and port, and waits until it accepts connections.
+func (p *Postgres) Start(t testing.TB) {
+	t.Helper()
+	if p.proc != nil {
+		t.Fatalf("harness: Postgres.Start: the server is running")
+	}
+	p.start(t, true)
+}
+
+// StartUnixOnly starts a server Stop stopped on its unix socket only: SQL
+// and SQLIn work, and clients over TCP (mailgate) still find it down.
+func (p *Postgres) StartUnixOnly(t testing.TB) {
+	t.Helper()
+	if p.proc != nil {
+		t.Fatalf("harness: Postgres.StartUnixOnly: the server is running")
+	}
+	p.start(t, false)
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
