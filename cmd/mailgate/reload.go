@@ -17,6 +17,7 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/geoip"
+	"mailgate/internal/notify"
 	"mailgate/internal/password"
 	"mailgate/internal/policy"
 	"mailgate/internal/sendlimit"
@@ -69,6 +70,8 @@ var reloadTable = []reloadRule{
 	{"dnsbl_server", true, "zone, ttl, allow_networks and rate of the running DNSBL listener (from the next query)"},
 	{"dnsbl_server.listen", false, "a listener"},
 	{"logs", false, "the log door's followers (files, journalctl) are started at start"},
+	{"notifications", true, "events, rates and owner mails; the rate limits' memory stays (a smaller max_subjects forgets the oldest)"},
+	{"notify", true, "the targets are replaced (webhook keys and the owner template are read anew on every reload); the old targets deliver what they hold, then stop"},
 }
 
 // reloadRuleFor returns the most specific entry of reloadTable for key.
@@ -156,6 +159,7 @@ type reloader struct {
 	admin   *api.Server
 	blocks  *dnsblService // the DNSBL client ([dnsbl])
 	pws     *pwState
+	notes   *notifier
 }
 
 // reload re-reads the config file and applies it. A config that fails
@@ -242,6 +246,16 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 			return abandon(err)
 		}
 	}
+	// The webhook keys and the owner template are read anew on every
+	// reload while notifications are configured (a rotated key is taken
+	// up); a file that cannot be read refuses the reload.
+	var newNotes notify.Config
+	notesApply := r.notes != nil && (apply["notify"] || apply["notifications"] || len(cfg.Notify) > 0 || cfg.Notifications.Owner.TemplateFile != "")
+	if notesApply {
+		if newNotes, err = r.notes.prepare(&cfg); err != nil {
+			return abandon(err)
+		}
+	}
 	var logDest bool
 	if apply["log.decisions"] {
 		if err := r.dw.Retarget(cfg.Log.Decisions); err != nil {
@@ -268,6 +282,9 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 	}
 	if apply["messages"] {
 		r.engine.SetMessages(policy.Messages(cfg.Messages))
+	}
+	if notesApply {
+		r.notes.reconfigure(&cfg, newNotes)
 	}
 	if pwApply {
 		r.pws.reconfigure(cfg.Password, newPw)

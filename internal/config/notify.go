@@ -313,6 +313,8 @@ func (n *Notifications) validate(targets []NotifyTarget, bad func(key, format st
 		key := "notify[" + strconv.Itoa(i) + "]"
 		if !notifyName.MatchString(t.Name) {
 			bad(key+".name", "%q is not a name (want letters, digits, - and _, at most 32)", t.Name)
+		} else if t.Name == "owner" {
+			bad(key+".name", "owner is the name of the owner mails ([notifications.owner]); choose another")
 		}
 		for j := range i {
 			if targets[j].Name == t.Name {

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"mailgate/internal/abuse"
+	"mailgate/internal/config"
+	"mailgate/internal/geoip"
+	"mailgate/internal/metrics"
+	"mailgate/internal/notify"
+	"mailgate/internal/policy"
+	"mailgate/internal/postfix"
+	"mailgate/internal/relay"
+	"mailgate/internal/rules"
+	"mailgate/internal/sendlimit"
+)
+
+// notifier is the daemon's side of internal/notify: it turns what the
+// doors, the firewall and the health checks see into notify.Events. Its
+// hooks run on the decision paths and only do a non-blocking hand-off
+// (notify.Notifier.Notify); a hook whose event is switched off costs a
+// lock-free check at most.
+type notifier struct {
+	n       *notify.Notifier
+	tracker *abuse.Tracker
+	engine  *policy.Engine
+	started time.Time
+	log     *slog.Logger
+
+	mu        sync.Mutex // guards the fields below (a reload changes them)
+	learning  time.Duration
+	geoMaxAge time.Duration
+	on        map[notify.Kind]bool
+}
+
+// notifyConfig turns the config into the notifier's, reading the
+// webhook keys and the owner template file.
+func notifyConfig(cfg *config.Config) (notify.Config, error) {
+	nc := cfg.Notifications
+	host := nc.Host
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	out := notify.Config{Events: map[notify.Kind]notify.EventConfig{}, MaxPerHour: nc.MaxPerHour, MaxSubjects: nc.MaxSubjects, Host: host}
+	for k, e := range nc.Events() {
+		out.Events[k] = notify.EventConfig{Enabled: e.Enabled, Every: e.Every}
+	}
+	for i, t := range cfg.Notify {
+		kinds := make([]notify.Kind, len(t.Events))
+		for j, e := range t.Events {
+			kinds[j] = notify.Kind(e)
+		}
+		p := notify.RetryPolicy{Retries: t.Retries, Backoff: t.Backoff, Max: t.MaxBackoff}
+		switch t.Kind {
+		case "webhook", "alertmanager":
+			h := &notify.HTTPTarget{TargetName: t.Name, Kind: notify.Webhook, URL: t.URL, Events: kinds, Timeout: t.Timeout,
+				Policy: p, Queue: t.Queue, Host: host, ResolveIn: t.ResolveAfter}
+			if t.Kind == "alertmanager" {
+				h.Kind = notify.Alertmanager
+			} else {
+				key, err := config.ReadSecretFile(t.SecretFile, "webhook key")
+				if err != nil {
+					return notify.Config{}, fmt.Errorf("notify[%d].secret_file: %w", i, err)
+				}
+				h.Secret = []byte(key)
+			}
+			out.Targets = append(out.Targets, h)
+		case "mail":
+			out.Targets = append(out.Targets, &notify.MailTarget{TargetName: t.Name, Sendmail: t.Sendmail, From: t.From, To: t.To,
+				Events: kinds, Timeout: t.Timeout, Policy: p, Queue: t.Queue, Host: host})
+		}
+	}
+	if o := nc.Owner; o.Enabled {
+		tmpl := o.Template
+		if o.TemplateFile != "" {
+			var err error
+			if tmpl, err = config.ReadTemplateFile(o.TemplateFile); err != nil {
+				return notify.Config{}, fmt.Errorf("notifications.owner.template_file: %w", err)
+			}
+		}
+		out.Owner = &notify.Owner{Sendmail: o.Sendmail, From: o.From, Subject: o.Subject, Template: tmpl, Domains: o.Domains,
+			Addresses: o.Addresses, Every: o.Every, MaxPerHour: o.MaxPerHour, Timeout: o.Timeout,
+			Policy: notify.RetryPolicy{Retries: 3, Backoff: time.Minute, Max: 10 * time.Minute}, Queue: 1000, Host: host}
+		for _, k := range o.Events {
+			ec := out.Events[notify.Kind(k)]
+			ec.Owner = true
+			out.Events[notify.Kind(k)] = ec
+		}
+	}
+	return out, nil
+}
+
+func newNotifier(cfg *config.Config, tracker *abuse.Tracker, engine *policy.Engine, now time.Time, log *slog.Logger) (*notifier, error) {
+	nc, err := notifyConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	x := &notifier{n: notify.New(nc, log), tracker: tracker, engine: engine, started: now, log: log}
+	x.set(cfg, nc)
+	return x, nil
+}
+
+func (x *notifier) set(cfg *config.Config, nc notify.Config) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.learning = cfg.Notifications.NewCountryLearning
+	x.geoMaxAge = cfg.Notifications.GeoIPMaxAge
+	x.on = map[notify.Kind]bool{}
+	for k, e := range nc.Events {
+		// An event goes somewhere when a target takes it or its owner
+		// is told.
+		x.on[k] = e.Enabled && (e.Owner || wanted(nc.Targets, k))
+	}
+}
+
+func wanted(ts []notify.Target, k notify.Kind) bool {
+	for _, t := range ts {
+		if t.Wants(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// enabled reports whether events of kind k go anywhere.
+func (x *notifier) enabled(k notify.Kind) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.on[k]
+}
+
+// prepare reads what a reload's config needs (the keys, the template):
+// an error refuses the reload.
+func (x *notifier) prepare(cfg *config.Config) (notify.Config, error) { return notifyConfig(cfg) }
+
+// reconfigure applies a prepared config.
+func (x *notifier) reconfigure(cfg *config.Config, nc notify.Config) {
+	x.n.Reconfigure(nc)
+	x.set(cfg, nc)
+}
+
+// run dispatches until ctx ends, and checks the GeoIP database's age
+// every hour (and at start).
+func (x *notifier) run(ctx context.Context, geo func() *geoip.Locator) {
+	var wg sync.WaitGroup
+	wg.Go(func() { x.n.Run(ctx) })
+	defer wg.Wait()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		x.checkGeoIP(geo(), time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkGeoIP reports a database built longer than geoip_max_age ago.
+func (x *notifier) checkGeoIP(loc *geoip.Locator, now time.Time) {
+	if loc == nil || !x.enabled(notify.GeoIPStale) {
+		return
+	}
+	x.mu.Lock()
+	maxAge := x.geoMaxAge
+	x.mu.Unlock()
+	i := loc.Info()
+	if i.Built.IsZero() || now.Sub(i.Built) <= maxAge {
+		return
+	}
+	x.n.Notify(notify.Event{Kind: notify.GeoIPStale, Time: now, Subject: i.Path,
+		Detail: fmt.Sprintf("%s was built %s, %d days ago (notifications.geoip_max_age is %v)", i.Path, i.Built.Format(time.DateOnly), int(now.Sub(i.Built).Hours()/24), maxAge)})
+}
+
+// bans reports the login bans among bans, made by a's failure.
+func (x *notifier) bans(bans []abuse.Ban, a *policy.Attempt, now time.Time) {
+	if len(bans) == 0 || !x.enabled(notify.LoginBanned) {
+		return
+	}
+	for i := range bans {
+		b := &bans[i]
+		if b.Kind != abuse.BanLogin {
+			continue
+		}
+		x.n.Notify(notify.Event{Kind: notify.LoginBanned, Time: now, Login: b.Login, Addr: a.Client, Country: knownCountry(a.Country),
+			Service: a.Service.String(), Until: b.Expires, Detail: b.Reason})
+	}
+}
+
+// knownCountry drops the "private" and "unknown" markers.
+func knownCountry(cc string) string {
+	if len(cc) == 2 {
+		return cc
+	}
+	return ""
+}
+
+// success is called for a successful login before the tracker records
+// it: a login from a country the account has not used recently (after
+// the learning time since start) is reported.
+func (x *notifier) success(a *policy.Attempt, now time.Time) {
+	if !x.enabled(notify.NewCountry) {
+		return
+	}
+	x.mu.Lock()
+	learning := x.learning
+	x.mu.Unlock()
+	geo := x.engine.Settings().Geo
+	if geo == nil || now.Sub(x.started) < learning || a.Login == "" {
+		return
+	}
+	cc, kind := geo(a.Client)
+	if kind != policy.CountryFound || !x.tracker.NewCountry(a.Login, cc, now) {
+		return
+	}
+	x.n.Notify(notify.Event{Kind: notify.NewCountry, Time: now, Login: a.Login, Addr: a.Client, Country: cc, Service: a.Service.String()})
+}
+
+// permit reports a permit granted or refreshed on a shared network.
+func (x *notifier) permit(grants *permits, p relay.Permit, o relay.Outcome, login string, svc rules.Service, addr netip.Addr, now time.Time) {
+	if grants == nil || (o != relay.Granted && o != relay.Refreshed) || !x.enabled(notify.SharedPermit) {
+		return
+	}
+	shared, accounts := grants.t.Shared(addr, now)
+	if !shared {
+		return
+	}
+	x.n.Notify(notify.Event{Kind: notify.SharedPermit, Time: now, Login: login, Addr: addr, Prefix: p.Prefix, Subject: p.Prefix.String(),
+		Service: svc.String(), Accounts: accounts})
+}
+
+// firewallFailed reports a firewall error.
+func (x *notifier) firewallFailed(what string, err error, now time.Time) {
+	if x == nil || !x.enabled(notify.FirewallFailed) {
+		return
+	}
+	x.n.Notify(notify.Event{Kind: notify.FirewallFailed, Time: now, Subject: "firewall", Detail: what + ": " + err.Error()})
+}
+
+// dnsblFailed reports a zone failing its health check.
+func (x *notifier) dnsblFailed(zone, problem string, now time.Time) {
+	if x == nil || !x.enabled(notify.DNSBLStale) {
+		return
+	}
+	x.n.Notify(notify.Event{Kind: notify.DNSBLStale, Time: now, Subject: zone, Detail: problem})
+}
+
+// limiter wraps the Postfix door's sending limits: a sender over a limit
+// is reported.
+func (x *notifier) limiter(l postfix.Limiter) postfix.Limiter {
+	return notifyingLimiter{l: l, x: x}
+}
+
+type notifyingLimiter struct {
+	l postfix.Limiter
+	x *notifier
+}
+
+func (n notifyingLimiter) Rcpt(login, instance string, now time.Time) sendlimit.Exceeded {
+	ex := n.l.Rcpt(login, instance, now)
+	if !ex.OK() && n.x.enabled(notify.SendLimit) {
+		n.x.n.Notify(notify.Event{Kind: notify.SendLimit, Time: now, Login: login,
+			Detail: ex.Limit + " " + strconv.Itoa(ex.Max)})
+	}
+	return ex
+}
+
+// writeMetrics writes the mailgate_notify_* series, each family's
+// series together.
+func (x *notifier) writeMetrics(w io.Writer) {
+	s := x.n.Stats()
+	var ownerRate uint64
+	for _, t := range s.Targets {
+		ownerRate += t.OwnerLimit
+	}
+	metrics.WriteCounter(w, `mailgate_notify_events_total`, s.Accepted)
+	metrics.WriteCounter(w, `mailgate_notify_dropped_total{reason="intake_full"}`, s.IntakeDropped)
+	for _, t := range s.Targets {
+		metrics.WriteCounter(w, `mailgate_notify_dropped_total{reason="queue_full",target="`+t.Name+`"}`, t.QueueFull)
+	}
+	metrics.WriteCounter(w, `mailgate_notify_suppressed_total{reason="off"}`, s.Off)
+	metrics.WriteCounter(w, `mailgate_notify_suppressed_total{reason="subject_rate"}`, s.RateSubject)
+	metrics.WriteCounter(w, `mailgate_notify_suppressed_total{reason="global_rate"}`, s.RateGlobal)
+	metrics.WriteCounter(w, `mailgate_notify_suppressed_total{reason="owner_rate"}`, ownerRate)
+	metrics.WriteCounter(w, `mailgate_notify_subjects_evicted_total`, s.SubjectEvicted)
+	for _, f := range []struct {
+		name string
+		v    func(notify.TargetStats) uint64
+	}{
+		{"mailgate_notify_sent_total", func(t notify.TargetStats) uint64 { return t.Sent }},
+		{"mailgate_notify_failed_total", func(t notify.TargetStats) uint64 { return t.Failed }},
+		{"mailgate_notify_retries_total", func(t notify.TargetStats) uint64 { return t.Retries }},
+	} {
+		for _, t := range s.Targets {
+			metrics.WriteCounter(w, f.name+`{target="`+t.Name+`"}`, f.v(t))
+		}
+	}
+	for _, t := range s.Targets {
+		metrics.WriteGauge(w, `mailgate_notify_queue_length{target="`+t.Name+`"}`, float64(t.Queued))
+	}
+}

@@ -1,0 +1,254 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailgate/internal/notify"
+	"mailgate/test/harness"
+)
+
+const (
+	ntVictim, ntVictimPW = "victim@example.test", "Victim-Secret-5150"
+	ntAdmin              = "admin@example.test"
+	ntAPIKey             = "notify-e2e-policy-key-777"
+	ntWebhookKey         = "notify-e2e-webhook-key-0123456789abcdef"
+)
+
+// ntReceiver is the webhook receiver: it checks each request's signature
+// the way docs/notifications.md tells a user to, and keeps the events.
+type ntReceiver struct {
+	mu     sync.Mutex
+	events []notify.JSON
+	bad    []string
+	got    chan struct{}
+}
+
+func (r *ntReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !notify.Verify([]byte(ntWebhookKey), req.Header.Get(notify.HeaderTimestamp), body, req.Header.Get(notify.HeaderSignature), time.Now(), 5*time.Minute) {
+		r.bad = append(r.bad, string(body))
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var e notify.JSON
+	if err := json.Unmarshal(body, &e); err != nil {
+		r.bad = append(r.bad, string(body))
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	r.events = append(r.events, e)
+	select {
+	case r.got <- struct{}{}:
+	default:
+	}
+}
+
+// TestNotifyLoginBanned: failed IMAP logins through the real Dovecot ban
+// an account's login; mailgate posts a signed login_banned webhook, and
+// mails the admin and the account's owner through the real Postfix's
+// sendmail, which delivers both into maildirs in the temp dir. A login
+// at a stranger's domain, banned the same way, is never mailed.
+func TestNotifyLoginBanned(t *testing.T) {
+	harness.Require(t, harness.DovecotPackages)
+	harness.RequirePostfix(t)
+	dir := harness.TempDir(t, "notify-")
+
+	// The maildirs belong to nobody: Postfix's virtual agent delivers
+	// as the uid virtual_uid_maps names, never as root.
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailDir := filepath.Join(dir, "mail")
+	if err := os.Mkdir(mailDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	if err := os.Chown(mailDir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+
+	// Postfix needs a Dovecot auth service (PostfixOptions), mailgate
+	// needs Postfix's directory (sendmail -C), the IMAP Dovecot needs
+	// mailgate's URL: a first Dovecot serves Postfix's SASL only.
+	sasl := harness.StartDovecot(t, harness.DovecotOptions{
+		Users:        map[string]string{ntVictim: ntVictimPW},
+		AuthListener: true,
+	})
+	pf := harness.StartPostfix(t, harness.PostfixOptions{
+		DovecotSASL: sasl.AuthAddr,
+		Extra: fmt.Sprintf(`virtual_mailbox_domains = example.test
+virtual_transport = virtual
+virtual_mailbox_base = %s
+virtual_mailbox_maps = inline:{ %s=admin/, %s=victim/ }
+virtual_uid_maps = static:%d
+virtual_gid_maps = static:%d
+virtual_minimum_uid = 1
+`, mailDir, ntAdmin, ntVictim, uid, gid),
+		MasterExtra: "virtual   unix  -       n       n       -       -       virtual\n",
+	})
+
+	rcv := &ntReceiver{got: make(chan struct{}, 16)}
+	hook := httptest.NewServer(rcv) // 127.0.0.1
+	defer hook.Close()
+	keyFile := filepath.Join(dir, "webhook.key")
+	if err := os.WriteFile(keyFile, []byte(ntWebhookKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, ntAPIKey, fmt.Sprintf(`
+[metrics]
+listen = %q
+
+[[notify]]
+name = "hook"
+kind = "webhook"
+url = %q
+secret_file = %q
+events = ["login_banned"]
+
+[[notify]]
+name = "admin-mail"
+kind = "mail"
+sendmail = ["/usr/sbin/sendmail", "-C", %q]
+from = "mailgate@example.test"
+to = [%q]
+
+[notifications]
+host = "mx-e2e"
+
+[notifications.owner]
+enabled = true
+sendmail = ["/usr/sbin/sendmail", "-C", %q]
+from = "postmaster@example.test"
+domains = ["example.test"]
+`, metricsAddr, hook.URL, keyFile, pf.Dir, ntAdmin, pf.Dir)))
+	dcp := harness.StartDovecot(t, harness.DovecotOptions{
+		Users:     map[string]string{ntVictim: ntVictimPW},
+		PolicyURL: mg.DovecotURL(),
+		APIKey:    ntAPIKey,
+	})
+
+	// Rule (a): three failures of one login from three addresses. A
+	// login with CR/LF and a stranger's address are attacked too.
+	attack := func(login string, srcs ...string) {
+		for _, src := range srcs {
+			_, err := bfLogin("imap", dcp, src, login, "a wrong guess "+src)
+			if err == nil {
+				t.Fatalf("a wrong password for %s from %s logged in", login, src)
+			}
+			mg.WaitLogLine(t, map[string]string{"auth": "failure", "login": login, "ip": src})
+		}
+		mg.WaitLogLine(t, map[string]string{"event": "ban", "kind": "login", "login": login})
+	}
+	attack(ntVictim, "127.0.0.151", "127.0.0.152", "127.0.0.153")
+	attack("stranger@elsewhere.test", "127.0.0.154", "127.0.0.155", "127.0.0.156")
+
+	// The webhook: both bans, signed.
+	deadline := time.After(30 * time.Second)
+	for {
+		rcv.mu.Lock()
+		n, bad := len(rcv.events), len(rcv.bad)
+		rcv.mu.Unlock()
+		if bad > 0 {
+			t.Fatalf("the receiver refused %d requests (bad signature or body): %q", bad, rcv.bad)
+		}
+		if n >= 2 {
+			break
+		}
+		select {
+		case <-rcv.got:
+		case <-deadline:
+			t.Fatalf("the webhook got %d events, want 2; mailgate log:\n%s", n, mg.Stderr())
+		}
+	}
+	rcv.mu.Lock()
+	ev := rcv.events[0]
+	rcv.mu.Unlock()
+	if ev.Event != "login_banned" || ev.Login != ntVictim || ev.IP != "127.0.0.153" || ev.Host != "mx-e2e" || ev.Until.IsZero() {
+		t.Errorf("webhook event %+v", ev)
+	}
+
+	// The mails: the admin gets one per ban, the owner one; the
+	// stranger's domain none.
+	admin := ntWaitMail(t, filepath.Join(mailDir, "admin"), 2, pf)
+	owner := ntWaitMail(t, filepath.Join(mailDir, "victim"), 1, pf)
+	var subjects []string
+	for _, m := range admin {
+		subjects = append(subjects, m.Header.Get("Subject"))
+		if m.Header.Get("From") != "mailgate@example.test" || m.Header.Get("Auto-Submitted") != "auto-generated" {
+			t.Errorf("admin mail headers %v", m.Header)
+		}
+	}
+	if !strings.Contains(strings.Join(subjects, "\n"), "account "+ntVictim+" is under attack") {
+		t.Errorf("admin mail subjects %q", subjects)
+	}
+	body, _ := io.ReadAll(owner[0].Body)
+	for _, want := range []string{"127.0.0.153", "wrong passwords for your account", "change your password"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the owner's mail lacks %q:\n%s", want, body)
+		}
+	}
+	if owner[0].Header.Get("To") != ntVictim || owner[0].Header.Get("From") != "postmaster@example.test" {
+		t.Errorf("owner mail headers %v", owner[0].Header)
+	}
+	if strings.Contains(pf.MailLog(), "elsewhere.test") && strings.Contains(pf.MailLog(), "to=<stranger@elsewhere.test>") {
+		t.Errorf("the stranger's address was mailed:\n%s", pf.MailLog())
+	}
+	// The webhook key never reaches the log.
+	if strings.Contains(mg.Stderr(), ntWebhookKey) {
+		t.Error("the webhook key is in mailgate's log")
+	}
+	// The metrics count what went out.
+	m := scrape(t, metricsAddr)
+	for name, want := range map[string]float64{`mailgate_notify_sent_total{target="hook"}`: 2, `mailgate_notify_sent_total{target="admin-mail"}`: 2, `mailgate_notify_sent_total{target="owner"}`: 1} {
+		if m[name] != want {
+			t.Errorf("%s = %v, want %v", name, m[name], want)
+		}
+	}
+}
+
+// ntWaitMail waits until dir/new holds n messages and parses them.
+func ntWaitMail(t *testing.T, dir string, n int, pf *harness.Postfix) []*mail.Message {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second) // pickup may wait for its 60 s timer
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "new", "*"))
+		if len(files) >= n {
+			var out []*mail.Message
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := mail.ReadMessage(strings.NewReader(string(b)))
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", f, err, b)
+				}
+				out = append(out, m)
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d messages, want %d; postfix log:\n%s", dir, len(files), n, pf.MailLog())
+		}
+		time.Sleep(200 * time.Millisecond) // polling a directory another process fills
+	}
+}
