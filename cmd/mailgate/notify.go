@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -307,4 +309,50 @@ func (x *notifier) writeMetrics(w io.Writer) {
 	for _, t := range s.Targets {
 		metrics.WriteGauge(w, `mailgate_notify_queue_length{target="`+t.Name+`"}`, float64(t.Queued))
 	}
+}
+
+// cmdNotifyTest sends a test notification to every [[notify]] target of
+// the config file (or the one --target names), once each, without
+// retries, and says what each answered. It runs in the CLI, not through
+// the daemon: it reads the webhook keys itself (run it as the user the
+// daemon runs as).
+func cmdNotifyTest(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	cfgPath := fs.String("config", "", "the config `FILE` (default "+config.DefaultPath+")")
+	only := fs.String("target", "", "only the target of this `NAME`")
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: notify test takes no arguments (got %q)", errUsage, pos[0])
+	}
+	cfg, _, err := config.LoadOrDefault(*cfgPath)
+	if err != nil {
+		return err
+	}
+	nc, err := notifyConfig(&cfg)
+	if err != nil {
+		return err
+	}
+	e := notify.Event{Kind: notify.Test, Time: time.Now()}
+	failed, tried := 0, 0
+	for _, t := range nc.Targets {
+		if *only != "" && t.Name() != *only {
+			continue
+		}
+		tried++
+		if err := t.Deliver(ctx, &e); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%s: FAILED: %v\n", t.Name(), err)
+		} else {
+			fmt.Fprintf(stdout, "%s: ok\n", t.Name())
+		}
+	}
+	switch {
+	case tried == 0 && *only != "":
+		return fmt.Errorf("notify test: no [[notify]] target is called %q", *only)
+	case tried == 0:
+		return errors.New("notify test: no [[notify]] target in the config")
+	case failed > 0:
+		return fmt.Errorf("notify test: %d of %d targets failed", failed, tried)
+	}
+	return nil
 }

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -195,4 +202,56 @@ func TestNotifySendLimitAndHealth(t *testing.T) {
 			t.Fatalf("got\n%s\nwant\n%s\nand geoip_stale", strings.Join(kinds, "\n"), strings.Join(want, "\n"))
 		}
 	})
+}
+
+// TestNotifyTestCommand: 'mailgate notify test' posts a signed test event
+// to the webhook of the config file and reports a target that fails.
+func TestNotifyTestCommand(t *testing.T) {
+	const key = "notify-test-command-key-0123456789"
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if !notify.Verify([]byte(key), r.Header.Get(notify.HeaderTimestamp), body, r.Header.Get(notify.HeaderSignature), time.Now(), time.Minute) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		got = append(got, r.Header.Get(notify.HeaderEvent))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "hook.key")
+	os.WriteFile(keyFile, []byte(key), 0o600)
+	cfgFile := filepath.Join(dir, "mailgate.toml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+[store]
+path = %q
+[[notify]]
+name = "hook"
+kind = "webhook"
+url = %q
+secret_file = %q
+[[notify]]
+name = "down"
+kind = "alertmanager"
+url = "http://127.0.0.1:9/api/v2/alerts"
+`, filepath.Join(dir, "m.db"), srv.URL, keyFile)), 0o600)
+
+	var out bytes.Buffer
+	err := cmdNotifyTest(context.Background(), flag.NewFlagSet("notify test", flag.ContinueOnError), []string{"--config", cfgFile}, &out)
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 targets failed") {
+		t.Errorf("err = %v", err)
+	}
+	if !strings.Contains(out.String(), "hook: ok") || !strings.Contains(out.String(), "down: FAILED") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	if len(got) != 1 || got[0] != "test" {
+		t.Errorf("the receiver got %q", got)
+	}
+	out.Reset()
+	if err := cmdNotifyTest(context.Background(), flag.NewFlagSet("notify test", flag.ContinueOnError), []string{"--config", cfgFile, "--target", "hook"}, &out); err != nil {
+		t.Errorf("--target hook: %v\n%s", err, out.String())
+	}
 }

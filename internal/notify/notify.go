@@ -216,6 +216,7 @@ func New(cfg Config, log *slog.Logger) *Notifier {
 	}
 	n := &Notifier{log: log, in: make(chan Event, cfg.Intake), cfg: cfg}
 	n.limit = newLimiter(cfg.MaxSubjects, cfg.MaxPerHour)
+	n.registerLocked()
 	return n
 }
 
@@ -275,6 +276,7 @@ func (n *Notifier) Reconfigure(cfg Config) {
 	cfg.Intake = n.cfg.Intake
 	n.cfg = cfg
 	n.limit.resize(cfg.MaxSubjects, cfg.MaxPerHour)
+	n.registerLocked()
 	if n.ctx != nil {
 		n.stopWorkersLocked()
 		n.startWorkersLocked()
@@ -299,22 +301,38 @@ func (n *Notifier) startWorkersLocked() {
 }
 
 func (n *Notifier) startWorkerLocked(t Target) *worker {
-	c := n.counts[t.Name()]
-	if c == nil {
-		if n.counts == nil {
-			n.counts = map[string]*counts{}
-		}
-		c = &counts{}
-		n.counts[t.Name()] = c
-		n.names = append(n.names, t.Name())
-	}
-	w := &worker{t: t, q: make(chan Event, max(t.QueueLen(), 1)), log: n.log.With("target", t.Name()), c: c}
+	w := &worker{t: t, q: make(chan Event, max(t.QueueLen(), 1)), log: n.log.With("target", t.Name()), c: n.countsLocked(t.Name())}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		w.run(n.ctx)
 	}()
 	return w
+}
+
+// countsLocked returns the counters of the target called name.
+func (n *Notifier) countsLocked(name string) *counts {
+	c := n.counts[name]
+	if c == nil {
+		if n.counts == nil {
+			n.counts = map[string]*counts{}
+		}
+		c = &counts{}
+		n.counts[name] = c
+		n.names = append(n.names, name)
+	}
+	return c
+}
+
+// registerLocked creates the counters of cfg's targets, so that Stats
+// lists them before Run.
+func (n *Notifier) registerLocked() {
+	for _, t := range n.cfg.Targets {
+		n.countsLocked(t.Name())
+	}
+	if n.cfg.Owner != nil {
+		n.countsLocked(n.cfg.Owner.Name())
+	}
 }
 
 // stopWorkersLocked closes the queues: each worker delivers what its
