@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailgate/internal/abuse"
@@ -37,10 +38,15 @@ type notifier struct {
 	started time.Time
 	log     *slog.Logger
 
-	mu        sync.Mutex // guards the fields below (a reload changes them)
+	// set is swapped whole by a reload; the hooks read it without a lock.
+	set atomic.Pointer[notifySettings]
+}
+
+// notifySettings are the notifier's settings a reload changes.
+type notifySettings struct {
 	learning  time.Duration
 	geoMaxAge time.Duration
-	on        map[notify.Kind]bool
+	on        map[notify.Kind]bool // never changed after it is stored
 }
 
 // notifyConfig turns the config into the notifier's, reading the
@@ -106,21 +112,18 @@ func newNotifier(cfg *config.Config, tracker *abuse.Tracker, engine *policy.Engi
 		return nil, err
 	}
 	x := &notifier{n: notify.New(nc, log), tracker: tracker, engine: engine, started: now, log: log}
-	x.set(cfg, nc)
+	x.apply(cfg, nc)
 	return x, nil
 }
 
-func (x *notifier) set(cfg *config.Config, nc notify.Config) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.learning = cfg.Notifications.NewCountryLearning
-	x.geoMaxAge = cfg.Notifications.GeoIPMaxAge
-	x.on = map[notify.Kind]bool{}
+func (x *notifier) apply(cfg *config.Config, nc notify.Config) {
+	s := &notifySettings{learning: cfg.Notifications.NewCountryLearning, geoMaxAge: cfg.Notifications.GeoIPMaxAge, on: map[notify.Kind]bool{}}
 	for k, e := range nc.Events {
 		// An event goes somewhere when a target takes it or its owner
 		// is told.
-		x.on[k] = e.Enabled && (e.Owner || wanted(nc.Targets, k))
+		s.on[k] = e.Enabled && (e.Owner || wanted(nc.Targets, k))
 	}
+	x.set.Store(s)
 }
 
 func wanted(ts []notify.Target, k notify.Kind) bool {
@@ -134,9 +137,7 @@ func wanted(ts []notify.Target, k notify.Kind) bool {
 
 // enabled reports whether events of kind k go anywhere.
 func (x *notifier) enabled(k notify.Kind) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.on[k]
+	return x.set.Load().on[k]
 }
 
 // prepare reads what a reload's config needs (the keys, the template):
@@ -146,7 +147,7 @@ func (x *notifier) prepare(cfg *config.Config) (notify.Config, error) { return n
 // reconfigure applies a prepared config.
 func (x *notifier) reconfigure(cfg *config.Config, nc notify.Config) {
 	x.n.Reconfigure(nc)
-	x.set(cfg, nc)
+	x.apply(cfg, nc)
 }
 
 // run dispatches until ctx ends, and checks the GeoIP database's age
@@ -172,9 +173,7 @@ func (x *notifier) checkGeoIP(loc *geoip.Locator, now time.Time) {
 	if loc == nil || !x.enabled(notify.GeoIPStale) {
 		return
 	}
-	x.mu.Lock()
-	maxAge := x.geoMaxAge
-	x.mu.Unlock()
+	maxAge := x.set.Load().geoMaxAge
 	i := loc.Info()
 	if i.Built.IsZero() || now.Sub(i.Built) <= maxAge {
 		return
@@ -213,9 +212,7 @@ func (x *notifier) success(a *policy.Attempt, now time.Time) {
 	if !x.enabled(notify.NewCountry) {
 		return
 	}
-	x.mu.Lock()
-	learning := x.learning
-	x.mu.Unlock()
+	learning := x.set.Load().learning
 	geo := x.engine.Settings().Geo
 	if geo == nil || now.Sub(x.started) < learning || a.Login == "" {
 		return

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -24,8 +25,10 @@ import (
 	"mailgate/internal/geoip/geoiptest"
 	"mailgate/internal/notify"
 	"mailgate/internal/policy"
+	"mailgate/internal/relay"
 	"mailgate/internal/rules"
 	"mailgate/internal/sendlimit"
+	"mailgate/internal/store"
 )
 
 // spyTarget keeps what the notifier delivers (the far edge: the real
@@ -84,7 +87,7 @@ func testNotifier(t *testing.T, spy *spyTarget, now time.Time) (*notifier, *poli
 	}
 	nc.Targets = []notify.Target{spy}
 	x := &notifier{n: notify.New(nc, nil), tracker: tracker, engine: engine, started: now}
-	x.set(&cfg, nc)
+	x.apply(&cfg, nc)
 	return x, engine
 }
 
@@ -254,4 +257,43 @@ url = "http://127.0.0.1:9/api/v2/alerts"
 	if err := cmdNotifyTest(context.Background(), flag.NewFlagSet("notify test", flag.ContinueOnError), []string{"--config", cfgFile, "--target", "hook"}, &out); err != nil {
 		t.Errorf("--target hook: %v\n%s", err, out.String())
 	}
+}
+
+// TestNotifySharedPermit: a permit on an address that shared_logins
+// accounts logged in from is reported, with the accounts, at each
+// permit on it (every is 0 here; the rate per network is notify's own
+// test); a permit on an address of one account is not.
+func TestNotifySharedPermit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		spy := &spyTarget{}
+		now := time.Now()
+		x, _ := testNotifier(t, spy, now)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go x.n.Run(ctx)
+		st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "m.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		rc := relay.DefaultConfig()
+		rc.SharedLogins, rc.SharedWindow = 3, time.Hour
+		grants := newPermits(relay.New(rc), st, policy.NewDecisionLog(io.Discard), slog.New(slog.DiscardHandler))
+		onLogin := func(login, ip string) {
+			addr := netip.MustParseAddr(ip)
+			p, o := grants.login(login, rules.IMAP, addr, "dovecot", now)
+			x.permit(grants, p, o, login, rules.IMAP, addr, now)
+		}
+		onLogin("solo@example.com", "192.0.2.50")
+		onLogin("solo@example.com", "192.0.2.50")
+		for _, u := range []string{"a@example.com", "b@example.com", "c@example.com", "d@example.com"} {
+			onLogin(u, "198.51.100.77")
+		}
+		synctest.Wait()
+		got := spy.take()
+		if len(got) != 2 || got[0].Kind != notify.SharedPermit || got[0].Prefix != netip.MustParsePrefix("198.51.100.77/32") ||
+			len(got[0].Accounts) != 3 || got[0].Login != "c@example.com" || len(got[1].Accounts) != 4 {
+			t.Fatalf("got %+v, want shared_permit for 198.51.100.77 at the 3rd and 4th account", got)
+		}
+	})
 }
