@@ -252,3 +252,62 @@ func ntWaitMail(t *testing.T, dir string, n int, pf *harness.Postfix) []*mail.Me
 		time.Sleep(200 * time.Millisecond) // polling a directory another process fills
 	}
 }
+
+// TestNotifyReload: a daemon started without targets gets a webhook by
+// `mailgate reload`, and a DNSBL zone added in the same reload that fails
+// its health check (its resolver is a closed port) reaches the webhook
+// as dnsbl_stale; a reload whose key file other users may read is
+// refused, and the running webhook stays.
+func TestNotifyReload(t *testing.T) {
+	dir := harness.TempDir(t, "notify-reload-")
+	rcv := &ntReceiver{got: make(chan struct{}, 16)}
+	hook := httptest.NewServer(rcv)
+	defer hook.Close()
+	keyFile := filepath.Join(dir, "webhook.key")
+	if err := os.WriteFile(keyFile, []byte(ntWebhookKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := mailgateConfig(t, dir, ntAPIKey, "")
+	mg := harness.StartMailgate(t, base)
+	e := &reloadEnv{mg: mg, dir: dir}
+	withHook := base + fmt.Sprintf(`
+[[notify]]
+name = "hook"
+kind = "webhook"
+url = %q
+secret_file = %q
+
+[dnsbl]
+zones = ["bl.example.test"]
+resolver = "127.0.0.1:9"
+budget = "200ms"
+`, hook.URL, keyFile)
+	e.write(t, withHook)
+	r := e.reload(t, true)
+	if !strings.Contains(strings.Join(r.Applied, " "), "notify") {
+		t.Errorf("applied %q, want notify", r.Applied)
+	}
+	select {
+	case <-rcv.got:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no webhook after the reload; log:\n%s", mg.Stderr())
+	}
+	rcv.mu.Lock()
+	ev := rcv.events[0]
+	rcv.mu.Unlock()
+	if ev.Event != "dnsbl_stale" || ev.Subject != "bl.example.test" || ev.Detail == "" {
+		t.Errorf("event %+v, want dnsbl_stale for bl.example.test", ev)
+	}
+
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = e.reload(t, false)
+	if msg := strings.Join(r.Errors, "\n"); !strings.Contains(msg, "secret_file") || !strings.Contains(msg, "chmod 600") || strings.Contains(msg, ntWebhookKey) {
+		t.Errorf("refused reload said %q", msg)
+	}
+	os.Chmod(keyFile, 0o600)
+	if out := mg.MustCLI(t, "notify", "test", "--config", mg.ConfigPath); !strings.Contains(out, "hook: ok") {
+		t.Errorf("notify test: %s", out)
+	}
+}

@@ -265,6 +265,11 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 	}
 
 	// From here on nothing is refused.
+	// Notifications first: what the parts below find (a DNSBL zone
+	// failing its first health check) goes to the new targets.
+	if notesApply {
+		r.notes.reconfigure(&cfg, newNotes)
+	}
 	if apply["log.level"] {
 		r.level.Set(logLevel(cfg.Log.Level))
 	}
@@ -282,9 +287,6 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 	}
 	if apply["messages"] {
 		r.engine.SetMessages(policy.Messages(cfg.Messages))
-	}
-	if notesApply {
-		r.notes.reconfigure(&cfg, newNotes)
 	}
 	if pwApply {
 		r.pws.reconfigure(cfg.Password, newPw)
