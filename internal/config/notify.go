@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -379,14 +378,4 @@ func notifyExample() NotifyTarget {
 	t := NotifyTarget{Name: "ops", Kind: "webhook", URL: "https://hooks.example.com/mailgate", SecretFile: "/etc/mailgate/webhook.key", Sendmail: []string{}, To: []string{}, Events: []string{}}
 	t.setDefaults(nil)
 	return t
-}
-
-// usesKind reports whether any target takes events of kind k.
-func usesKind(targets []NotifyTarget, k string) bool {
-	for _, t := range targets {
-		if len(t.Events) == 0 || slices.Contains(t.Events, k) {
-			return true
-		}
-	}
-	return false
 }
