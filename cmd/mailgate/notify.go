@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,8 +95,14 @@ func notifyConfig(cfg *config.Config) (notify.Config, error) {
 				return notify.Config{}, fmt.Errorf("notifications.owner.template_file: %w", err)
 			}
 		}
+		// Logins are matched case-insensitively (Owner.Address lowers
+		// the login).
+		addrs := make(map[string]string, len(o.Addresses))
+		for login, a := range o.Addresses {
+			addrs[strings.ToLower(login)] = a
+		}
 		out.Owner = &notify.Owner{Sendmail: o.Sendmail, From: o.From, Subject: o.Subject, Template: tmpl, Domains: o.Domains,
-			Addresses: o.Addresses, Every: o.Every, MaxPerHour: o.MaxPerHour, Timeout: o.Timeout,
+			Addresses: addrs, Every: o.Every, MaxPerHour: o.MaxPerHour, Timeout: o.Timeout,
 			Policy: notify.RetryPolicy{Retries: 3, Backoff: time.Minute, Max: 10 * time.Minute}, Queue: 1000, Host: host}
 		for _, k := range o.Events {
 			ec := out.Events[notify.Kind(k)]

@@ -417,3 +417,29 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+// BenchmarkNotify is the cost a door pays per event: a non-blocking
+// send into the intake, with the dispatcher draining it (what it cannot
+// take in time is dropped, as in the daemon), or
+// with the intake full (dropped).
+func BenchmarkNotify(b *testing.B) {
+	e := ban("alice@example.com", time.Unix(1_700_000_000, 0))
+	b.Run("dispatcher_running", func(b *testing.B) {
+		n := New(Config{Events: allOn(time.Hour)}, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go n.Run(ctx)
+		b.ReportAllocs()
+		for b.Loop() {
+			n.Notify(e)
+		}
+	})
+	b.Run("intake_full", func(b *testing.B) {
+		n := New(Config{Events: allOn(time.Hour), Intake: 1}, nil)
+		n.Notify(e)
+		b.ReportAllocs()
+		for b.Loop() {
+			n.Notify(e)
+		}
+	})
+}
