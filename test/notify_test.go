@@ -311,3 +311,58 @@ budget = "200ms"
 		t.Errorf("notify test: %s", out)
 	}
 }
+
+// TestNotifyAlertmanager: the daemon posts to a real Alertmanager, which
+// takes the alert (it answers 400 to a body that is not a valid
+// postableAlert list) and lists it with mailgate's labels and
+// annotations: a DNSBL zone whose resolver is a closed port fails its
+// health check at start.
+func TestNotifyAlertmanager(t *testing.T) {
+	am := harness.StartAlertmanager(t)
+	dir := harness.TempDir(t, "notify-am-")
+	mg := harness.StartMailgate(t, mailgateConfig(t, dir, ntAPIKey, fmt.Sprintf(`
+[[notify]]
+name = "am"
+kind = "alertmanager"
+url = "%s/api/v2/alerts"
+resolve_after = "2h"
+
+[notifications]
+host = "mx-am"
+
+[dnsbl]
+zones = ["bl.example.test"]
+resolver = "127.0.0.1:9"
+budget = "200ms"
+`, am.URL)))
+	type alert struct {
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+		StartsAt    time.Time         `json:"startsAt"`
+		EndsAt      time.Time         `json:"endsAt"`
+		Status      struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var alerts []alert
+		if err := json.Unmarshal(am.Alerts(t), &alerts); err != nil {
+			t.Fatal(err)
+		}
+		if len(alerts) > 0 {
+			a := alerts[0]
+			if len(alerts) != 1 || a.Labels["alertname"] != "MailgateDNSBLStale" || a.Labels["subject"] != "bl.example.test" ||
+				a.Labels["instance"] != "mx-am" || a.Labels["service"] != "mailgate" || a.Labels["severity"] != "warning" ||
+				!strings.Contains(a.Annotations["summary"], "bl.example.test") || a.Annotations["description"] == "" ||
+				a.EndsAt.Sub(a.StartsAt) != 2*time.Hour || a.Status.State != "active" {
+				t.Fatalf("alerts %+v", alerts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Alertmanager holds no alert; mailgate log:\n%s", mg.Stderr())
+		}
+		time.Sleep(200 * time.Millisecond) // polling another process
+	}
+}
