@@ -114,6 +114,10 @@ type Config struct {
 // DefaultIntake is the intake channel's size when Config.Intake is 0.
 const DefaultIntake = 1024
 
+// DrainTimeout bounds the delivery of what is queued when Run's context
+// ends.
+const DrainTimeout = 5 * time.Second
+
 // Target is one place notifications go: a webhook, Alertmanager, a mail.
 type Target interface {
 	Name() string
@@ -181,6 +185,11 @@ type Notifier struct {
 	in  chan Event
 
 	accepted, intakeDropped atomic.Uint64
+	// hard is every attempt's context: cancelled DrainTimeout after
+	// Run's context ends, cutting what is still in flight.
+	hard     context.Context
+	hardStop context.CancelFunc
+	draining atomic.Bool // Run's context ended: no more retries
 
 	mu      sync.Mutex // guards the fields below; the dispatcher holds it per event
 	cfg     Config
@@ -215,6 +224,7 @@ func New(cfg Config, log *slog.Logger) *Notifier {
 		cfg.Intake = DefaultIntake
 	}
 	n := &Notifier{log: log, in: make(chan Event, cfg.Intake), cfg: cfg}
+	n.hard, n.hardStop = context.WithCancel(context.Background())
 	n.limit = newLimiter(cfg.MaxSubjects, cfg.MaxPerHour)
 	n.registerLocked()
 	return n
@@ -246,8 +256,9 @@ func (n *Notifier) Enabled(k Kind) bool {
 }
 
 // Run dispatches events until ctx ends, then lets the targets' workers
-// deliver what they hold (each attempt bounded by its timeout, no more
-// retries) and returns.
+// deliver what they hold (one attempt each, no retries, all within
+// DrainTimeout; what is left then is dropped and counted as failed) and
+// returns.
 func (n *Notifier) Run(ctx context.Context) {
 	n.mu.Lock()
 	n.ctx = ctx
@@ -256,8 +267,16 @@ func (n *Notifier) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// What is queued gets one attempt each, all of them
+			// within DrainTimeout: a dead receiver must not hold up
+			// the daemon's exit.
+			n.draining.Store(true)
+			stop := time.AfterFunc(DrainTimeout, n.hardStop)
+			defer stop.Stop()
+			defer n.hardStop()
 			n.mu.Lock()
 			n.stopWorkersLocked()
+			n.ctx = nil // a Reconfigure from now on starts no worker
 			n.mu.Unlock()
 			n.wg.Wait()
 			return
@@ -301,7 +320,7 @@ func (n *Notifier) startWorkersLocked() {
 }
 
 func (n *Notifier) startWorkerLocked(t Target) *worker {
-	w := &worker{t: t, q: make(chan Event, max(t.QueueLen(), 1)), log: n.log.With("target", t.Name()), c: n.countsLocked(t.Name())}
+	w := &worker{t: t, q: make(chan Event, max(t.QueueLen(), 1)), log: n.log.With("target", t.Name()), c: n.countsLocked(t.Name()), n: n}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -417,6 +436,7 @@ type worker struct {
 	q   chan Event
 	log *slog.Logger
 	c   *counts
+	n   *Notifier // its hard context and draining flag
 }
 
 func (w *worker) enqueue(e Event) {
@@ -440,14 +460,18 @@ func (w *worker) deliver(ctx context.Context, e *Event) {
 	p := w.t.Retry()
 	for attempt := 0; ; attempt++ {
 		// An attempt is not cut short by ctx: at shutdown the last
-		// events still get their one bounded try.
-		err := w.t.Deliver(context.WithoutCancel(ctx), e)
+		// events still get their one try, until the drain's end.
+		if w.n.hard.Err() != nil {
+			w.c.failed.Add(1)
+			return
+		}
+		err := w.t.Deliver(w.n.hard, e)
 		if err == nil {
 			w.c.sent.Add(1)
 			return
 		}
 		var perm *Permanent
-		if attempt >= p.Retries || ctx.Err() != nil || asPermanent(err, &perm) {
+		if attempt >= p.Retries || ctx.Err() != nil || w.n.draining.Load() || asPermanent(err, &perm) {
 			w.c.failed.Add(1)
 			w.log.Error("notify: delivery failed; event dropped", "event", string(e.Kind), "attempts", attempt+1, "err", err)
 			return

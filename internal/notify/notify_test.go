@@ -443,3 +443,47 @@ func BenchmarkNotify(b *testing.B) {
 		}
 	})
 }
+
+// TestShutdownBounded: at shutdown a receiver that hangs (until its
+// context ends) holds the exit for DrainTimeout, not an attempt's
+// timeout per queued event; what was not delivered is counted failed.
+func TestShutdownBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &hangTarget{}
+		n := New(Config{Events: allOn(0), Targets: []Target{h}}, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { n.Run(ctx); close(done) }()
+		now := time.Now()
+		for i := range 50 {
+			n.Notify(ban("u"+itoa(i), now))
+		}
+		synctest.Wait()
+		start := time.Now()
+		cancel()
+		<-done
+		if took := time.Since(start); took != DrainTimeout {
+			t.Errorf("shutdown took %v, want DrainTimeout %v", took, DrainTimeout)
+		}
+		if s := n.Stats().Targets[0]; s.Failed != 50 || s.Sent != 0 {
+			t.Errorf("stats %+v, want 50 failed", s)
+		}
+	})
+}
+
+// hangTarget answers nothing until the attempt's context ends (an
+// hour's timeout of its own).
+type hangTarget struct{}
+
+func (hangTarget) Name() string    { return "hang" }
+func (hangTarget) Wants(Kind) bool { return true }
+func (hangTarget) QueueLen() int   { return 100 }
+func (hangTarget) Retry() RetryPolicy {
+	return RetryPolicy{Retries: 3, Backoff: time.Second, Max: time.Second}
+}
+func (hangTarget) Deliver(ctx context.Context, _ *Event) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	<-ctx.Done()
+	return ctx.Err()
+}
