@@ -139,6 +139,12 @@ func (t *NotifyTarget) setDefaults(set map[string]bool) {
 			t.Sendmail = []string{"/usr/sbin/sendmail"}
 		}
 	})
+	// A list left out is empty, as the example writes it.
+	for _, l := range []*[]string{&t.Sendmail, &t.To, &t.Events} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
 }
 
 // notifyDefaults applies setDefaults to every [[notify]] entry, from the
