@@ -200,8 +200,7 @@ type Notifier struct {
 	off     uint64
 	rateSub uint64
 	rateAll uint64
-	gen     int // bumped by Reconfigure; workers of an older gen drain and stop
-	ctx     context.Context
+	ctx     context.Context // Run's; nil before and after Run
 	wg      sync.WaitGroup
 	// counts are the targets' counters by name: they outlive a reload
 	// that replaces a target by one of the same name, so that metrics
@@ -303,7 +302,6 @@ func (n *Notifier) Reconfigure(cfg Config) {
 }
 
 func (n *Notifier) startWorkersLocked() {
-	n.gen++
 	n.workers = n.workers[:0]
 	for _, t := range n.cfg.Targets {
 		n.workers = append(n.workers, n.startWorkerLocked(t))
@@ -321,10 +319,11 @@ func (n *Notifier) startWorkersLocked() {
 
 func (n *Notifier) startWorkerLocked(t Target) *worker {
 	w := &worker{t: t, q: make(chan Event, max(t.QueueLen(), 1)), log: n.log.With("target", t.Name()), c: n.countsLocked(t.Name()), n: n}
+	ctx := n.ctx
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		w.run(n.ctx)
+		w.run(ctx)
 	}()
 	return w
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -318,18 +320,21 @@ func TestSwitchesAndTargetEvents(t *testing.T) {
 }
 
 // TestOwnerRouting: owner mails go only to accounts with an address in
-// owner.domains (or mapped), once per owner every, within owner
-// max_per_hour.
+// owner.domains (or mapped), once per owner every, through Run and the
+// owner's sendmail (a stand-in script that logs its recipient).
 func TestOwnerRouting(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "sendmail")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nfor a; do last=$a; done\necho \"$last\" >> \""+dir+"/rcpts\"\ncat >/dev/null\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	synctest.Test(t, func(t *testing.T) {
 		evs := allOn(0)
 		evs[LoginBanned] = EventConfig{Enabled: true, Owner: true}
-		ot := &ownerSpy{Owner: Owner{Domains: []string{"example.com"}, Addresses: map[string]string{"bob": "bob@example.org"}, Every: time.Hour, MaxPerHour: 100, Queue: 10}}
-		n := New(Config{Events: evs, Owner: &ot.Owner}, nil)
-		n.cfg.Owner = &ot.Owner
-		// The spy stands in for sendmail: swap the worker's target.
-		stop := runWithOwner(n, ot)
-		defer stop()
+		o := &Owner{Sendmail: []string{script}, From: "postmaster@example.com", Domains: []string{"example.com"},
+			Addresses: map[string]string{"bob": "bob@example.org"}, Every: time.Hour, MaxPerHour: 100, Queue: 10, Timeout: time.Minute}
+		n := New(Config{Events: evs, Owner: o}, nil)
+		stop := run(n)
 		now := time.Now()
 		n.Notify(ban("alice@example.com", now))
 		n.Notify(ban("alice@example.com", now.Add(time.Minute))) // within owner every
@@ -337,52 +342,15 @@ func TestOwnerRouting(t *testing.T) {
 		n.Notify(ban("bob", now))                                // mapped
 		n.Notify(ban("carol", now))                              // no address
 		synctest.Wait()
-		want := []string{"alice@example.com", "bob@example.org"}
-		if len(ot.to) != len(want) || ot.to[0] != want[0] || ot.to[1] != want[1] {
-			t.Fatalf("owner mails to %q, want %q", ot.to, want)
+		stop()
+		b, _ := os.ReadFile(filepath.Join(dir, "rcpts"))
+		if got := string(b); got != "alice@example.com\nbob@example.org\n" {
+			t.Fatalf("owner mails to %q, want alice@example.com and bob@example.org", got)
+		}
+		if s := n.Stats(); s.Targets[0].Name != "owner" || s.Targets[0].Sent != 2 || s.Targets[0].OwnerLimit != 1 {
+			t.Errorf("owner stats %+v", s.Targets)
 		}
 	})
-}
-
-type ownerSpy struct {
-	Owner
-	mu sync.Mutex
-	to []string
-}
-
-func (o *ownerSpy) Deliver(_ context.Context, e *Event) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.to = append(o.to, o.Address(e.Login))
-	return nil
-}
-
-// runWithOwner runs n with spy as its owner target.
-func runWithOwner(n *Notifier, spy *ownerSpy) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	n.mu.Lock()
-	n.ctx = ctx
-	n.ownerL = newLimiter(0, spy.MaxPerHour)
-	n.owner = n.startWorkerLocked(spy)
-	n.gen++
-	n.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				n.mu.Lock()
-				n.stopWorkersLocked()
-				n.mu.Unlock()
-				n.wg.Wait()
-				close(done)
-				return
-			case e := <-n.in:
-				n.dispatch(e)
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
 
 // TestReconfigure: new targets take over; the old ones deliver what they
