@@ -209,3 +209,71 @@ func TestRetryPolicyWait(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookRateAndQueue: against a real receiver on loopback, a second
+// event of the same account within every is not posted, and while the
+// receiver hangs the target's queue holds `queue` events and drops the
+// rest (counted), without Notify ever waiting.
+func TestWebhookRateAndQueue(t *testing.T) {
+	release := make(chan struct{})
+	first := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var logins []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var j JSON
+		json.NewDecoder(r.Body).Decode(&j)
+		mu.Lock()
+		logins = append(logins, j.Login)
+		mu.Unlock()
+		select {
+		case first <- struct{}{}:
+		default:
+		}
+		<-release
+	}))
+	defer srv.Close()
+	wh := &HTTPTarget{TargetName: "hook", Kind: Webhook, URL: srv.URL, Secret: []byte("k"), Timeout: time.Minute, Queue: 2}
+	n := New(Config{Events: allOn(time.Hour), Targets: []Target{wh}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Run(ctx); close(done) }()
+
+	now := time.Now()
+	n.Notify(ban("alice", now))
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second): // a bound on a hang
+		t.Fatal("the receiver got nothing")
+	}
+	n.Notify(ban("alice", now.Add(time.Second))) // same subject within every
+	for i := range 5 {
+		n.Notify(ban("u"+itoa(i), now))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := n.Stats()
+		if s.RateSubject == 1 && s.Targets[0].Queued+int(s.Targets[0].QueueFull) == 5 {
+			if s.Targets[0].Queued != 2 || s.Targets[0].QueueFull != 3 {
+				t.Fatalf("queued %d, dropped %d; want 2, 3", s.Targets[0].Queued, s.Targets[0].QueueFull)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", s)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the dispatcher's counters
+	}
+	cancel()
+	close(release)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logins) == 0 || logins[0] != "alice" {
+		t.Errorf("posted %q", logins)
+	}
+	for _, l := range logins[1:] {
+		if l == "alice" {
+			t.Errorf("alice posted twice within every: %q", logins)
+		}
+	}
+}
