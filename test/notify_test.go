@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"mailgate/internal/geoip/geoiptest"
 	"mailgate/internal/notify"
 	"mailgate/test/harness"
 )
@@ -58,11 +59,13 @@ func (r *ntReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// TestNotifyLoginBanned: failed IMAP logins through the real Dovecot ban
-// an account's login; mailgate posts a signed login_banned webhook, and
-// mails the admin and the account's owner through the real Postfix's
-// sendmail, which delivers both into maildirs in the temp dir. A login
-// at a stranger's domain, banned the same way, is never mailed.
+// TestNotifyLoginBanned: a successful IMAP login through the real
+// Dovecot from a country the account did not use before, then failed
+// logins that ban the account's login; mailgate posts signed new_country
+// and login_banned webhooks, and mails the admin and the account's owner
+// through the real Postfix's sendmail, which delivers them into maildirs
+// in the temp dir. A login at a stranger's domain, banned the same way,
+// is never mailed. The GeoIP database, built in 2024, is reported stale.
 func TestNotifyLoginBanned(t *testing.T) {
 	harness.Require(t, harness.DovecotPackages)
 	harness.RequirePostfix(t)
@@ -112,17 +115,25 @@ virtual_minimum_uid = 1
 		t.Fatal(err)
 	}
 
+	// Two addresses with a country each (the others have none).
+	geoDB := filepath.Join(dir, "country.mmdb")
+	if err := geoiptest.WriteMMDB(geoDB, map[string]string{"127.0.0.157/32": "DE", "127.0.0.158/32": "BR"}, geoiptest.ShapeMaxMind); err != nil {
+		t.Fatal(err)
+	}
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	mg := harness.StartMailgate(t, mailgateConfig(t, dir, ntAPIKey, fmt.Sprintf(`
 [metrics]
 listen = %q
+
+[geoip]
+database = %q
 
 [[notify]]
 name = "hook"
 kind = "webhook"
 url = %q
 secret_file = %q
-events = ["login_banned"]
+events = ["login_banned", "new_country"]
 
 [[notify]]
 name = "admin-mail"
@@ -133,21 +144,29 @@ to = [%q]
 
 [notifications]
 host = "mx-e2e"
+new_country_learning = "0s"
 
 [notifications.owner]
 enabled = true
 sendmail = ["/usr/sbin/sendmail", "-C", %q]
 from = "postmaster@example.test"
 domains = ["example.test"]
-`, metricsAddr, hook.URL, keyFile, pf.Dir, ntAdmin, pf.Dir)))
+`, metricsAddr, geoDB, hook.URL, keyFile, pf.Dir, ntAdmin, pf.Dir)))
 	dcp := harness.StartDovecot(t, harness.DovecotOptions{
 		Users:     map[string]string{ntVictim: ntVictimPW},
 		PolicyURL: mg.DovecotURL(),
 		APIKey:    ntAPIKey,
 	})
 
+	// The victim logs in from Germany (learnt: a first country is
+	// never new), then from Brazil.
+	bfOK(t, "imap", dcp, "127.0.0.157", ntVictim, ntVictimPW)
+	mg.WaitLogLine(t, map[string]string{"auth": "success", "login": ntVictim, "ip": "127.0.0.157"})
+	bfOK(t, "imap", dcp, "127.0.0.158", ntVictim, ntVictimPW)
+	mg.WaitLogLine(t, map[string]string{"auth": "success", "login": ntVictim, "ip": "127.0.0.158"})
+
 	// Rule (a): three failures of one login from three addresses. A
-	// login with CR/LF and a stranger's address are attacked too.
+	// stranger's address is attacked too.
 	attack := func(login string, srcs ...string) {
 		for _, src := range srcs {
 			_, err := bfLogin("imap", dcp, src, login, "a wrong guess "+src)
@@ -161,7 +180,7 @@ domains = ["example.test"]
 	attack(ntVictim, "127.0.0.151", "127.0.0.152", "127.0.0.153")
 	attack("stranger@elsewhere.test", "127.0.0.154", "127.0.0.155", "127.0.0.156")
 
-	// The webhook: both bans, signed.
+	// The webhook: the new country and both bans, signed.
 	deadline := time.After(30 * time.Second)
 	for {
 		rcv.mu.Lock()
@@ -170,26 +189,30 @@ domains = ["example.test"]
 		if bad > 0 {
 			t.Fatalf("the receiver refused %d requests (bad signature or body): %q", bad, rcv.bad)
 		}
-		if n >= 2 {
+		if n >= 3 {
 			break
 		}
 		select {
 		case <-rcv.got:
 		case <-deadline:
-			t.Fatalf("the webhook got %d events, want 2; mailgate log:\n%s", n, mg.Stderr())
+			t.Fatalf("the webhook got %d events, want 3; mailgate log:\n%s", n, mg.Stderr())
 		}
 	}
 	rcv.mu.Lock()
-	ev := rcv.events[0]
+	nc, ev := rcv.events[0], rcv.events[1]
 	rcv.mu.Unlock()
+	if nc.Event != "new_country" || nc.Login != ntVictim || nc.IP != "127.0.0.158" || nc.Country != "BR" || nc.Service != "imap" {
+		t.Errorf("webhook event %+v, want new_country BR", nc)
+	}
 	if ev.Event != "login_banned" || ev.Login != ntVictim || ev.IP != "127.0.0.153" || ev.Host != "mx-e2e" || ev.Until.IsZero() {
 		t.Errorf("webhook event %+v", ev)
 	}
 
-	// The mails: the admin gets one per ban, the owner one; the
-	// stranger's domain none.
-	admin := ntWaitMail(t, filepath.Join(mailDir, "admin"), 2, pf)
-	owner := ntWaitMail(t, filepath.Join(mailDir, "victim"), 1, pf)
+	// The mails: the admin gets one per event (and one for the GeoIP
+	// database, built in 2024: geoip_stale at start), the owner two;
+	// the stranger's domain none.
+	admin := ntWaitMail(t, filepath.Join(mailDir, "admin"), 4, pf)
+	owners := ntWaitMail(t, filepath.Join(mailDir, "victim"), 2, pf)
 	var subjects []string
 	for _, m := range admin {
 		subjects = append(subjects, m.Header.Get("Subject"))
@@ -197,17 +220,23 @@ domains = ["example.test"]
 			t.Errorf("admin mail headers %v", m.Header)
 		}
 	}
-	if !strings.Contains(strings.Join(subjects, "\n"), "account "+ntVictim+" is under attack") {
+	if all := strings.Join(subjects, "\n"); !strings.Contains(all, "account "+ntVictim+" is under attack") || !strings.Contains(all, "new country (BR)") ||
+		!strings.Contains(all, "GeoIP database is stale") {
 		t.Errorf("admin mail subjects %q", subjects)
 	}
-	body, _ := io.ReadAll(owner[0].Body)
-	for _, want := range []string{"127.0.0.153", "wrong passwords for your account", "change your password"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("the owner's mail lacks %q:\n%s", want, body)
+	var bodies []string
+	for _, m := range owners {
+		if m.Header.Get("To") != ntVictim || m.Header.Get("From") != "postmaster@example.test" {
+			t.Errorf("owner mail headers %v", m.Header)
 		}
+		b, _ := io.ReadAll(m.Body)
+		bodies = append(bodies, string(b))
 	}
-	if owner[0].Header.Get("To") != ntVictim || owner[0].Header.Get("From") != "postmaster@example.test" {
-		t.Errorf("owner mail headers %v", owner[0].Header)
+	all := strings.Join(bodies, "\n----\n")
+	for _, want := range []string{"127.0.0.153", "wrong passwords for your account", "127.0.0.158", "Country: BR", "a country it was not used from before", "change your password"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the owner's mails lack %q:\n%s", want, all)
+		}
 	}
 	if strings.Contains(pf.MailLog(), "elsewhere.test") && strings.Contains(pf.MailLog(), "to=<stranger@elsewhere.test>") {
 		t.Errorf("the stranger's address was mailed:\n%s", pf.MailLog())
@@ -218,7 +247,7 @@ domains = ["example.test"]
 	}
 	// The metrics count what went out.
 	m := scrape(t, metricsAddr)
-	for name, want := range map[string]float64{`mailgate_notify_sent_total{target="hook"}`: 2, `mailgate_notify_sent_total{target="admin-mail"}`: 2, `mailgate_notify_sent_total{target="owner"}`: 1} {
+	for name, want := range map[string]float64{`mailgate_notify_sent_total{target="hook"}`: 3, `mailgate_notify_sent_total{target="admin-mail"}`: 4, `mailgate_notify_sent_total{target="owner"}`: 2} {
 		if m[name] != want {
 			t.Errorf("%s = %v, want %v", name, m[name], want)
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,33 @@ type notifySettings struct {
 	learning  time.Duration
 	geoMaxAge time.Duration
 	on        map[notify.Kind]bool // never changed after it is stored
+}
+
+// abuseConfig is the tracker's config: [bruteforce], and the usual
+// countries of each login kept when new_country notifications go
+// somewhere.
+func abuseConfig(cfg *config.Config) abuse.Config {
+	ac := cfg.BruteForce.Abuse()
+	ac.TrackCountries = tracksCountries(cfg)
+	return ac
+}
+
+// tracksCountries reports whether new_country notifications can be sent:
+// switched on, a GeoIP database, and a target or the owner taking them.
+func tracksCountries(cfg *config.Config) bool {
+	n := &cfg.Notifications
+	if !n.NewCountry.Enabled || cfg.GeoIP.Database == "" {
+		return false
+	}
+	if n.Owner.Enabled && slices.Contains(n.Owner.Events, string(notify.NewCountry)) {
+		return true
+	}
+	for _, t := range cfg.Notify {
+		if len(t.Events) == 0 || slices.Contains(t.Events, string(notify.NewCountry)) {
+			return true
+		}
+	}
+	return false
 }
 
 // notifyConfig turns the config into the notifier's, reading the

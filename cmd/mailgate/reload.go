@@ -299,8 +299,8 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		r.engine.SetCountries(lookup, cfg.GeoIP.Countries())
 		r.admin.SetGeoIP(lookup != nil)
 	}
-	if apply["bruteforce"] {
-		if err := r.tracker.Reconfigure(cfg.BruteForce.Abuse(), now); err != nil {
+	if apply["bruteforce"] || notesApply {
+		if err := r.tracker.Reconfigure(abuseConfig(&cfg), now); err != nil {
 			// keepRunning left only what Reconfigure takes.
 			res.Warnings = append(res.Warnings, "bruteforce: "+err.Error())
 			cfg.BruteForce = old.BruteForce

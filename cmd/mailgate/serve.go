@@ -670,7 +670,7 @@ loop:
 // engine here, so that a replay decides as the daemon does.
 func newEngine(cfg *config.Config, idx *rules.Index, geo *geoHolder) (*policy.Engine, *abuse.Tracker, error) {
 	bf := cfg.BruteForce
-	tracker := abuse.New(bf.Abuse())
+	tracker := abuse.New(abuseConfig(cfg))
 	engine := policy.New(idx, policy.Messages(cfg.Messages)).
 		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
 	if cfg.GeoIP.Database != "" {

@@ -129,3 +129,30 @@ func TestNewCountry(t *testing.T) {
 		t.Errorf("NewCountry allocates %v times", n)
 	}
 }
+
+// TestTrackCountries: usual countries are kept with TrackCountries while
+// under attack is off, not without either; a reconfigure turns them on
+// and off.
+func TestTrackCountries(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SurgeEnabled = false
+	now := at(0)
+	learn := func(tr *Tracker) bool {
+		tr.Record(Event{Login: "alice@example.com", Addr: mustAddr("192.0.2.1"), Success: true, Country: "DE"}, now)
+		return tr.NewCountry("alice@example.com", "BR", now.Add(time.Minute))
+	}
+	if learn(New(cfg)) {
+		t.Error("countries kept with neither SurgeEnabled nor TrackCountries")
+	}
+	cfg.TrackCountries = true
+	if !learn(New(cfg)) {
+		t.Error("TrackCountries kept no countries")
+	}
+	tr := New(DefaultConfig())
+	if err := tr.Reconfigure(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	if !learn(tr) {
+		t.Error("a reconfigure with TrackCountries kept no countries")
+	}
+}
