@@ -28,6 +28,8 @@ type dnsblService struct {
 	engine *policy.Engine
 	log    *slog.Logger
 	kick   chan struct{}
+	// failed is told about a zone failing its health check (nil: no one).
+	failed func(zone, problem string, now time.Time)
 
 	mu sync.Mutex // serializes reconfigure
 }
@@ -111,6 +113,9 @@ func (d *dnsblService) run(ctx context.Context) {
 					d.log.Info("dnsbl: zone works", "zone", h.Zone)
 				} else if ctx.Err() == nil {
 					d.log.Warn("dnsbl: zone health check failed; its answers may be wrong", "zone", h.Zone, "problem", h.Problem)
+					if d.failed != nil {
+						d.failed(h.Zone, h.Problem, h.At)
+					}
 				}
 			}
 		}

@@ -27,11 +27,13 @@ import (
 // A netlink error is logged and retried at the next tick: it never
 // flushes a set.
 type firewall struct {
-	fw         *nft.Firewall
-	nc         nft.Config
-	tracker    *abuse.Tracker
-	st         store.Backend
-	log        *slog.Logger
+	fw      *nft.Firewall
+	nc      nft.Config
+	tracker *abuse.Tracker
+	st      store.Backend
+	log     *slog.Logger
+	// failed is told when the kernel refuses a change (nil: no one).
+	failed     func(what string, err error, now time.Time)
 	trustedFor time.Duration // nc, trustedFor and reconcile: guarded by mu (a reload changes them)
 	reconcile  time.Duration
 
@@ -118,6 +120,7 @@ func (f *firewall) reconfigure(cfg config.Firewall, trustedNets []netip.Prefix, 
 	f.mu.Unlock()
 	if added, removed, err := f.Apply(now); err != nil {
 		f.log.Error("firewall: applying the reloaded config failed; every reconcile tries again", "err", err)
+		f.fail("applying the reloaded config", err, now)
 	} else {
 		f.log.Info("firewall applied", "mode", cfg.Mode, "added", added, "removed", removed)
 	}
@@ -324,6 +327,7 @@ func (f *firewall) run(ctx context.Context) {
 			f.apply.Unlock()
 			if err != nil {
 				f.log.Error("firewall: re-asserting the sets failed; they stay as they are", "err", err)
+				f.fail("re-asserting the sets", err, now)
 			} else if r.Added+r.Removed > 0 {
 				f.log.Info("firewall: sets repaired", "added", r.Added, "removed", r.Removed)
 			}
@@ -363,25 +367,36 @@ func (f *firewall) flush(ctx context.Context, now time.Time) {
 	if len(del) > 0 {
 		if err := f.fw.RemoveBans(now, del); err != nil {
 			f.log.Error("firewall: lifting bans failed; the next reconcile retries", "bans", len(del), "err", err)
+			f.fail("lifting bans", err, now)
 		}
 	}
 	if len(add) > 0 {
 		if err := f.fw.AddBans(now, add); err != nil {
 			f.log.Error("firewall: adding bans failed; the next reconcile retries", "bans", len(add), "err", err)
+			f.fail("adding bans", err, now)
 		}
 	}
 	if len(trust) > 0 {
 		if err := f.fw.AddTrusted(now, trust); err != nil {
 			f.log.Error("firewall: adding trusted addresses failed; the next reconcile retries", "addresses", len(trust), "err", err)
+			f.fail("adding trusted addresses", err, now)
 		}
 	}
 	if len(untrust) > 0 {
 		// Taking elements out of the trusted sets is a re-assertion.
 		if _, err := f.fw.Sync(now, f.state(now)); err != nil {
 			f.log.Error("firewall: untrusting banned addresses failed; the next reconcile retries", "err", err)
+			f.fail("untrusting banned addresses", err, now)
 		}
 	}
 	f.apply.Unlock()
+}
+
+// fail tells f.failed, if set, about a kernel error.
+func (f *firewall) fail(what string, err error, now time.Time) {
+	if f.failed != nil {
+		f.failed(what, err, now)
+	}
 }
 
 // laterExpiry reports whether a lasts longer than b (zero: until lifted).

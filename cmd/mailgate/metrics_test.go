@@ -53,6 +53,13 @@ func scrapeAll(t *testing.T) string {
 	lc := config.Default()
 	lc.Logs.Files = []config.LogFile{{Path: filepath.Join(t.TempDir(), "mail.log")}}
 	newLogDoor(&lc, func(*policy.Attempt, bool, time.Time) {}, slog.New(slog.DiscardHandler)).gauges(tel)
+	nc := config.Default()
+	nc.Notify = []config.NotifyTarget{{Name: "ops", Kind: "mail", Sendmail: []string{"/usr/sbin/sendmail"}, From: "mailgate@example.com", To: []string{"admin@example.com"}, Queue: 1}}
+	notes, err := newNotifier(&nc, tr, policy.New(rules.NewIndex(), nil), now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel.m.Writer(notes.writeMetrics)
 	var b bytes.Buffer
 	tel.m.WritePrometheus(&b)
 	return b.String()

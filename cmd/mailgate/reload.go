@@ -17,6 +17,7 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/config"
 	"mailgate/internal/geoip"
+	"mailgate/internal/notify"
 	"mailgate/internal/password"
 	"mailgate/internal/policy"
 	"mailgate/internal/sendlimit"
@@ -69,6 +70,8 @@ var reloadTable = []reloadRule{
 	{"dnsbl_server", true, "zone, ttl, allow_networks and rate of the running DNSBL listener (from the next query)"},
 	{"dnsbl_server.listen", false, "a listener"},
 	{"logs", false, "the log door's followers (files, journalctl) are started at start"},
+	{"notifications", true, "events, rates and owner mails; the rate limits' memory stays (a smaller max_subjects forgets the oldest)"},
+	{"notify", true, "the targets are replaced (webhook keys and the owner template are read anew on every reload); the old targets deliver what they hold, then stop"},
 }
 
 // reloadRuleFor returns the most specific entry of reloadTable for key.
@@ -156,6 +159,7 @@ type reloader struct {
 	admin   *api.Server
 	blocks  *dnsblService // the DNSBL client ([dnsbl])
 	pws     *pwState
+	notes   *notifier
 }
 
 // reload re-reads the config file and applies it. A config that fails
@@ -242,6 +246,16 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 			return abandon(err)
 		}
 	}
+	// The webhook keys and the owner template are read anew on every
+	// reload while notifications are configured (a rotated key is taken
+	// up); a file that cannot be read refuses the reload.
+	var newNotes notify.Config
+	notesApply := r.notes != nil && (apply["notify"] || apply["notifications"] || len(cfg.Notify) > 0 || cfg.Notifications.Owner.TemplateFile != "")
+	if notesApply {
+		if newNotes, err = r.notes.prepare(&cfg); err != nil {
+			return abandon(err)
+		}
+	}
 	var logDest bool
 	if apply["log.decisions"] {
 		if err := r.dw.Retarget(cfg.Log.Decisions); err != nil {
@@ -251,6 +265,11 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 	}
 
 	// From here on nothing is refused.
+	// Notifications first: what the parts below find (a DNSBL zone
+	// failing its first health check) goes to the new targets.
+	if notesApply {
+		r.notes.reconfigure(&cfg, newNotes)
+	}
 	if apply["log.level"] {
 		r.level.Set(logLevel(cfg.Log.Level))
 	}
@@ -280,8 +299,8 @@ func (r *reloader) reload(ctx context.Context, actor string, now time.Time) api.
 		r.engine.SetCountries(lookup, cfg.GeoIP.Countries())
 		r.admin.SetGeoIP(lookup != nil)
 	}
-	if apply["bruteforce"] {
-		if err := r.tracker.Reconfigure(cfg.BruteForce.Abuse(), now); err != nil {
+	if apply["bruteforce"] || notesApply {
+		if err := r.tracker.Reconfigure(abuseConfig(&cfg), now); err != nil {
 			// keepRunning left only what Reconfigure takes.
 			res.Warnings = append(res.Warnings, "bruteforce: "+err.Error())
 			cfg.BruteForce = old.BruteForce

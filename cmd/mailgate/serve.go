@@ -110,10 +110,15 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+	notes, err := newNotifier(&cfg, tracker, engine, time.Now(), log.With("component", "notify"))
+	if err != nil {
+		return err
+	}
 	bl, err := newDNSBL(cfg.DNSBL, engine, log.With("component", "dnsbl"))
 	if err != nil {
 		return err
 	}
+	bl.failed = notes.dnsblFailed
 	pws, err := newPwState(ctx, cfg.Password, st, time.Now(), log.With("component", "password"))
 	if err != nil {
 		return err
@@ -149,6 +154,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		if fwall, err = newFirewall(cfg.Firewall, trusted, tracker, st, log.With("component", "firewall")); err != nil {
 			return err
 		}
+		fwall.failed = notes.firewallFailed
 		now := time.Now()
 		if err := fwall.load(ctx, now); err != nil {
 			return fmt.Errorf("loading trusted addresses: %w", err)
@@ -158,6 +164,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		// logged, and every reconcile tries again.
 		if added, removed, err := fwall.Apply(now); err != nil {
 			log.Error("firewall: applying table inet mailgate failed; the doors run without it, and every reconcile tries again", "err", err)
+			notes.firewallFailed("applying table inet mailgate at start", err, now)
 		} else {
 			log.Info("firewall applied", "mode", cfg.Firewall.Mode, "added", added, "removed", removed)
 		}
@@ -187,18 +194,23 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		if policy.BadLogin(a.Login) {
 			return // the doors refuse it; it must never be counted or stored
 		}
+		if success {
+			notes.success(a, now) // before Report records the country
+		}
 		bans := engine.Report(a, success, now)
 		for _, b := range bans {
 			dlog.Ban(now, &b, false)
 			persist.ban(b)
 		}
+		notes.bans(bans, a, now)
 		if fwall != nil {
 			fwall.bans(bans, nil)
 		}
 		if success {
 			persist.knownGood(a.Login, a.Client, now)
 			if grants != nil {
-				grants.login(a.Login, a.Service, a.Client, a.Door, now)
+				p, o := grants.login(a.Login, a.Service, a.Client, a.Door, now)
+				notes.permit(grants, p, o, a.Login, a.Service, a.Client, now)
 			}
 			if fwall != nil {
 				fwall.login(a.Login, a.Service, a.Client, now)
@@ -210,7 +222,9 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		if fwall != nil {
 			fwall.login(login, svc, addr, now)
 		}
-		return grants.login(login, svc, addr, door, now)
+		p, o := grants.login(login, svc, addr, door, now)
+		notes.permit(grants, p, o, login, svc, addr, now)
+		return p, o
 	}
 
 	// bg runs the background work (expiry, persistence, GeoIP reloads).
@@ -313,7 +327,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}
 		var lim postfix.Limiter
 		if limiter != nil {
-			lim = limiter
+			lim = notes.limiter(limiter)
 		}
 		h := postfix.NewHandler(postfix.Config{
 			RelayContext: pc.RelayContext,
@@ -435,6 +449,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	probe := &storeProbe{st: st}
 	tel.gauges(tracker, permitCount, geo.current, probe)
 	tel.m.Writer(bl.writeMetrics)
+	tel.m.Writer(notes.writeMetrics)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -493,7 +508,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		log.Info("under attack: ended by hand", "by", actor)
 	})
 	rl := &reloader{path: path, cfg: cfg, log: log, level: level, book: book, engine: engine, tracker: tracker,
-		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, blocks: bl, dw: dw, admin: admin, pws: pws}
+		geo: geo, grants: grants, limiter: limiter, fwall: fwall, dnsbl: dnsbl, blocks: bl, dw: dw, admin: admin, pws: pws, notes: notes}
 	admin.WithReload(func(ctx context.Context, actor string) api.ReloadJSON { return rl.reload(ctx, actor, time.Now()) })
 	uln, err := listenUnix(cfg.Admin.Socket)
 	if err != nil {
@@ -567,6 +582,9 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		persist.run(bg)
 	}()
 	wg.Go(func() { pws.run(bg) })
+	// Stopped with the background work, after the doors: the events of
+	// the last requests still get their one bounded attempt.
+	wg.Go(func() { notes.run(bg, geo.current) })
 	if pg, ok := st.(*store.Postgres); ok {
 		// Rule changes other nodes commit reach this node's index as
 		// they commit (docs/store-postgres.md).
@@ -656,7 +674,7 @@ loop:
 // engine here, so that a replay decides as the daemon does.
 func newEngine(cfg *config.Config, idx *rules.Index, geo *geoHolder) (*policy.Engine, *abuse.Tracker, error) {
 	bf := cfg.BruteForce
-	tracker := abuse.New(bf.Abuse())
+	tracker := abuse.New(abuseConfig(cfg))
 	engine := policy.New(idx, policy.Messages(cfg.Messages)).
 		WithAbuse(tracker, bf.Enabled, bf.LoginTarpit, bf.StaleTarpit)
 	if cfg.GeoIP.Database != "" {

@@ -126,6 +126,10 @@ type Config struct {
 	SurgeFactor  float64
 	SurgeMin     int
 	SurgeHold    time.Duration
+	// TrackCountries keeps each login's usual countries (UsualCountry,
+	// NewCountry) also while SurgeEnabled is off: for the new-country
+	// notification.
+	TrackCountries bool
 
 	// Lockout-proof accounts: an address (IPv6: its /IPv6Prefix) from
 	// which a login succeeded within KnownGoodFor is known good for that

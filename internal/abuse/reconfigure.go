@@ -75,10 +75,10 @@ func (t *Tracker) Reconfigure(cfg Config, now time.Time) error {
 			}
 		})
 	}
-	switch {
-	case cfg.SurgeEnabled && t.countries == nil:
+	switch countries := cfg.SurgeEnabled || cfg.TrackCountries; {
+	case countries && t.countries == nil:
 		t.countries = newLRU[uint64](cfg.MaxKnownGood, 1)
-	case !cfg.SurgeEnabled && t.countries != nil:
+	case !countries && t.countries != nil:
 		t.countries = nil
 	}
 	return nil

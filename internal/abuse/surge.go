@@ -205,3 +205,32 @@ func (t *Tracker) UsualCountry(login, cc string, now time.Time) bool {
 	}
 	return false
 }
+
+// NewCountry reports whether cc is a country login has not succeeded
+// from within KnownGoodFor while it has succeeded from another one: an
+// account's first login (or its first since a restart, the countries
+// being kept in memory only) is never new. Call it before the success is
+// recorded. It does not allocate.
+func (t *Tracker) NewCountry(login, cc string, now time.Time) bool {
+	code := countryWord(cc)
+	if t.countries == nil || code == 0 || login == "" {
+		return false
+	}
+	lh := t.loginHash(login)
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	i, ok := t.countries.get(lh)
+	if !ok || t.countries.last(i) <= now.UnixNano()-int64(t.cfg.KnownGoodFor) {
+		return false
+	}
+	w := uint64(t.countries.w(i)[0])
+	if w == 0 {
+		return false
+	}
+	for ; w != 0; w >>= 16 {
+		if w&0xffff == code {
+			return false
+		}
+	}
+	return true
+}

@@ -103,3 +103,56 @@ func TestUsualCountry(t *testing.T) {
 		t.Errorf("UsualCountry allocates %v times", n)
 	}
 }
+
+// TestNewCountry: a login's first country is not new; a country outside
+// its recent ones is; one of them is not; after known_good_for nothing
+// is new (the account starts over).
+func TestNewCountry(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SurgeEnabled = true
+	tr := New(cfg)
+	now := at(0)
+	if tr.NewCountry("alice@example.com", "DE", now) {
+		t.Error("the first login's country is new")
+	}
+	tr.Record(Event{Login: "alice@example.com", Addr: mustAddr("192.0.2.1"), Success: true, Country: "DE"}, now)
+	later := now.Add(time.Hour)
+	for cc, want := range map[string]bool{"DE": false, "BR": true, "": false, "private": false} {
+		if got := tr.NewCountry("alice@example.com", cc, later); got != want {
+			t.Errorf("NewCountry(%q) = %t, want %t", cc, got, want)
+		}
+	}
+	if tr.NewCountry("alice@example.com", "BR", now.Add(cfg.KnownGoodFor+time.Hour)) {
+		t.Error("a country is new after known_good_for passed without logins")
+	}
+	if n := testing.AllocsPerRun(100, func() { tr.NewCountry("alice@example.com", "BR", later) }); n != 0 {
+		t.Errorf("NewCountry allocates %v times", n)
+	}
+}
+
+// TestTrackCountries: usual countries are kept with TrackCountries while
+// under attack is off, not without either; a reconfigure turns them on
+// and off.
+func TestTrackCountries(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SurgeEnabled = false
+	now := at(0)
+	learn := func(tr *Tracker) bool {
+		tr.Record(Event{Login: "alice@example.com", Addr: mustAddr("192.0.2.1"), Success: true, Country: "DE"}, now)
+		return tr.NewCountry("alice@example.com", "BR", now.Add(time.Minute))
+	}
+	if learn(New(cfg)) {
+		t.Error("countries kept with neither SurgeEnabled nor TrackCountries")
+	}
+	cfg.TrackCountries = true
+	if !learn(New(cfg)) {
+		t.Error("TrackCountries kept no countries")
+	}
+	tr := New(DefaultConfig())
+	if err := tr.Reconfigure(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	if !learn(tr) {
+		t.Error("a reconfigure with TrackCountries kept no countries")
+	}
+}

@@ -167,7 +167,7 @@ func New(cfg Config) *Tracker {
 		}
 	}
 	t.known = newLRU[kgKey](cfg.MaxKnownGood, 0)
-	if cfg.SurgeEnabled {
+	if cfg.SurgeEnabled || cfg.TrackCountries {
 		t.countries = newLRU[uint64](cfg.MaxKnownGood, 1)
 	}
 	return t

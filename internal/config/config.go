@@ -37,10 +37,12 @@ type Config struct {
 	DNSBL       DNSBL       `toml:"dnsbl" doc:"DNS blocklists for logins (docs/dnsbl.md): before an IMAP or POP3 login is decided, the client's address is looked up in these zones, in parallel, through the resolver; a score (the sum of the weights of the zones that list it) at or above threshold refuses the login (reason dnsbl, text messages.dnsbl), a lower one is only written on the decision line. Trusted networks, addresses an account's own allow rule names and addresses an account logged in from before (known good) are never looked up. Answers are cached. Off while zones is empty."`
 	// Messages maps a reason code to the text the mail user sees when
 	// refused for that reason.
-	Logs     Logs              `toml:"logs" doc:"The log door (docs/logs.md): mail logs read for login outcomes, for servers that cannot ask mailgate (Postfix with Cyrus SASL, a Dovecot without the policy API)."`
-	Password Password          `toml:"password" doc:"Password policy (docs/passwords.md): 'mailgate password check' and 'generate', the admin API's POST /v1/password/check for control panels and webmail, and, where mailgate sees the cleartext password (the nginx door), a weak-password flag on successful logins. Only a flag and the login are ever kept, never the password."`
-	Metrics  Metrics           `toml:"metrics" doc:"Prometheus metrics (docs/metrics.md): decisions by door, service, action and reason, latency per door, bans, permits, errors, and the process's own. Off by default."`
-	Messages map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}, {zones} (the blocklists listing the address, for dnsbl). One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
+	Logs          Logs              `toml:"logs" doc:"The log door (docs/logs.md): mail logs read for login outcomes, for servers that cannot ask mailgate (Postfix with Cyrus SASL, a Dovecot without the policy API)."`
+	Password      Password          `toml:"password" doc:"Password policy (docs/passwords.md): 'mailgate password check' and 'generate', the admin API's POST /v1/password/check for control panels and webmail, and, where mailgate sees the cleartext password (the nginx door), a weak-password flag on successful logins. Only a flag and the login are ever kept, never the password."`
+	Metrics       Metrics           `toml:"metrics" doc:"Prometheus metrics (docs/metrics.md): decisions by door, service, action and reason, latency per door, bans, permits, errors, and the process's own. Off by default."`
+	Notifications Notifications     `toml:"notifications" doc:"Notifications (docs/notifications.md): which events are sent to the [[notify]] targets, how often per subject, and mails to the account's owner. Nothing is sent while no [[notify]] target is configured (and owner mails are off)."`
+	Notify        []NotifyTarget    `toml:"notify" doc:"A notification target: a webhook, Alertmanager or mail through the local sendmail (docs/notifications.md). Events are queued per target and delivered off the request path, with retries; a decision never waits for one. Repeat the table for more targets."`
+	Messages      map[string]string `toml:"messages" doc:"Texts a refused mail user sees, by reason code (the reason= of the decision line). Placeholders: {service} (e.g. POP3), {ip}, {login}, {country}, {zones} (the blocklists listing the address, for dnsbl). One line, at most 512 bytes. Dovecot shows them as '[ALERT] text' (IMAP), '-ERR [AUTH] text' (POP3), '535 5.7.8 text' (SMTP). A reason left out keeps the text shown here."`
 }
 
 // DNSBL configures the DNS blocklist lookups of logins.
@@ -457,6 +459,8 @@ func Default() Config {
 			WeakDays:   30,
 			CheckRate:  20,
 		},
-		Messages: map[string]string(policy.DefaultMessages()),
+		Notifications: defaultNotifications(),
+		Notify:        []NotifyTarget{},
+		Messages:      map[string]string(policy.DefaultMessages()),
 	}
 }

@@ -56,6 +56,8 @@ func encode(c *Config) []byte {
 // like.
 func exampleEntry(path string) (any, bool) {
 	switch path {
+	case "notify":
+		return notifyExample(), true
 	case "logs.file":
 		return LogFile{Path: "/var/log/mail.log", Programs: []string{}, Services: []string{}}, true
 	case "limits.account":

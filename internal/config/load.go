@@ -190,6 +190,7 @@ func Parse(data []byte) (Config, error) {
 	if err := problems.err(); err != nil {
 		return Config{}, err
 	}
+	notifyDefaults(md.Keys(), cfg.Notify)
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}

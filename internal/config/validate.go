@@ -136,6 +136,7 @@ func (c *Config) Validate() error {
 	c.DNSBL.validate(bad)
 	c.DNSBLServer.validate(bad, &e)
 	c.Logs.validate(bad)
+	c.Notifications.validate(c.Notify, bad)
 	c.checkListeners(bad)
 
 	_, errs := parseNetworks("policy.trusted_networks", c.Policy.TrustedNetworks)
