@@ -21,6 +21,7 @@ import (
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/api"
+	"mailgate/internal/cluster"
 	"mailgate/internal/config"
 	"mailgate/internal/dovecot"
 	"mailgate/internal/geoip"
@@ -110,6 +111,20 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}
 	}
 	persist := newAbusePersister(st, tracker, bf, log.With("component", "bruteforce"))
+	// What other nodes publish is applied through these, set once the
+	// doors' handlers below exist.
+	var remoteEvent func(ev cluster.Event, now time.Time)
+	var remoteBans func(added, removed []abuse.Ban, now time.Time)
+	var node *cluster.Node
+	if cfg.Cluster.Enabled {
+		node, err = newClusterNode(cfg.Cluster, tracker, cluster.Hooks{
+			Event:       func(ev cluster.Event, now time.Time) { remoteEvent(ev, now) },
+			BansChanged: func(added, removed []abuse.Ban, now time.Time) { remoteBans(added, removed, now) },
+		}, tel.started, log.With("component", "cluster"))
+		if err != nil {
+			return err
+		}
+	}
 	bl, err := newDNSBL(cfg.DNSBL, engine, log.With("component", "dnsbl"))
 	if err != nil {
 		return err
@@ -183,14 +198,23 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}()
 	}
 
-	onReport := func(a *policy.Attempt, success bool, now time.Time) {
+	// report takes a login result from a door here (remote false) or
+	// from another node's (remote true).
+	report := func(a *policy.Attempt, success bool, now time.Time, remote bool) {
 		if policy.BadLogin(a.Login) {
 			return // the doors refuse it; it must never be counted or stored
+		}
+		if node != nil && !remote {
+			node.Event(cluster.Event{Login: a.Login, Addr: a.Client, PwHash: cluster.Digest(a.PwHash), Success: success,
+				Service: a.Service.String(), Door: a.Door})
 		}
 		bans := engine.Report(a, success, now)
 		for _, b := range bans {
 			dlog.Ban(now, &b, false)
 			persist.ban(b)
+		}
+		if node != nil {
+			node.Banned(bans)
 		}
 		if fwall != nil {
 			fwall.bans(bans, nil)
@@ -205,12 +229,44 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			}
 		}
 	}
-	// onLogin is a login reported by the post-login hook.
-	onLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+	onReport := func(a *policy.Attempt, success bool, now time.Time) { report(a, success, now, false) }
+	// hookLogin is a login reported by the post-login hook, here or on
+	// another node.
+	hookLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
 		if fwall != nil {
 			fwall.login(login, svc, addr, now)
 		}
 		return grants.login(login, svc, addr, door, now)
+	}
+	// onLogin is a login reported by this node's post-login hook.
+	onLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+		if node != nil {
+			node.Event(cluster.Event{Login: login, Addr: addr, Success: true, Service: svc.String(), Door: door, Hook: true})
+		}
+		return hookLogin(login, svc, addr, door, now)
+	}
+	remoteEvent = func(ev cluster.Event, now time.Time) {
+		svc := rules.ProtocolService(ev.Service)
+		if ev.Hook {
+			if grants != nil && rules.PrintableLogin(ev.Login) {
+				hookLogin(ev.Login, svc, ev.Addr, ev.Door, now)
+			}
+			return
+		}
+		report(&policy.Attempt{Login: ev.Login, Service: svc, Client: ev.Addr, PwHash: ev.PwHash, Door: ev.Door}, ev.Success, now, true)
+	}
+	remoteBans = func(added, removed []abuse.Ban, now time.Time) {
+		for _, b := range added {
+			dlog.Ban(now, &b, false)
+			persist.ban(b)
+		}
+		for _, b := range removed {
+			dlog.Ban(now, &b, true)
+			persist.ban(b) // no longer held: the store forgets it
+		}
+		if fwall != nil {
+			fwall.bans(added, removed)
+		}
 	}
 
 	// bg runs the background work (expiry, persistence, GeoIP reloads).
@@ -392,8 +448,18 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		WithBackup(st.Backup).
 		WithGeoIP(cfg.GeoIP.Database != "").
 		WithDNSBL(bl.explain)
+	if fwall != nil || node != nil {
+		banbook.OnChange(func(added, removed []abuse.Ban) {
+			if fwall != nil {
+				fwall.bans(added, removed)
+			}
+			if node != nil {
+				node.Banned(added)
+				node.Lifted(removed, time.Now())
+			}
+		})
+	}
 	if fwall != nil {
-		banbook.OnChange(fwall.bans)
 		// From the kernel's ruleset to the wanted one: "+" lines are what
 		// 'firewall apply' adds, "-" lines what it removes.
 		admin.WithFirewall(fwall, cfg.Firewall.Mode, func(want, have string) string { return nft.Diff(have, want) })
@@ -475,6 +541,15 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			all(now, out)
 			out.DNSBLServer = dnsbl.status()
 		}
+	}
+	if node != nil {
+		all := status
+		status = func(now time.Time, out *api.StatusJSON) {
+			all(now, out)
+			clusterStatus(node, now, out)
+		}
+		tel.m.Writer(clusterMetrics(node))
+		wg.Go(func() { node.Run(bg) })
 	}
 	admin.WithHealth(tel.health(probe)).WithStatus(status)
 	if cfg.Metrics.Listen != "" {

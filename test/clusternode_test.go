@@ -1,0 +1,224 @@
+package test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"mailgate/internal/abuse"
+	"mailgate/internal/cluster"
+	"mailgate/test/harness"
+)
+
+// testNode is a cluster.Node over its own tracker, as serve wires it:
+// remote login results go into the tracker, and the bans that makes are
+// published again.
+type testNode struct {
+	t    *abuse.Tracker
+	n    *cluster.Node
+	stop func()
+
+	mu      sync.Mutex
+	added   []abuse.Ban
+	removed []abuse.Ban
+}
+
+func startTestNode(t *testing.T, r *harness.Redis, name string, cfg abuse.Config) *testNode {
+	t.Helper()
+	tn := &testNode{t: abuse.New(cfg)}
+	var log *slog.Logger
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&tlogWriter{t: t, prefix: name}, nil))
+	} else {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	tn.n = cluster.New(cluster.Options{Addr: r.Addr, Password: r.Password, DialTimeout: time.Second, Timeout: time.Second,
+		Node: name, Prefix: "mgtest:", Version: "test", Started: time.Now(), BeatEvery: 200 * time.Millisecond},
+		tn.t, cluster.Hooks{
+			Event: func(ev cluster.Event, now time.Time) {
+				bans := tn.t.Record(abuse.Event{Login: ev.Login, Addr: ev.Addr, PwHash: ev.PwHash, Success: ev.Success}, now)
+				tn.n.Banned(bans)
+			},
+			BansChanged: func(added, removed []abuse.Ban, _ time.Time) {
+				tn.mu.Lock()
+				defer tn.mu.Unlock()
+				tn.added = append(tn.added, added...)
+				tn.removed = append(tn.removed, removed...)
+			},
+		}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tn.n.Run(ctx)
+	}()
+	tn.stop = func() { cancel(); <-done }
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+type tlogWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+func (w *tlogWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s: %s", w.prefix, p)
+	return len(p), nil
+}
+
+// fail records a local failure as serve does: counted here, published.
+func (tn *testNode) fail(login string, addr netip.Addr, pw string) []abuse.Ban {
+	bans := tn.t.Record(abuse.Event{Login: login, Addr: addr, PwHash: pw}, time.Now())
+	tn.n.Event(cluster.Event{Login: login, Addr: addr, PwHash: cluster.Digest(pw), Door: "test"})
+	tn.n.Banned(bans)
+	return bans
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func loginBanned(tr *abuse.Tracker, login string) (abuse.BanRef, bool) {
+	st := tr.Check(login, netip.MustParseAddr("192.0.2.250"), "", time.Now())
+	return st.LoginBan, st.LoginBan.Found
+}
+
+func testAbuseConfig() abuse.Config {
+	c := abuse.DefaultConfig()
+	c.LoginFailures, c.LoginMinAddrs = 6, 2
+	return c
+}
+
+// TestClusterNodes: three nodes on one real Redis. Failures spread over
+// them ban the login on all three with one ID; a manual ban and its
+// removal on one node act on the others; a ban made while Redis is down
+// and one lifted while it is down merge back after its restart.
+func TestClusterNodes(t *testing.T) {
+	r := harness.StartRedis(t, "127.0.0.94")
+	cfg := testAbuseConfig()
+	nodes := []*testNode{startTestNode(t, r, "a", cfg), startTestNode(t, r, "b", cfg), startTestNode(t, r, "c", cfg)}
+	waitUntil(t, 5*time.Second, "all nodes up", func() bool {
+		for _, n := range nodes {
+			if !n.n.Up() || len(n.n.Status(time.Now()).Nodes) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Rule (a): 6 failures of one login from 2+ addresses. Two per node,
+	// each under any node's threshold alone.
+	for i := range 6 {
+		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)})
+		nodes[i%3].fail("victim@example.net", a, "pw"+string(rune('a'+i)))
+		time.Sleep(20 * time.Millisecond) // let each reach the others: one window
+	}
+	var id int64
+	waitUntil(t, time.Second, "login banned on every node", func() bool {
+		for _, n := range nodes {
+			if _, ok := loginBanned(n.t, "victim@example.net"); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	// One ban, one ID, everywhere (duplicates converge on the smallest).
+	waitUntil(t, 2*time.Second, "one ban id on every node", func() bool {
+		ids := map[int64]bool{}
+		for _, n := range nodes {
+			b, _ := loginBanned(n.t, "victim@example.net")
+			ids[b.ID] = true
+			id = b.ID
+			if len(n.t.Bans(time.Now())) != 1 {
+				return false
+			}
+		}
+		return len(ids) == 1
+	})
+
+	// A manual ban on b reaches a and c.
+	now := time.Now()
+	mb, err := nodes[1].t.AddBan(abuse.Ban{Kind: abuse.BanAddr, Prefix: netip.MustParsePrefix("203.0.113.7/32"), CreatedBy: "test"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[1].n.Banned([]abuse.Ban{mb})
+	if mb.ID == id {
+		t.Fatalf("manual ban got the automatic ban's id %d", id)
+	}
+	d := waitUntil(t, time.Second, "manual ban on a and c", func() bool {
+		_, oka := nodes[0].t.Held(mb.ID, time.Now())
+		_, okc := nodes[2].t.Held(mb.ID, time.Now())
+		return oka && okc
+	})
+	t.Logf("manual ban reached the other nodes in %s", d)
+
+	// Its removal on c reaches a and b.
+	gone, _ := nodes[2].t.RemoveBan(mb.ID)
+	nodes[2].n.Lifted([]abuse.Ban{gone}, time.Now())
+	waitUntil(t, time.Second, "manual ban lifted on a and b", func() bool {
+		_, oka := nodes[0].t.Held(mb.ID, time.Now())
+		_, okb := nodes[1].t.Held(mb.ID, time.Now())
+		return !oka && !okb
+	})
+
+	// Outage: Redis goes away (and comes back empty: no persistence).
+	r.Stop()
+	waitUntil(t, 5*time.Second, "every node sees Redis down", func() bool {
+		for _, n := range nodes {
+			if n.n.Up() {
+				return false
+			}
+		}
+		return true
+	})
+	// Decisions go on locally: a ban made on a, the login ban lifted on b.
+	ob, err := nodes[0].t.AddBan(abuse.Ban{Kind: abuse.BanAddr, Prefix: netip.MustParsePrefix("203.0.113.99/32"), CreatedBy: "test"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[0].n.Banned([]abuse.Ban{ob})
+	lifted, ok := nodes[1].t.RemoveBan(id)
+	if !ok {
+		t.Fatal("login ban not held on b")
+	}
+	nodes[1].n.Lifted([]abuse.Ban{lifted}, time.Now())
+
+	r.Start()
+	waitUntil(t, 10*time.Second, "merged after Redis returned", func() bool {
+		for _, n := range nodes {
+			if !n.n.Up() {
+				return false
+			}
+			if _, ok := n.t.Held(ob.ID, time.Now()); !ok {
+				return false // the outage ban was lost
+			}
+			if _, ok := n.t.Held(id, time.Now()); ok {
+				return false // the lifted ban came back
+			}
+		}
+		return true
+	})
+	// A node that starts now loads the state from Redis.
+	late := startTestNode(t, r, "d", cfg)
+	waitUntil(t, 5*time.Second, "late node loaded the outage ban", func() bool {
+		_, ok := late.t.Held(ob.ID, time.Now())
+		return ok
+	})
+	if _, ok := late.t.Held(id, time.Now()); ok {
+		t.Error("late node holds the ban lifted during the outage")
+	}
+}
