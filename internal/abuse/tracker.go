@@ -50,7 +50,7 @@ type Tracker struct {
 	byID      map[int64]*ban
 	nextID    int64
 	ids       func() int64 // SetIDSource; nil: nextID
-	minExp    int64 // no ban ends before this (a lower bound)
+	minExp    int64        // no ban ends before this (a lower bound)
 	hist      map[histKey]hist
 	histSweep int64 // next time Expire sweeps hist
 

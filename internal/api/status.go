@@ -32,8 +32,8 @@ type StatusJSON struct {
 	// DNSBLServer is the [dnsbl_server] listener; absent when it is off.
 	DNSBLServer *DNSBLServerJSON `json:"dnsbl_server,omitempty"`
 	Cluster     *ClusterJSON     `json:"cluster,omitempty"` // absent when [cluster] is off
-	Logs        []LogSourceJSON  `json:"logs,omitempty"` // the log door's sources
-	Errors      []LogErrorJSON   `json:"errors"`         // the last error log records, oldest first
+	Logs        []LogSourceJSON  `json:"logs,omitempty"`    // the log door's sources
+	Errors      []LogErrorJSON   `json:"errors"`            // the last error log records, oldest first
 }
 
 // DoorJSON is one listener of a door, with the door's traffic: requests
