@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"text/tabwriter"
 	"time"
 
 	"mailgate/internal/abuse"
@@ -103,4 +104,46 @@ func clusterMetrics(n *cluster.Node) func(w io.Writer) {
 		metrics.WriteCounter(w, `mailgate_cluster_dropped_total`, s.Dropped)
 		metrics.WriteCounter(w, `mailgate_cluster_rejected_total`, s.Rejected)
 	}
+}
+
+// printClusterStatus prints the cluster part of 'mailgate status'.
+func printClusterStatus(w io.Writer, c *api.ClusterJSON) error {
+	if c == nil {
+		return nil
+	}
+	state := "connected"
+	if !c.Up {
+		state = "DOWN: deciding on this node's own state (merges back when Redis returns)"
+	}
+	fmt.Fprintf(w, "cluster: node %s, Redis %s %s", c.Node, c.Redis, state)
+	if !c.Since.IsZero() {
+		fmt.Fprintf(w, " since %s", c.Since.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w)
+	if !c.Up && c.LastError != "" {
+		fmt.Fprintf(w, "  last error: %s\n", c.LastError)
+	}
+	fmt.Fprintf(w, "  merges %d, login results published %d, messages received %d, dropped %d, rejected %d\n",
+		c.Resyncs, c.Published, c.Received, c.Dropped, c.Rejected)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tVERSION\tSTARTED\tLAST HEARTBEAT\tLAG")
+	for _, n := range c.Nodes {
+		name := n.Name
+		if n.Self {
+			name += " (this)"
+		}
+		beat, lag := "none", "-"
+		if !n.LastBeat.IsZero() {
+			beat = (time.Duration(n.BeatAgeMillis) * time.Millisecond).Round(100*time.Millisecond).String() + " ago"
+		}
+		if n.LastMessageAgeMillis > 0 || n.LagMillis > 0 {
+			lag = (time.Duration(n.LagMillis) * time.Millisecond).String()
+		}
+		started := "-"
+		if !n.Started.IsZero() {
+			started = n.Started.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, n.Version, started, beat, lag)
+	}
+	return tw.Flush()
 }

@@ -115,11 +115,15 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	// doors' handlers below exist.
 	var remoteEvent func(ev cluster.Event, now time.Time)
 	var remoteBans func(added, removed []abuse.Ban, now time.Time)
+	remotePermits := func([]cluster.Permit, []netip.Prefix, time.Time) {} // relay permits off
 	var node *cluster.Node
 	if cfg.Cluster.Enabled {
 		node, err = newClusterNode(cfg.Cluster, tracker, cluster.Hooks{
 			Event:       func(ev cluster.Event, now time.Time) { remoteEvent(ev, now) },
 			BansChanged: func(added, removed []abuse.Ban, now time.Time) { remoteBans(added, removed, now) },
+			Permits: func(added []cluster.Permit, removed []netip.Prefix, now time.Time) {
+				remotePermits(added, removed, now)
+			},
 		}, tel.started, log.With("component", "cluster"))
 		if err != nil {
 			return err
@@ -470,7 +474,37 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}()
 	}
 	if grants != nil {
-		admin.WithRelay(api.NewPermitbook(grants, grants.t).WithLog(dlog), onLogin)
+		pb := api.NewPermitbook(grants, grants.t).WithLog(dlog)
+		if node != nil {
+			pb.OnChange(func(added, removed []relay.Permit) {
+				var ws []cluster.Permit
+				for _, p := range added {
+					ws = append(ws, cluster.Permit{Prefix: p.Prefix.String(), Expires: p.Expires.Unix(), Comment: p.Comment, By: p.By})
+				}
+				var gone []netip.Prefix
+				for _, p := range removed {
+					gone = append(gone, p.Prefix)
+				}
+				node.PermitsChanged(ws, gone)
+			})
+			remotePermits = func(added []cluster.Permit, removed []netip.Prefix, now time.Time) {
+				for _, w := range added {
+					pfx, _ := netip.ParsePrefix(w.Prefix)
+					p, err := grants.t.Add(relay.Permit{Prefix: pfx, Expires: time.Unix(w.Expires, 0), Comment: w.Comment, By: w.By}, now)
+					if err != nil {
+						log.Warn("cluster: a permit from another node is refused here", "permit", w.Prefix, "err", err)
+						continue
+					}
+					dlog.Permit(now, &p, policy.PermitGranted)
+				}
+				for _, pfx := range removed {
+					if p, ok := grants.t.Remove(pfx.Addr()); ok {
+						dlog.Permit(now, &p, policy.PermitRemoved)
+					}
+				}
+			}
+		}
+		admin.WithRelay(pb, onLogin)
 		if cfg.Relay.HookSocket != "" {
 			hln, err := listenUnix(cfg.Relay.HookSocket)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ type Hooks struct {
 	// (made on other nodes) and lifted (lifted on other nodes, or
 	// replaced by another node's copy with a smaller ID).
 	BansChanged func(added, removed []abuse.Ban, now time.Time)
+	// Permits are relay permits added and withdrawn by hand on another
+	// node (the relay table checks them as it checks a local one).
+	Permits func(added []Permit, removed []netip.Prefix, now time.Time)
 }
 
 // Limits of what a node queues while it cannot publish.
@@ -82,6 +86,8 @@ type Node struct {
 	events    []Event
 	bans      []Ban
 	unbans    []Unban
+	permits   []Permit
+	unpermits []string
 	tombs     map[int64]tomb
 	peers     map[string]*peer
 	since     time.Time // up changed
@@ -217,6 +223,17 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// PermitsChanged queues relay permits added and withdrawn by hand on
+// this node, for the others.
+func (n *Node) PermitsChanged(added []Permit, removed []netip.Prefix) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.permits = append(n.permits, added...)
+	for _, p := range removed {
+		n.unpermits = append(n.unpermits, p.String())
+	}
 }
 
 // Up reports whether Redis answered the last operation.
@@ -367,10 +384,10 @@ func (n *Node) fail(what string, err error) {
 // resync, which pushes the whole state.
 func (n *Node) flush(c rueidis.Client) {
 	n.mu.Lock()
-	evs, bans, unbans := n.events, n.bans, n.unbans
-	n.events, n.bans, n.unbans = nil, nil, nil
+	evs, bans, unbans, pms, unpms := n.events, n.bans, n.unbans, n.permits, n.unpermits
+	n.events, n.bans, n.unbans, n.permits, n.unpermits = nil, nil, nil, nil, nil
 	n.mu.Unlock()
-	if len(evs)+len(bans)+len(unbans) == 0 {
+	if len(evs)+len(bans)+len(unbans)+len(pms)+len(unpms) == 0 {
 		return
 	}
 	if !n.up.Load() {
@@ -390,6 +407,12 @@ func (n *Node) flush(c rueidis.Client) {
 	for _, m := range n.split(evs, bans, unbans, now) {
 		cmds = append(cmds, c.B().Publish().Channel(n.channel).Message(rueidis.BinaryString(m)).Build())
 	}
+	for p := range slices.Chunk(pms, MaxPermits) {
+		cmds = append(cmds, n.publishCmd(c, &Message{Permits: p}, now)...)
+	}
+	for p := range slices.Chunk(unpms, MaxPermits) {
+		cmds = append(cmds, n.publishCmd(c, &Message{Unpermits: p}, now)...)
+	}
 	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 			n.fail("publishing", err)
@@ -397,6 +420,16 @@ func (n *Node) flush(c rueidis.Client) {
 		}
 	}
 	n.published.Add(uint64(len(evs)))
+}
+
+func (n *Node) publishCmd(c rueidis.Client, m *Message, now time.Time) rueidis.Commands {
+	m.V, m.Node, m.Sent = version, n.opt.Node, now.UnixMilli()
+	b, err := Encode(m)
+	if err != nil {
+		n.log.Error("cluster: message not published", "err", err)
+		return nil
+	}
+	return rueidis.Commands{c.B().Publish().Channel(n.channel).Message(rueidis.BinaryString(b)).Build()}
 }
 
 // split packs what is queued into messages within the bounds.
@@ -801,6 +834,15 @@ func (n *Node) Apply(raw []byte, now time.Time) {
 	}
 	if n.hooks.BansChanged != nil && len(added)+len(removed) > 0 {
 		n.hooks.BansChanged(added, removed, now)
+	}
+	if n.hooks.Permits != nil && len(m.Permits)+len(m.Unpermits) > 0 {
+		var gone []netip.Prefix
+		for _, x := range m.Unpermits {
+			if p, err := netip.ParsePrefix(x); err == nil {
+				gone = append(gone, p)
+			}
+		}
+		n.hooks.Permits(m.Permits, gone, now)
 	}
 }
 

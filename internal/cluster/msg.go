@@ -48,7 +48,23 @@ type Message struct {
 	Events []Event `json:"ev,omitempty"`
 	Bans   []Ban   `json:"bans,omitempty"`
 	Unbans []Unban `json:"unbans,omitempty"`
+	// Permits are relay permits added by hand; Unpermits the networks
+	// whose permits were withdrawn by hand. Permits that logins earn
+	// follow from the login results.
+	Permits   []Permit `json:"permits,omitempty"`
+	Unpermits []string `json:"unpermits,omitempty"`
 }
+
+// Permit is a relay permit added by hand ('permit add').
+type Permit struct {
+	Prefix  string `json:"p"`
+	Expires int64  `json:"e"` // Unix seconds
+	Comment string `json:"m,omitempty"`
+	By      string `json:"by,omitempty"`
+}
+
+// MaxPermits bounds the permits and withdrawn permits in one message.
+const MaxPermits = 1000
 
 // Event is one login result a door saw (or a post-login hook's report).
 type Event struct {
@@ -219,6 +235,23 @@ func (m *Message) check() error {
 	for i := range m.Bans {
 		if _, err := m.Bans[i].ToBan(); err != nil {
 			return fmt.Errorf("ban %d of the message: %w", i, err)
+		}
+	}
+	if len(m.Permits) > MaxPermits || len(m.Unpermits) > MaxPermits {
+		return fmt.Errorf("more than %d permits in one message", MaxPermits)
+	}
+	for i := range m.Permits {
+		p := &m.Permits[i]
+		if _, err := netip.ParsePrefix(p.Prefix); err != nil {
+			return fmt.Errorf("permit %d of the message: %q is not a network", i, p.Prefix)
+		}
+		if p.Expires <= 0 || len(p.Comment) > 1024 || len(p.By) > 256 || !utf8.ValidString(p.Comment) || !utf8.ValidString(p.By) {
+			return fmt.Errorf("permit %d of the message: bad fields", i)
+		}
+	}
+	for i, x := range m.Unpermits {
+		if _, err := netip.ParsePrefix(x); err != nil {
+			return fmt.Errorf("withdrawn permit %d of the message: %q is not a network", i, x)
 		}
 	}
 	for i := range m.Unbans {
