@@ -62,7 +62,7 @@ const (
 	fallbackBase    = int64(1) << 52      // IDs made without Redis start here
 	tombFloor       = time.Hour           // a lifted ban's tombstone lasts at least this
 	tombForever     = 30 * 24 * time.Hour // ... and this for a ban without end
-	inboxLen        = 4096
+	inboxLen        = 256                 // messages waiting to be applied (at most MaxMessage each)
 )
 
 // Node is one mailgate's link to the cluster.
@@ -82,18 +82,19 @@ type Node struct {
 
 	published, received, dropped, rejected, resyncs atomic.Uint64
 
-	mu        sync.Mutex
-	events    []Event
-	bans      []Ban
-	unbans    []Unban
-	permits   []Permit
-	unpermits []string
-	tombs     map[int64]tomb
-	peers     map[string]*peer
-	since     time.Time // up changed
-	lastSync  time.Time
-	lastError string
-	ids       idPool
+	mu         sync.Mutex
+	events     []Event
+	bans       []Ban
+	unbans     []Unban
+	permits    []Permit
+	unpermits  []string
+	tombs      map[int64]tomb
+	peers      map[string]*peer
+	since      time.Time // up changed
+	lastSync   time.Time
+	lastError  string
+	ids        idPool
+	twinWarned bool
 }
 
 type tomb struct {
@@ -336,6 +337,10 @@ func (n *Node) session(ctx context.Context, c rueidis.Client) {
 			}
 		})
 		recvDone <- c.Receive(hook, c.B().Subscribe().Channel(n.channel).Build(), func(m rueidis.PubSubMessage) {
+			if len(m.Message) > MaxMessage {
+				n.rejected.Add(1)
+				return
+			}
 			select {
 			case n.inbox <- m.Message:
 			default:
@@ -740,6 +745,10 @@ func (n *Node) readBeats(ctx context.Context, c rueidis.Client) {
 		b, err := ParseBeat([]byte(s))
 		if err != nil {
 			continue
+		}
+		if b.Node == n.opt.Node && b.Started != n.opt.Started.Unix() && !n.twinWarned {
+			n.twinWarned = true
+			n.log.Error("cluster: another node uses this node's name; each node needs its own cluster.node (they ignore each other's messages)", "node", b.Node)
 		}
 		p := n.peerLocked(b.Node)
 		p.beat, p.beatSeen = b, true
