@@ -39,6 +39,9 @@ func ParseRedis(s string) (RedisTarget, error) {
 		if err := checkHostPort(s); err != nil {
 			return r, err
 		}
+		if h, _, _ := net.SplitHostPort(s); h == "" {
+			return r, errors.New("no host (want host:port)")
+		}
 		r.Addr = s
 		return r, nil
 	}
@@ -61,6 +64,9 @@ func ParseRedis(s string) (RedisTarget, error) {
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return r, errors.New("query or fragment given: set options with the cluster keys instead")
+	}
+	if u.Hostname() == "" {
+		return r, errors.New("no host (want redis://host:port)")
 	}
 	host := u.Host
 	if u.Port() == "" {
