@@ -108,12 +108,20 @@ func testAbuseConfig() abuse.Config {
 // and one lifted while it is down merge back after its restart.
 func TestClusterNodes(t *testing.T) {
 	r := harness.StartRedis(t, "127.0.0.94")
+	// Other keys in the same Redis: a single SCAN call would miss some.
+	r.Do("EVAL", "for i = 1, 20000 do redis.call('SET', 'mgtest:filler:' .. i, 'x') end", "0")
 	cfg := testAbuseConfig()
 	nodes := []*testNode{startTestNode(t, r, "a", cfg), startTestNode(t, r, "b", cfg), startTestNode(t, r, "c", cfg)}
-	waitUntil(t, 5*time.Second, "all nodes up", func() bool {
+	waitUntil(t, 5*time.Second, "all nodes up, each with the heartbeats of all three", func() bool {
 		for _, n := range nodes {
-			if !n.n.Up() || len(n.n.Status(time.Now()).Nodes) < 3 {
+			s := n.n.Status(time.Now())
+			if !s.Up || len(s.Nodes) != 3 {
 				return false
+			}
+			for _, ns := range s.Nodes {
+				if ns.LastBeat.IsZero() {
+					return false
+				}
 			}
 		}
 		return true

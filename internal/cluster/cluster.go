@@ -62,6 +62,7 @@ const (
 	fallbackBase    = int64(1) << 52      // IDs made without Redis start here
 	tombFloor       = time.Hour           // a lifted ban's tombstone lasts at least this
 	tombForever     = 30 * 24 * time.Hour // ... and this for a ban without end
+	maxNodes        = 256                 // nodes listed in status
 	inboxLen        = 256                 // messages waiting to be applied (at most MaxMessage each)
 )
 
@@ -699,6 +700,7 @@ func (n *Node) beat(ctx context.Context, c rueidis.Client) {
 	defer cancel()
 	rs := c.DoMulti(octx,
 		c.B().Set().Key(n.key("node", n.opt.Node)).Value(js).Px(5*n.opt.BeatEvery).Build(),
+		c.B().Sadd().Key(n.key("nodes")).Member(n.opt.Node).Build(),
 		c.B().Publish().Channel(n.channel).Message(mustMsg(n.opt.Node, now)).Build(),
 	)
 	for _, r := range rs {
@@ -719,31 +721,37 @@ func mustMsg(node string, now time.Time) string {
 	return string(b)
 }
 
+// readBeats reads the heartbeats of the nodes in the nodes set. A node
+// whose heartbeat expired (gone for 5 beats) leaves the set; it joins
+// again with its next beat.
 func (n *Node) readBeats(ctx context.Context, c rueidis.Client) {
-	e, err := c.Do(ctx, c.B().Scan().Cursor(0).Match(n.key("node", "*")).Count(1000).Build()).AsScanEntry()
-	if err != nil || len(e.Elements) == 0 {
+	names, err := c.Do(ctx, c.B().Srandmember().Key(n.key("nodes")).Count(maxNodes).Build()).AsStrSlice()
+	if err != nil || len(names) == 0 {
 		return
 	}
-	keys := e.Elements
-	if len(keys) > 256 {
-		keys = keys[:256]
+	keys := make([]string, 0, len(names))
+	for _, name := range names {
+		keys = append(keys, n.key("node", name))
 	}
 	vals, err := c.Do(ctx, c.B().Mget().Key(keys...).Build()).ToArray()
 	if err != nil {
 		return
 	}
+	var gone []string
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	for _, p := range n.peers {
 		p.beatSeen = false
 	}
-	for _, v := range vals {
+	for i, v := range vals {
 		s, err := v.ToString()
 		if err != nil {
+			if v.IsNil() {
+				gone = append(gone, names[i])
+			}
 			continue
 		}
 		b, err := ParseBeat([]byte(s))
-		if err != nil {
+		if err != nil || b.Node != names[i] {
 			continue
 		}
 		if b.Node == n.opt.Node && b.Started != n.opt.Started.Unix() && !n.twinWarned {
@@ -752,6 +760,10 @@ func (n *Node) readBeats(ctx context.Context, c rueidis.Client) {
 		}
 		p := n.peerLocked(b.Node)
 		p.beat, p.beatSeen = b, true
+	}
+	n.mu.Unlock()
+	if len(gone) > 0 {
+		c.Do(ctx, c.B().Srem().Key(n.key("nodes")).Member(gone...).Build())
 	}
 }
 

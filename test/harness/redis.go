@@ -114,7 +114,7 @@ func (r *Redis) Stop() {
 	r.proc = nil
 }
 
-// Do runs one command (arguments without spaces or quotes) after AUTH
+// Do runs one command (any bytes in the arguments) after AUTH
 // and returns the reply's first line as RESP ("+OK", ":3", "$5"...) or,
 // for a bulk string, its text.
 func (r *Redis) Do(args ...string) string {
