@@ -157,6 +157,11 @@ func TestClusterNodes(t *testing.T) {
 		return len(ids) == 1
 	})
 
+	// Redis keeps the one ban; the copies under larger IDs are gone.
+	waitUntil(t, 2*time.Second, "one ban kept in Redis", func() bool {
+		return r.Do("EVAL", "return #redis.call('KEYS', 'mgtest:ban:*')", "0") == ":1"
+	})
+
 	// A manual ban on b reaches a and c.
 	now := time.Now()
 	mb, err := nodes[1].t.AddBan(abuse.Ban{Kind: abuse.BanAddr, Prefix: netip.MustParsePrefix("203.0.113.7/32"), CreatedBy: "test"}, now)

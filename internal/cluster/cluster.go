@@ -79,6 +79,7 @@ type Node struct {
 	up       atomic.Bool
 	resyncCh chan struct{}
 	kick     chan struct{}
+	urgent   chan struct{} // a ban, lift or permit to publish now
 	inbox    chan string
 
 	published, received, dropped, rejected, resyncs atomic.Uint64
@@ -88,6 +89,7 @@ type Node struct {
 	bans       []Ban
 	unbans     []Unban
 	permits    []Permit
+	forget     []int64 // bans replaced by a copy with a smaller ID: their keys go
 	unpermits  []string
 	tombs      map[int64]tomb
 	peers      map[string]*peer
@@ -133,6 +135,7 @@ func New(opt Options, t *abuse.Tracker, hooks Hooks, log *slog.Logger) *Node {
 		channel:  opt.Prefix + "bus",
 		resyncCh: make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
+		urgent:   make(chan struct{}, 1),
 		inbox:    make(chan string, inboxLen),
 		tombs:    map[int64]tomb{},
 		peers:    map[string]*peer{},
@@ -194,6 +197,7 @@ func (n *Node) Banned(bs []abuse.Ban) {
 	for i := range bs {
 		n.bans = append(n.bans, FromBan(&bs[i]))
 	}
+	n.signal(n.urgent)
 }
 
 // Lifted queues bans lifted on this node ('ban rm') for the others and
@@ -211,6 +215,7 @@ func (n *Node) Lifted(bs []abuse.Ban, now time.Time) {
 		n.unbans = append(n.unbans, u)
 		n.tombs[u.ID] = tomb{u: u, until: tombUntil(&bs[i], now)}
 	}
+	n.signal(n.urgent)
 }
 
 func tombUntil(b *abuse.Ban, now time.Time) time.Time {
@@ -236,6 +241,7 @@ func (n *Node) PermitsChanged(added []Permit, removed []netip.Prefix) {
 	for _, p := range removed {
 		n.unpermits = append(n.unpermits, p.String())
 	}
+	n.signal(n.urgent)
 }
 
 // Up reports whether Redis answered the last operation.
@@ -370,6 +376,8 @@ func (n *Node) session(ctx context.Context, c rueidis.Client) {
 			n.refill(ctx, c)
 		case <-flush.C:
 			n.flush(c)
+		case <-n.urgent:
+			n.flush(c)
 		case <-beat.C:
 			n.beat(ctx, c)
 		}
@@ -390,10 +398,10 @@ func (n *Node) fail(what string, err error) {
 // resync, which pushes the whole state.
 func (n *Node) flush(c rueidis.Client) {
 	n.mu.Lock()
-	evs, bans, unbans, pms, unpms := n.events, n.bans, n.unbans, n.permits, n.unpermits
-	n.events, n.bans, n.unbans, n.permits, n.unpermits = nil, nil, nil, nil, nil
+	evs, bans, unbans, pms, unpms, forget := n.events, n.bans, n.unbans, n.permits, n.unpermits, n.forget
+	n.events, n.bans, n.unbans, n.permits, n.unpermits, n.forget = nil, nil, nil, nil, nil, nil
 	n.mu.Unlock()
-	if len(evs)+len(bans)+len(unbans)+len(pms)+len(unpms) == 0 {
+	if len(evs)+len(bans)+len(unbans)+len(pms)+len(unpms)+len(forget) == 0 {
 		return
 	}
 	if !n.up.Load() {
@@ -409,6 +417,9 @@ func (n *Node) flush(c rueidis.Client) {
 	}
 	for _, u := range unbans {
 		cmds = append(cmds, n.tombCmds(c, u, now)...)
+	}
+	for _, id := range forget {
+		cmds = append(cmds, c.B().Del().Key(n.key("ban", strconv.FormatInt(id, 10))).Build())
 	}
 	for _, m := range n.split(evs, bans, unbans, now) {
 		cmds = append(cmds, c.B().Publish().Channel(n.channel).Message(rueidis.BinaryString(m)).Build())
@@ -602,6 +613,7 @@ func (n *Node) resync(ctx context.Context, c rueidis.Client) {
 			}
 			added = append(added, a)
 			removed = append(removed, rep...)
+			n.forgetCopies(rep)
 		}
 	}
 	if n.hooks.BansChanged != nil && len(added)+len(removed) > 0 {
@@ -628,6 +640,21 @@ func (n *Node) maxSharedID() int64 {
 		}
 	}
 	return m
+}
+
+// forgetCopies queues the Redis keys of bans a copy with a smaller ID
+// replaced.
+func (n *Node) forgetCopies(bs []abuse.Ban) {
+	if len(bs) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, b := range bs {
+		if len(n.forget) < maxQueuedEvents {
+			n.forget = append(n.forget, b.ID)
+		}
+	}
 }
 
 func (n *Node) tombstoned(id int64) bool {
@@ -852,6 +879,7 @@ func (n *Node) Apply(raw []byte, now time.Time) {
 		}
 		added = append(added, a)
 		removed = append(removed, rep...)
+		n.forgetCopies(rep)
 	}
 	if n.hooks.BansChanged != nil && len(added)+len(removed) > 0 {
 		n.hooks.BansChanged(added, removed, now)
