@@ -22,16 +22,18 @@ type testNode struct {
 	n    *cluster.Node
 	stop func()
 
+	notify chan abuse.Ban // every ban merged in from another node, if there is room
+
 	mu      sync.Mutex
 	added   []abuse.Ban
 	removed []abuse.Ban
 }
 
-func startTestNode(t *testing.T, r *harness.Redis, name string, cfg abuse.Config) *testNode {
+func startTestNode(t testing.TB, r *harness.Redis, name string, cfg abuse.Config) *testNode {
 	t.Helper()
-	tn := &testNode{t: abuse.New(cfg)}
+	tn := &testNode{t: abuse.New(cfg), notify: make(chan abuse.Ban, 1024)}
 	var log *slog.Logger
-	if testing.Verbose() {
+	if _, isTest := t.(*testing.T); testing.Verbose() && isTest {
 		log = slog.New(slog.NewTextHandler(&tlogWriter{t: t, prefix: name}, nil))
 	} else {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -48,6 +50,12 @@ func startTestNode(t *testing.T, r *harness.Redis, name string, cfg abuse.Config
 				defer tn.mu.Unlock()
 				tn.added = append(tn.added, added...)
 				tn.removed = append(tn.removed, removed...)
+				for _, b := range added {
+					select {
+					case tn.notify <- b:
+					default:
+					}
+				}
 			},
 		}, log)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -62,7 +70,7 @@ func startTestNode(t *testing.T, r *harness.Redis, name string, cfg abuse.Config
 }
 
 type tlogWriter struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 }
 
