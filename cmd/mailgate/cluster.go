@@ -16,6 +16,7 @@ import (
 	"mailgate/internal/cluster"
 	"mailgate/internal/config"
 	"mailgate/internal/metrics"
+	"mailgate/internal/sendlimit"
 )
 
 // newClusterNode builds the node of [cluster]; Run connects it. The
@@ -146,4 +147,20 @@ func printClusterStatus(w io.Writer, c *api.ClusterJSON) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, n.Version, started, beat, lag)
 	}
 	return tw.Flush()
+}
+
+// clusterLimiter counts a sender's recipients here and tells the other
+// nodes of each one accepted, so that the sending limits hold across the
+// cluster.
+type clusterLimiter struct {
+	l *sendlimit.Limiter
+	n *cluster.Node
+}
+
+func (c clusterLimiter) Rcpt(login, instance string, now time.Time) sendlimit.Exceeded {
+	ex := c.l.Rcpt(login, instance, now)
+	if ex.OK() && login != "" {
+		c.n.Rcpt(login, instance)
+	}
+	return ex
 }

@@ -116,6 +116,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	var remoteEvent func(ev cluster.Event, now time.Time)
 	var remoteBans func(added, removed []abuse.Ban, now time.Time)
 	remotePermits := func([]cluster.Permit, []netip.Prefix, time.Time) {} // relay permits off
+	remoteRcpts := func([]cluster.Rcpt, time.Time) {}                     // no sending limits
 	var node *cluster.Node
 	if cfg.Cluster.Enabled {
 		node, err = newClusterNode(cfg.Cluster, tracker, cluster.Hooks{
@@ -124,6 +125,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			Permits: func(added []cluster.Permit, removed []netip.Prefix, now time.Time) {
 				remotePermits(added, removed, now)
 			},
+			Rcpts: func(rs []cluster.Rcpt, now time.Time) { remoteRcpts(rs, now) },
 		}, tel.started, log.With("component", "cluster"))
 		if err != nil {
 			return err
@@ -374,6 +376,14 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		var lim postfix.Limiter
 		if limiter != nil {
 			lim = limiter
+			if node != nil {
+				lim = clusterLimiter{l: limiter, n: node}
+				remoteRcpts = func(rs []cluster.Rcpt, now time.Time) {
+					for _, r := range rs {
+						limiter.Count(r.Login, r.Instance, now)
+					}
+				}
+			}
 		}
 		h := postfix.NewHandler(postfix.Config{
 			RelayContext: pc.RelayContext,

@@ -53,6 +53,9 @@ type Hooks struct {
 	// Permits are relay permits added and withdrawn by hand on another
 	// node (the relay table checks them as it checks a local one).
 	Permits func(added []Permit, removed []netip.Prefix, now time.Time)
+	// Rcpts are recipients another node's Postfix door accepted, for the
+	// sending limits.
+	Rcpts func(rs []Rcpt, now time.Time)
 }
 
 // Limits of what a node queues while it cannot publish.
@@ -89,6 +92,7 @@ type Node struct {
 	bans       []Ban
 	unbans     []Unban
 	permits    []Permit
+	rcpts      []Rcpt
 	forget     []int64 // bans replaced by a copy with a smaller ID: their keys go
 	unpermits  []string
 	tombs      map[int64]tomb
@@ -230,6 +234,21 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// Rcpt queues a recipient this node's Postfix door accepted for an
+// authenticated sender, for the other nodes' sending limits.
+func (n *Node) Rcpt(login, instance string) {
+	if len(login) > maxStrField || len(instance) > 64 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.rcpts) >= maxQueuedEvents {
+		n.dropped.Add(1)
+		return
+	}
+	n.rcpts = append(n.rcpts, Rcpt{Login: login, Instance: instance})
 }
 
 // PermitsChanged queues relay permits added and withdrawn by hand on
@@ -398,14 +417,14 @@ func (n *Node) fail(what string, err error) {
 // resync, which pushes the whole state.
 func (n *Node) flush(c rueidis.Client) {
 	n.mu.Lock()
-	evs, bans, unbans, pms, unpms, forget := n.events, n.bans, n.unbans, n.permits, n.unpermits, n.forget
-	n.events, n.bans, n.unbans, n.permits, n.unpermits, n.forget = nil, nil, nil, nil, nil, nil
+	evs, bans, unbans, pms, unpms, forget, rcpts := n.events, n.bans, n.unbans, n.permits, n.unpermits, n.forget, n.rcpts
+	n.events, n.bans, n.unbans, n.permits, n.unpermits, n.forget, n.rcpts = nil, nil, nil, nil, nil, nil, nil
 	n.mu.Unlock()
-	if len(evs)+len(bans)+len(unbans)+len(pms)+len(unpms)+len(forget) == 0 {
+	if len(evs)+len(bans)+len(unbans)+len(pms)+len(unpms)+len(forget)+len(rcpts) == 0 {
 		return
 	}
 	if !n.up.Load() {
-		n.dropped.Add(uint64(len(evs)))
+		n.dropped.Add(uint64(len(evs) + len(rcpts)))
 		return
 	}
 	ctx, cancel := n.op()
@@ -429,6 +448,9 @@ func (n *Node) flush(c rueidis.Client) {
 	}
 	for p := range slices.Chunk(unpms, MaxPermits) {
 		cmds = append(cmds, n.publishCmd(c, &Message{Unpermits: p}, now)...)
+	}
+	for r := range slices.Chunk(rcpts, MaxRcpts) {
+		cmds = append(cmds, n.publishCmd(c, &Message{Rcpts: r}, now)...)
 	}
 	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
@@ -883,6 +905,9 @@ func (n *Node) Apply(raw []byte, now time.Time) {
 	}
 	if n.hooks.BansChanged != nil && len(added)+len(removed) > 0 {
 		n.hooks.BansChanged(added, removed, now)
+	}
+	if n.hooks.Rcpts != nil && len(m.Rcpts) > 0 {
+		n.hooks.Rcpts(m.Rcpts, now)
 	}
 	if n.hooks.Permits != nil && len(m.Permits)+len(m.Unpermits) > 0 {
 		var gone []netip.Prefix

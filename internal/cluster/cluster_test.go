@@ -18,6 +18,7 @@ type recorder struct {
 	added, removed   []abuse.Ban
 	permits          []Permit
 	withdrawnPermits []netip.Prefix
+	rcpts            []Rcpt
 }
 
 func newTestNode(t *testing.T, name string) (*Node, *abuse.Tracker, *recorder) {
@@ -30,6 +31,7 @@ func newTestNode(t *testing.T, name string) (*Node, *abuse.Tracker, *recorder) {
 			rec.added = append(rec.added, a...)
 			rec.removed = append(rec.removed, r...)
 		},
+		Rcpts: func(rs []Rcpt, _ time.Time) { rec.rcpts = append(rec.rcpts, rs...) },
 		Permits: func(a []Permit, r []netip.Prefix, _ time.Time) {
 			rec.permits = append(rec.permits, a...)
 			rec.withdrawnPermits = append(rec.withdrawnPermits, r...)
@@ -209,5 +211,17 @@ func TestLiftedTombstone(t *testing.T) {
 	n.expireTombs(tb.until)
 	if n.tombstoned(5) {
 		t.Error("tombstone kept past its end")
+	}
+}
+
+func TestApplyRcpts(t *testing.T) {
+	n, _, rec := newTestNode(t, "a")
+	n.Apply(msg(t, Message{Node: "b", Rcpts: []Rcpt{{Login: "s@example.test", Instance: "4F2A1B"}, {Login: "s@example.test", Instance: "4F2A1B"}}}), t0)
+	if len(rec.rcpts) != 2 || rec.rcpts[0].Instance != "4F2A1B" {
+		t.Fatalf("recipients %+v", rec.rcpts)
+	}
+	n.Apply(msg(t, Message{Node: "b", Rcpts: []Rcpt{{Login: ""}}}), t0)
+	if len(rec.rcpts) != 2 {
+		t.Fatal("a recipient without a login was applied")
 	}
 }

@@ -53,7 +53,20 @@ type Message struct {
 	// follow from the login results.
 	Permits   []Permit `json:"permits,omitempty"`
 	Unpermits []string `json:"unpermits,omitempty"`
+	// Rcpts are recipients the node's Postfix door accepted for an
+	// authenticated sender: every node counts them against the sending
+	// limits.
+	Rcpts []Rcpt `json:"rcpts,omitempty"`
 }
+
+// Rcpt is one accepted recipient of an authenticated sender.
+type Rcpt struct {
+	Login    string `json:"l"`
+	Instance string `json:"i,omitempty"` // Postfix's instance: one message's recipients count one message
+}
+
+// MaxRcpts bounds the recipients in one message.
+const MaxRcpts = 2000
 
 // Permit is a relay permit added by hand ('permit add').
 type Permit struct {
@@ -247,6 +260,14 @@ func (m *Message) check() error {
 		}
 		if p.Expires <= 0 || len(p.Comment) > 1024 || len(p.By) > 256 || !utf8.ValidString(p.Comment) || !utf8.ValidString(p.By) {
 			return fmt.Errorf("permit %d of the message: bad fields", i)
+		}
+	}
+	if len(m.Rcpts) > MaxRcpts {
+		return fmt.Errorf("%d recipients in one message (at most %d)", len(m.Rcpts), MaxRcpts)
+	}
+	for i, r := range m.Rcpts {
+		if r.Login == "" || len(r.Login) > maxStrField || len(r.Instance) > 64 || !utf8.ValidString(r.Login) || !utf8.ValidString(r.Instance) {
+			return fmt.Errorf("recipient %d of the message: bad fields", i)
 		}
 	}
 	for i, x := range m.Unpermits {
