@@ -2,9 +2,11 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +33,12 @@ type testNode struct {
 
 func startTestNode(t testing.TB, r *harness.Redis, name string, cfg abuse.Config) *testNode {
 	t.Helper()
+	return startTestNodeAs(t, r, "", r.Password, name, cfg)
+}
+
+// startTestNodeAs is startTestNode logging in to Redis as user.
+func startTestNodeAs(t testing.TB, r *harness.Redis, user, password, name string, cfg abuse.Config) *testNode {
+	t.Helper()
 	tn := &testNode{t: abuse.New(cfg), notify: make(chan abuse.Ban, 1024)}
 	var log *slog.Logger
 	if _, isTest := t.(*testing.T); testing.Verbose() && isTest {
@@ -38,7 +46,7 @@ func startTestNode(t testing.TB, r *harness.Redis, name string, cfg abuse.Config
 	} else {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	tn.n = cluster.New(cluster.Options{Addr: r.Addr, Password: r.Password, DialTimeout: time.Second, Timeout: time.Second,
+	tn.n = cluster.New(cluster.Options{Addr: r.Addr, Username: user, Password: password, DialTimeout: time.Second, Timeout: time.Second,
 		Node: name, Prefix: "mgtest:", Version: "test", Started: time.Now(), BeatEvery: 200 * time.Millisecond},
 		tn.t, cluster.Hooks{
 			Event: func(ev cluster.Event, now time.Time) {
@@ -241,5 +249,44 @@ func TestClusterNodes(t *testing.T) {
 	})
 	if _, ok := late.t.Held(id, time.Now()); ok {
 		t.Error("late node holds the ban lifted during the outage")
+	}
+}
+
+// clusterACL is the Redis ACL docs/multi-server.md gives the mailgate
+// user, with the test's key prefix.
+const clusterACL = "on >%s resetkeys ~mgtest:* resetchannels &mgtest:bus -@all +@connection +get +set +del +exists +mget +incrby +scan +sadd +srem +srandmember +eval +evalsha +publish +subscribe"
+
+// TestClusterACL: nodes work as a Redis ACL user limited to mailgate's
+// keys, channel and commands (the one docs/multi-server.md gives), and
+// that user can do nothing else.
+func TestClusterACL(t *testing.T) {
+	r := harness.StartRedis(t, "127.0.0.99")
+	const pw = "acl-Secret-5544"
+	args := append([]string{"ACL", "SETUSER", "mailgate"}, strings.Fields(fmt.Sprintf(clusterACL, pw))...)
+	if got := r.Do(args...); got != "+OK" {
+		t.Fatalf("ACL SETUSER: %s", got)
+	}
+	a := startTestNodeAs(t, r, "mailgate", pw, "a", testAbuseConfig())
+	b := startTestNodeAs(t, r, "mailgate", pw, "b", testAbuseConfig())
+	waitUntil(t, 5*time.Second, "both nodes up as the ACL user", func() bool { return a.n.Up() && b.n.Up() })
+	ban, err := a.t.AddBan(abuse.Ban{Kind: abuse.BanAddr, Prefix: netip.MustParsePrefix("203.0.113.8/32"), CreatedBy: "t"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.n.Banned([]abuse.Ban{ban})
+	waitUntil(t, time.Second, "the ban on node b", func() bool { _, ok := b.t.Held(ban.ID, time.Now()); return ok })
+	gone, _ := b.t.RemoveBan(ban.ID)
+	b.n.Lifted([]abuse.Ban{gone}, time.Now())
+	waitUntil(t, time.Second, "the lift on node a", func() bool { _, ok := a.t.Held(ban.ID, time.Now()); return !ok })
+	for _, s := range []*testNode{a, b} {
+		if st := s.n.Status(time.Now()); !st.Up {
+			t.Errorf("node %s: %+v", st.Node, st)
+		}
+	}
+	// The user cannot touch other keys nor run FLUSHALL or CONFIG.
+	for _, cmd := range [][]string{{"SET", "other:key", "x"}, {"FLUSHALL"}, {"CONFIG", "GET", "requirepass"}, {"KEYS", "*"}} {
+		if out, err := r.CommandAs("mailgate", pw, cmd...); err == nil {
+			t.Errorf("ACL user ran %v: %s", cmd, out)
+		}
 	}
 }

@@ -271,8 +271,11 @@ func (n *Node) key(parts ...string) string { return n.opt.Prefix + strings.Join(
 func (n *Node) setUp(up bool, err error) {
 	was := n.up.Swap(up)
 	n.mu.Lock()
+	newErr := false
 	if err != nil {
-		n.lastError = oneLine(err.Error())
+		msg := oneLine(err.Error())
+		newErr = msg != n.lastError
+		n.lastError = msg
 	}
 	if was != up {
 		n.since = n.now()
@@ -283,6 +286,10 @@ func (n *Node) setUp(up bool, err error) {
 		n.log.Warn("cluster: lost Redis; deciding on this node's own state until it returns", "redis", n.opt.Addr, "err", err)
 	case !was && up:
 		n.log.Info("cluster: Redis reached; merging state", "redis", n.opt.Addr, "node", n.opt.Node)
+	case !up && newErr:
+		// Still away, for another reason (or since the start): said
+		// once per reason, not at every retry.
+		n.log.Warn("cluster: Redis unavailable; deciding on this node's own state", "redis", n.opt.Addr, "err", err)
 	}
 }
 
@@ -309,9 +316,6 @@ func (n *Node) Run(ctx context.Context) {
 		c, err := n.connect()
 		if err != nil {
 			n.setUp(false, err)
-			n.mu.Lock()
-			n.lastError = oneLine(err.Error())
-			n.mu.Unlock()
 			select {
 			case <-ctx.Done():
 				return

@@ -130,6 +130,12 @@ func (r *Redis) Do(args ...string) string {
 // command (one line; a bulk string's text; an array's elements joined by
 // newlines, one level deep).
 func (r *Redis) command(args ...string) (string, error) {
+	return r.CommandAs("", r.Password, args...)
+}
+
+// CommandAs runs one command after AUTH as user ("" = the default user)
+// and returns its reply as Do does, or the error Redis answered.
+func (r *Redis) CommandAs(user, password string, args ...string) (string, error) {
 	c, err := net.DialTimeout("tcp", r.Addr, 2*time.Second)
 	if err != nil {
 		return "", err
@@ -143,7 +149,11 @@ func (r *Redis) command(args ...string) (string, error) {
 			fmt.Fprintf(w, "$%d\r\n%s\r\n", len(a), a)
 		}
 	}
-	send("AUTH", r.Password)
+	if user != "" {
+		send("AUTH", user, password)
+	} else {
+		send("AUTH", password)
+	}
 	send(args...)
 	if err := w.Flush(); err != nil {
 		return "", err
