@@ -66,6 +66,7 @@ const (
 	tombFloor       = time.Hour           // a lifted ban's tombstone lasts at least this
 	tombForever     = 30 * 24 * time.Hour // ... and this for a ban without end
 	maxNodes        = 256                 // nodes listed in status
+	forgetPeer      = time.Minute         // a node without heartbeat leaves status this long after its last message
 	inboxLen        = 256                 // messages waiting to be applied (at most MaxMessage each)
 )
 
@@ -960,8 +961,8 @@ func (n *Node) Status(now time.Time) Status {
 	s.Since, s.LastError, s.LastResync = n.since, n.lastError, n.lastSync
 	self := false
 	for name, p := range n.peers {
-		if !p.beatSeen && p.lastMsg.IsZero() {
-			continue
+		if !p.beatSeen && (p.lastMsg.IsZero() || now.Sub(p.lastMsg) > forgetPeer) {
+			continue // gone
 		}
 		ns := NodeStatus{Name: name, LastMsg: p.lastMsg, Lag: p.lag, Self: name == n.opt.Node}
 		if p.beatSeen {

@@ -162,6 +162,12 @@ func TestApplyEventsAndLag(t *testing.T) {
 	if b == nil || b.Lag != 40*time.Millisecond {
 		t.Fatalf("node b in status: %+v, want lag 40ms", b)
 	}
+	// Without heartbeats, it leaves the list a minute after its last message.
+	for _, ns := range n.Status(t0.Add(2 * time.Minute)).Nodes {
+		if ns.Name == "b" {
+			t.Errorf("node b still listed two minutes after its last message: %+v", ns)
+		}
+	}
 }
 
 func TestApplyPermits(t *testing.T) {
