@@ -241,6 +241,15 @@ func TestClusterNodes(t *testing.T) {
 		}
 		return true
 	})
+	// Redis came back without its data: ban ids go on far above every id
+	// reserved before, so none is handed out twice.
+	nb, err := nodes[2].t.AddBan(abuse.Ban{Kind: abuse.BanAddr, Prefix: netip.MustParsePrefix("203.0.113.100/32"), CreatedBy: "test"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nb.ID <= ob.ID+1<<20 || nb.ID >= 1<<52 {
+		t.Errorf("ban id %d after Redis lost its counter (the last before: %d)", nb.ID, ob.ID)
+	}
 	// A node that starts now loads the state from Redis.
 	late := startTestNode(t, r, "d", cfg)
 	waitUntil(t, 5*time.Second, "late node loaded the outage ban", func() bool {

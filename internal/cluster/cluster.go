@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -103,6 +105,7 @@ type Node struct {
 	lastError  string
 	ids        idPool
 	twinWarned bool
+	epoch      string // Redis's, from the last merge
 }
 
 type tomb struct {
@@ -504,12 +507,32 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 1`
 
-// raiseCounter raises the ban ID counter to at least ARGV[1] (Redis may
-// have lost it: a restart without persistence).
+// raiseCounter raises the ban ID counter (KEYS[1]) to at least ARGV[1],
+// the largest ID this node holds, and returns Redis's epoch (KEYS[2]), a
+// random value set when the counter starts. A node that knew another
+// epoch (ARGV[3]) sees a Redis that lost its data: the counter then
+// starts ARGV[2] higher still, because other nodes may hold IDs from
+// blocks reserved before that this node has not seen yet.
 var raiseCounter = rueidis.NewLuaScript(`
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
-if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return 1`)
+local e = redis.call('GET', KEYS[2])
+local lost = false
+if not e then
+  e = ARGV[4]
+  redis.call('SET', KEYS[2], e)
+  lost = ARGV[3] ~= ''
+elseif ARGV[3] ~= '' and e ~= ARGV[3] then
+  lost = true
+end
+local want = tonumber(ARGV[1])
+if lost then want = want + tonumber(ARGV[2]) end
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < want then redis.call('SET', KEYS[1], string.format('%d', want)) end
+return e`)
+
+// lostCounterMargin is how far above its own largest ID a node starts a
+// counter Redis lost: more than all nodes together reserve and use while
+// apart.
+const lostCounterMargin = 1 << 24
 
 func (n *Node) storeBanCmd(c rueidis.Client, b *Ban, now time.Time) rueidis.Commands {
 	js, err := jsonBan(b)
@@ -555,10 +578,26 @@ func (n *Node) resync(ctx context.Context, c rueidis.Client) {
 
 	// The ID counter first: a Redis that lost it must not hand out IDs
 	// held already.
-	if err := raiseCounter.Exec(octx, c, []string{n.key("banid")}, []string{strconv.FormatInt(n.maxSharedID(), 10)}).Error(); err != nil {
+	n.mu.Lock()
+	known := n.epoch
+	n.mu.Unlock()
+	epoch, err := raiseCounter.Exec(octx, c, []string{n.key("banid"), n.key("epoch")},
+		[]string{strconv.FormatInt(n.maxSharedID(), 10), strconv.Itoa(lostCounterMargin), known, newEpoch()}).ToString()
+	if err != nil {
 		n.fail("resync: ban id counter", err)
 		return
 	}
+	if known != "" && epoch != known {
+		n.log.Warn("cluster: Redis lost its data (restarted without persistence?); this node pushes its state back", "redis", n.opt.Addr)
+	}
+	n.mu.Lock()
+	n.epoch = epoch
+	n.mu.Unlock()
+	// The IDs left from before may have been handed out again by a
+	// Redis that lost its counter: reserve a fresh block.
+	n.mu.Lock()
+	n.ids.next, n.ids.end = 0, 0
+	n.mu.Unlock()
 	n.refill(octx, c)
 
 	// Push: tombstones, then held bans.
@@ -976,6 +1015,12 @@ func (n *Node) Status(now time.Time) Status {
 	}
 	slices.SortFunc(s.Nodes, func(a, b NodeStatus) int { return strings.Compare(a.Name, b.Name) })
 	return s
+}
+
+func newEpoch() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func jsonBan(b *Ban) (string, error) { return jsonAny(b) }
