@@ -2,10 +2,13 @@ package test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +42,12 @@ func startTestNode(t testing.TB, r *harness.Redis, name string, cfg abuse.Config
 // startTestNodeAs is startTestNode logging in to Redis as user.
 func startTestNodeAs(t testing.TB, r *harness.Redis, user, password, name string, cfg abuse.Config) *testNode {
 	t.Helper()
+	return startTestNodeTLS(t, r, user, password, name, cfg, nil)
+}
+
+// startTestNodeTLS is startTestNodeAs speaking TLS to Redis with tc.
+func startTestNodeTLS(t testing.TB, r *harness.Redis, user, password, name string, cfg abuse.Config, tc *tls.Config) *testNode {
+	t.Helper()
 	tn := &testNode{t: abuse.New(cfg), notify: make(chan abuse.Ban, 1024)}
 	var log *slog.Logger
 	if _, isTest := t.(*testing.T); testing.Verbose() && isTest {
@@ -46,7 +55,7 @@ func startTestNodeAs(t testing.TB, r *harness.Redis, user, password, name string
 	} else {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	tn.n = cluster.New(cluster.Options{Addr: r.Addr, Username: user, Password: password, DialTimeout: time.Second, Timeout: time.Second,
+	tn.n = cluster.New(cluster.Options{Addr: r.Addr, Username: user, Password: password, TLS: tc, DialTimeout: time.Second, Timeout: time.Second,
 		Node: name, Prefix: "mgtest:", Version: "test", Started: time.Now(), BeatEvery: 200 * time.Millisecond},
 		tn.t, cluster.Hooks{
 			Event: func(ev cluster.Event, now time.Time) {
@@ -297,5 +306,37 @@ func TestClusterACL(t *testing.T) {
 		if out, err := r.CommandAs("mailgate", pw, cmd...); err == nil {
 			t.Errorf("ACL user ran %v: %s", cmd, out)
 		}
+	}
+}
+
+// TestClusterTLS: nodes reach a TLS-only Redis when they trust its CA
+// (cluster.tls_ca_file) for its name (tls_server_name), and do not with
+// the wrong name.
+func TestClusterTLS(t *testing.T) {
+	r := harness.StartRedisTLS(t, "127.0.0.100")
+	pem, err := os.ReadFile(r.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no CA in", r.CAFile)
+	}
+	good := func() *tls.Config {
+		return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: r.ServerName}
+	}
+	a := startTestNodeTLS(t, r, "", r.Password, "a", testAbuseConfig(), good())
+	b := startTestNodeTLS(t, r, "", r.Password, "b", testAbuseConfig(), good())
+	wrong := startTestNodeTLS(t, r, "", r.Password, "w", testAbuseConfig(),
+		&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "other.test"})
+	waitUntil(t, 5*time.Second, "both nodes up over TLS", func() bool { return a.n.Up() && b.n.Up() })
+	ban, err := a.t.AddBan(abuse.Ban{Kind: abuse.BanAddr, Prefix: netip.MustParsePrefix("203.0.113.9/32"), CreatedBy: "t"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.n.Banned([]abuse.Ban{ban})
+	waitUntil(t, time.Second, "the ban on node b over TLS", func() bool { _, ok := b.t.Held(ban.ID, time.Now()); return ok })
+	if s := wrong.n.Status(time.Now()); s.Up || !strings.Contains(s.LastError, "certificate") {
+		t.Errorf("node with the wrong server name: up %v, last error %q", s.Up, s.LastError)
 	}
 }

@@ -2,8 +2,16 @@ package harness
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +37,12 @@ type Redis struct {
 	Password string
 	Dir      string // holds the log (and the dump when persistence is on)
 
+	// CAFile is the PEM file of the CA that signed the server's
+	// certificate (StartRedisTLS); ServerName is the name in it.
+	CAFile     string
+	ServerName string
+
+	tls  *tls.Config // the harness's own client, with TLS
 	t    testing.TB
 	args []string
 	log  string
@@ -39,6 +53,18 @@ type Redis struct {
 // 127.0.0.1) and a free port, with a password and no persistence. It is
 // stopped by PID when the test ends; its log is shown if the test failed.
 func StartRedis(t testing.TB, ip string) *Redis {
+	t.Helper()
+	return startRedis(t, ip, false)
+}
+
+// StartRedisTLS is StartRedis speaking only TLS, with a certificate for
+// ServerName ("redis.test") signed by a CA made for the test (CAFile).
+func StartRedisTLS(t testing.TB, ip string) *Redis {
+	t.Helper()
+	return startRedis(t, ip, true)
+}
+
+func startRedis(t testing.TB, ip string, useTLS bool) *Redis {
 	t.Helper()
 	Require(t, RedisPackages)
 	if ip == "" {
@@ -60,6 +86,13 @@ func StartRedis(t testing.TB, ip string) *Redis {
 	// The password goes in a file, not on the command line (ps shows it).
 	c := fmt.Sprintf("bind %s\nport %d\nprotected-mode yes\nrequirepass %s\ndir %s\nlogfile %s\nsave \"\"\nappendonly no\ndaemonize no\nunixsocket \"\"\n",
 		ip, port, r.Password, dir, r.log)
+	if useTLS {
+		r.ServerName = "redis.test"
+		cert, key, pool := testCerts(t, dir, r.ServerName)
+		r.CAFile = filepath.Join(dir, "ca.pem")
+		r.tls = &tls.Config{RootCAs: pool, ServerName: r.ServerName}
+		c = strings.Replace(c, fmt.Sprintf("port %d\n", port), fmt.Sprintf("port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n", port, cert, key, r.CAFile), 1)
+	}
 	if err := os.WriteFile(conf, []byte(c), 0o600); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
@@ -136,7 +169,13 @@ func (r *Redis) command(args ...string) (string, error) {
 // CommandAs runs one command after AUTH as user ("" = the default user)
 // and returns its reply as Do does, or the error Redis answered.
 func (r *Redis) CommandAs(user, password string, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", r.Addr, 2*time.Second)
+	var c net.Conn
+	var err error
+	if r.tls != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", r.Addr, r.tls)
+	} else {
+		c, err = net.DialTimeout("tcp", r.Addr, 2*time.Second)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -200,4 +239,49 @@ func (r *Redis) CommandAs(user, password string, args ...string) (string, error)
 		return l, nil
 	}
 	return read()
+}
+
+// testCerts writes ca.pem, and redis.pem and redis-key.pem for name
+// signed by it, into dir; it returns the server's files and the CA pool.
+func testCerts(t testing.TB, dir, name string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "harness test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(file, typ string, b []byte) string {
+		path := filepath.Join(dir, file)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	write("ca.pem", "CERTIFICATE", caDER)
+	pool = x509.NewCertPool()
+	pool.AddCert(ca)
+	return write("redis.pem", "CERTIFICATE", der), write("redis-key.pem", "EC PRIVATE KEY", keyDER), pool
 }

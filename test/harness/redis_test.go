@@ -22,3 +22,14 @@ func TestStartRedis(t *testing.T) {
 		t.Fatalf("EXISTS after restart: %q", got)
 	}
 }
+
+func TestStartRedisTLS(t *testing.T) {
+	r := StartRedisTLS(t, "127.0.0.93")
+	if got := r.Do("PING"); got != "+PONG" {
+		t.Fatalf("PING over TLS: %q", got)
+	}
+	plain := &Redis{t: t, Addr: r.Addr, Password: r.Password}
+	if _, err := plain.command("PING"); err == nil {
+		t.Fatal("the TLS-only server answered in plain text")
+	}
+}
