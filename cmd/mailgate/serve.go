@@ -118,6 +118,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	remotePermits := func([]cluster.Permit, []netip.Prefix, time.Time) {} // relay permits off
 	remoteRcpts := func([]cluster.Rcpt, time.Time) {}                     // no sending limits
 	var node *cluster.Node
+	_, sharedStore := st.(*store.Postgres)
 	if cfg.Cluster.Enabled {
 		node, err = newClusterNode(cfg.Cluster, tracker, cluster.Hooks{
 			Event:       func(ev cluster.Event, now time.Time) { remoteEvent(ev, now) },
@@ -226,9 +227,14 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			fwall.bans(bans, nil)
 		}
 		if success {
-			persist.knownGood(a.Login, a.Client, now)
+			// A login another node saw is stored by that node when the
+			// store is shared (PostgreSQL); each SQLite keeps its own.
+			keep := !remote || !sharedStore
+			if keep {
+				persist.knownGood(a.Login, a.Client, now)
+			}
 			if grants != nil {
-				grants.login(a.Login, a.Service, a.Client, a.Door, now)
+				grants.record(a.Login, a.Service, a.Client, a.Door, now, keep)
 			}
 			if fwall != nil {
 				fwall.login(a.Login, a.Service, a.Client, now)
@@ -237,25 +243,25 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	}
 	onReport := func(a *policy.Attempt, success bool, now time.Time) { report(a, success, now, false) }
 	// hookLogin is a login reported by the post-login hook, here or on
-	// another node.
-	hookLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+	// another node (remote).
+	hookLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time, remote bool) (relay.Permit, relay.Outcome) {
 		if fwall != nil {
 			fwall.login(login, svc, addr, now)
 		}
-		return grants.login(login, svc, addr, door, now)
+		return grants.record(login, svc, addr, door, now, !remote || !sharedStore)
 	}
 	// onLogin is a login reported by this node's post-login hook.
 	onLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
 		if node != nil {
 			node.Event(cluster.Event{Login: login, Addr: addr, Success: true, Service: svc.String(), Door: door, Hook: true})
 		}
-		return hookLogin(login, svc, addr, door, now)
+		return hookLogin(login, svc, addr, door, now, false)
 	}
 	remoteEvent = func(ev cluster.Event, now time.Time) {
 		svc := rules.ProtocolService(ev.Service)
 		if ev.Hook {
 			if grants != nil && rules.PrintableLogin(ev.Login) {
-				hookLogin(ev.Login, svc, ev.Addr, ev.Door, now)
+				hookLogin(ev.Login, svc, ev.Addr, ev.Door, now, true)
 			}
 			return
 		}
