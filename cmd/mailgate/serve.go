@@ -270,11 +270,13 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	remoteBans = func(added, removed []abuse.Ban, now time.Time) {
 		for _, b := range added {
 			dlog.Ban(now, &b, false)
-			persist.ban(b)
+			if !sharedStore {
+				persist.ban(b) // a shared store has it from the node that made it
+			}
 		}
 		for _, b := range removed {
 			dlog.Ban(now, &b, true)
-			persist.ban(b) // no longer held: the store forgets it
+			persist.ban(b) // no longer held: the store forgets it (a copy this node may have stored)
 		}
 		if fwall != nil {
 			fwall.bans(added, removed)
