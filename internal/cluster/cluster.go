@@ -325,15 +325,24 @@ func (n *Node) Run(ctx context.Context) {
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 10*time.Second)
+			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		backoff = 250 * time.Millisecond
+		began := time.Now()
 		n.session(ctx, c)
 		c.Close()
 		if ctx.Err() != nil {
 			return
 		}
+		if time.Since(began) > time.Minute {
+			backoff = 250 * time.Millisecond // a session that held: start over
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
