@@ -117,14 +117,3 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 	}
 	return p.Masked()
 }
-
-// MaxID is the largest ban ID the tracker holds (0 when none).
-func (t *Tracker) MaxID() int64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	var m int64
-	for id := range t.byID {
-		m = max(m, id)
-	}
-	return m
-}
