@@ -6,7 +6,7 @@ FUZZTIME ?= 20s
 # Debian packages the end-to-end tests run against (the harness also
 # installs them itself when missing; systemd and man-db: systemd-analyze
 # verify and man(1) for the package test; nsd and dig for the DNSBL tests).
-DEBS := dovecot-imapd dovecot-pop3d mariadb-server nginx libnginx-mod-mail postfix fail2ban swaks nftables iproute2 socat systemd man-db util-linux nsd bind9-dnsutils systemd-journal-remote php-cli postgresql-15 postgresql-client-15 python3 openssl prometheus-alertmanager
+DEBS := dovecot-imapd dovecot-pop3d mariadb-server nginx libnginx-mod-mail postfix fail2ban swaks nftables iproute2 socat systemd man-db util-linux nsd bind9-dnsutils systemd-journal-remote php-cli postgresql-15 postgresql-client-15 python3 openssl prometheus-alertmanager redis-server
 
 .PHONY: all build run deps check unit e2e test warn fuzz bench clean install deb
 

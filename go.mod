@@ -15,6 +15,7 @@ require (
 	github.com/mdlayher/netlink v1.8.1-0.20251028132421-dcc6cab9a6eb
 	github.com/miekg/dns v1.1.73
 	github.com/oschwald/maxminddb-golang/v2 v2.9.0
+	github.com/redis/rueidis v1.0.79
 	github.com/trustelem/zxcvbn v1.0.1
 	golang.org/x/net v0.57.0
 	golang.org/x/sys v0.49.0

@@ -155,6 +155,9 @@ func printStatusMore(w io.Writer, s *api.StatusJSON) error {
 	if s.Permits != nil {
 		fmt.Fprintf(w, "relay permits: %d\n", *s.Permits)
 	}
+	if err := printClusterStatus(w, s.Cluster); err != nil {
+		return err
+	}
 	if d := s.DNSBLServer; d != nil {
 		a := d.Answers
 		fmt.Fprintf(w, "dnsbl server: zone %s on %s; %d queries: %d listed, %d not listed, %d refused, %d rate limited",

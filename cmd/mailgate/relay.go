@@ -71,6 +71,13 @@ func (p *permits) load(ctx context.Context, now time.Time) (int, error) {
 // login records a successful login reported by a door or the post-login
 // hook, and returns what it did to the login's permit.
 func (p *permits) login(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+	return p.record(login, svc, addr, door, now, true)
+}
+
+// record is login; store false leaves the permit out of the store (a
+// login another cluster node saw, on a store it shares: that node
+// stores it).
+func (p *permits) record(login string, svc rules.Service, addr netip.Addr, door string, now time.Time, store bool) (relay.Permit, relay.Outcome) {
 	if !rules.PrintableLogin(login) {
 		// A mail program does not let such a login in; a forged report
 		// could. It must not reach 'permit list' or the store.
@@ -78,6 +85,16 @@ func (p *permits) login(login string, svc rules.Service, addr netip.Addr, door s
 		return relay.Permit{}, relay.NotGranting
 	}
 	pm, o := p.t.Login(login, svc, door, addr, now)
+	if !store {
+		if o == relay.Granted || o == relay.SharedRefused && pm.Prefix.IsValid() {
+			ev := policy.PermitGranted
+			if o == relay.SharedRefused {
+				ev = policy.PermitRemoved
+			}
+			p.dlog.Permit(now, &pm, ev)
+		}
+		return pm, o
+	}
 	switch o {
 	case relay.Granted:
 		p.dlog.Permit(now, &pm, policy.PermitGranted)

@@ -38,6 +38,7 @@ var reloadTable = []reloadRule{
 	{"log.level", true, "the daemon's log level"},
 	{"log.decisions", true, "the decision log goes to the new place; the old file is closed (SIGHUP also reopens the same file, for logrotate)"},
 	{"store", false, "the database is opened once"},
+	{"cluster", false, "the Redis connection and the node's name are set up once"},
 	{"admin", false, "listeners and the token are set up at start"},
 	{"dovecot", false, "a listener (address, key, body limit) or a door turned on or off"},
 	{"nginx", false, "a listener, its password check and its messages are set up at start"},

@@ -21,6 +21,7 @@ import (
 
 	"mailgate/internal/abuse"
 	"mailgate/internal/api"
+	"mailgate/internal/cluster"
 	"mailgate/internal/config"
 	"mailgate/internal/dovecot"
 	"mailgate/internal/geoip"
@@ -114,6 +115,27 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	// What other nodes publish is applied through these, set once the
+	// doors' handlers below exist.
+	var remoteEvent func(ev cluster.Event, now time.Time)
+	var remoteBans func(added, removed []abuse.Ban, now time.Time)
+	remotePermits := func([]cluster.Permit, []netip.Prefix, time.Time) {} // relay permits off
+	remoteRcpts := func([]cluster.Rcpt, time.Time) {}                     // no sending limits
+	var node *cluster.Node
+	_, sharedStore := st.(*store.Postgres)
+	if cfg.Cluster.Enabled {
+		node, err = newClusterNode(cfg.Cluster, tracker, cluster.Hooks{
+			Event:       func(ev cluster.Event, now time.Time) { remoteEvent(ev, now) },
+			BansChanged: func(added, removed []abuse.Ban, now time.Time) { remoteBans(added, removed, now) },
+			Permits: func(added []cluster.Permit, removed []netip.Prefix, now time.Time) {
+				remotePermits(added, removed, now)
+			},
+			Rcpts: func(rs []cluster.Rcpt, now time.Time) { remoteRcpts(rs, now) },
+		}, tel.started, log.With("component", "cluster"))
+		if err != nil {
+			return err
+		}
+	}
 	bl, err := newDNSBL(cfg.DNSBL, engine, log.With("component", "dnsbl"))
 	if err != nil {
 		return err
@@ -190,11 +212,17 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}()
 	}
 
-	onReport := func(a *policy.Attempt, success bool, now time.Time) {
+	// report takes a login result from a door here (remote false) or
+	// from another node's (remote true).
+	report := func(a *policy.Attempt, success bool, now time.Time, remote bool) {
 		if policy.BadLogin(a.Login) {
 			return // the doors refuse it; it must never be counted or stored
 		}
-		if success {
+		if node != nil && !remote {
+			node.Event(cluster.Event{Login: a.Login, Addr: a.Client, PwHash: cluster.Digest(a.PwHash), Success: success,
+				Service: a.Service.String(), Door: a.Door})
+		}
+		if success && !remote {
 			notes.success(a, now) // before Report records the country
 		}
 		bans := engine.Report(a, success, now)
@@ -202,29 +230,77 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			dlog.Ban(now, &b, false)
 			persist.ban(b)
 		}
-		notes.bans(bans, a, now)
+		if !remote {
+			notes.bans(bans, a, now) // the node that saw the deciding attempt tells
+		}
+		if node != nil {
+			node.Banned(bans)
+		}
 		if fwall != nil {
 			fwall.bans(bans, nil)
 		}
 		if success {
-			persist.knownGood(a.Login, a.Client, now)
+			// A login another node saw is stored by that node when the
+			// store is shared (PostgreSQL); each SQLite keeps its own.
+			keep := !remote || !sharedStore
+			if keep {
+				persist.knownGood(a.Login, a.Client, now)
+			}
 			if grants != nil {
-				p, o := grants.login(a.Login, a.Service, a.Client, a.Door, now)
-				notes.permit(grants, p, o, a.Login, a.Service, a.Client, now)
+				p, o := grants.record(a.Login, a.Service, a.Client, a.Door, now, keep)
+				if !remote {
+					notes.permit(grants, p, o, a.Login, a.Service, a.Client, now)
+				}
 			}
 			if fwall != nil {
 				fwall.login(a.Login, a.Service, a.Client, now)
 			}
 		}
 	}
-	// onLogin is a login reported by the post-login hook.
-	onLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+	onReport := func(a *policy.Attempt, success bool, now time.Time) { report(a, success, now, false) }
+	// hookLogin is a login reported by the post-login hook, here or on
+	// another node (remote).
+	hookLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time, remote bool) (relay.Permit, relay.Outcome) {
 		if fwall != nil {
 			fwall.login(login, svc, addr, now)
 		}
-		p, o := grants.login(login, svc, addr, door, now)
-		notes.permit(grants, p, o, login, svc, addr, now)
+		p, o := grants.record(login, svc, addr, door, now, !remote || !sharedStore)
+		if !remote {
+			notes.permit(grants, p, o, login, svc, addr, now)
+		}
 		return p, o
+	}
+	// onLogin is a login reported by this node's post-login hook.
+	onLogin := func(login string, svc rules.Service, addr netip.Addr, door string, now time.Time) (relay.Permit, relay.Outcome) {
+		if node != nil {
+			node.Event(cluster.Event{Login: login, Addr: addr, Success: true, Service: svc.String(), Door: door, Hook: true})
+		}
+		return hookLogin(login, svc, addr, door, now, false)
+	}
+	remoteEvent = func(ev cluster.Event, now time.Time) {
+		svc := rules.ProtocolService(ev.Service)
+		if ev.Hook {
+			if grants != nil && rules.PrintableLogin(ev.Login) {
+				hookLogin(ev.Login, svc, ev.Addr, ev.Door, now, true)
+			}
+			return
+		}
+		report(&policy.Attempt{Login: ev.Login, Service: svc, Client: ev.Addr, PwHash: ev.PwHash, Door: ev.Door}, ev.Success, now, true)
+	}
+	remoteBans = func(added, removed []abuse.Ban, now time.Time) {
+		for _, b := range added {
+			dlog.Ban(now, &b, false)
+			if !sharedStore {
+				persist.ban(b) // a shared store has it from the node that made it
+			}
+		}
+		for _, b := range removed {
+			dlog.Ban(now, &b, true)
+			persist.ban(b) // no longer held: the store forgets it (a copy this node may have stored)
+		}
+		if fwall != nil {
+			fwall.bans(added, removed)
+		}
 	}
 
 	// bg runs the background work (expiry, persistence, GeoIP reloads).
@@ -328,6 +404,14 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		var lim postfix.Limiter
 		if limiter != nil {
 			lim = notes.limiter(limiter)
+			if node != nil {
+				lim = clusterLimiter{l: lim, n: node}
+				remoteRcpts = func(rs []cluster.Rcpt, now time.Time) {
+					for _, r := range rs {
+						limiter.Count(r.Login, r.Instance, now)
+					}
+				}
+			}
 		}
 		h := postfix.NewHandler(postfix.Config{
 			RelayContext: pc.RelayContext,
@@ -406,8 +490,18 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		WithBackup(st.Backup).
 		WithGeoIP(cfg.GeoIP.Database != "").
 		WithDNSBL(bl.explain)
+	if fwall != nil || node != nil {
+		banbook.OnChange(func(added, removed []abuse.Ban) {
+			if fwall != nil {
+				fwall.bans(added, removed)
+			}
+			if node != nil {
+				node.Banned(added)
+				node.Lifted(removed, time.Now())
+			}
+		})
+	}
 	if fwall != nil {
-		banbook.OnChange(fwall.bans)
 		// From the kernel's ruleset to the wanted one: "+" lines are what
 		// 'firewall apply' adds, "-" lines what it removes.
 		admin.WithFirewall(fwall, cfg.Firewall.Mode, func(want, have string) string { return nft.Diff(have, want) })
@@ -418,7 +512,37 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}()
 	}
 	if grants != nil {
-		admin.WithRelay(api.NewPermitbook(grants, grants.t).WithLog(dlog), onLogin)
+		pb := api.NewPermitbook(grants, grants.t).WithLog(dlog)
+		if node != nil {
+			pb.OnChange(func(added, removed []relay.Permit) {
+				var ws []cluster.Permit
+				for _, p := range added {
+					ws = append(ws, cluster.Permit{Prefix: p.Prefix.String(), Expires: p.Expires.Unix(), Comment: p.Comment, By: p.By})
+				}
+				var gone []netip.Prefix
+				for _, p := range removed {
+					gone = append(gone, p.Prefix)
+				}
+				node.PermitsChanged(ws, gone)
+			})
+			remotePermits = func(added []cluster.Permit, removed []netip.Prefix, now time.Time) {
+				for _, w := range added {
+					pfx, _ := netip.ParsePrefix(w.Prefix)
+					p, err := grants.t.Add(relay.Permit{Prefix: pfx, Expires: time.Unix(w.Expires, 0), Comment: w.Comment, By: w.By}, now)
+					if err != nil {
+						log.Warn("cluster: a permit from another node is refused here", "permit", w.Prefix, "err", err)
+						continue
+					}
+					dlog.Permit(now, &p, policy.PermitGranted)
+				}
+				for _, pfx := range removed {
+					if p, ok := grants.t.Remove(pfx.Addr()); ok {
+						dlog.Permit(now, &p, policy.PermitRemoved)
+					}
+				}
+			}
+		}
+		admin.WithRelay(pb, onLogin)
 		if cfg.Relay.HookSocket != "" {
 			hln, err := listenUnix(cfg.Relay.HookSocket)
 			if err != nil {
@@ -493,6 +617,15 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	}
 	if pg, ok := st.(*store.Postgres); ok {
 		status = withRuleSync(status, tel, pg)
+	}
+	if node != nil {
+		all := status
+		status = func(now time.Time, out *api.StatusJSON) {
+			all(now, out)
+			clusterStatus(node, now, out)
+		}
+		tel.m.Writer(clusterMetrics(node))
+		wg.Go(func() { node.Run(bg) })
 	}
 	admin.WithHealth(tel.health(probe)).WithStatus(status)
 	if cfg.Metrics.Listen != "" {

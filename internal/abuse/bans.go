@@ -78,6 +78,13 @@ func (t *Tracker) autoBanLocked(hk histKey, b Ban, base time.Duration, now time.
 
 // insertLocked assigns b an ID when it has none and holds it.
 func (t *Tracker) insertLocked(b Ban) Ban {
+	if b.ID == 0 && t.ids != nil {
+		if id := t.ids(); id > 0 {
+			if _, taken := t.byID[id]; !taken {
+				b.ID = id
+			}
+		}
+	}
 	if b.ID == 0 {
 		b.ID = t.nextID
 	}

@@ -49,7 +49,8 @@ type Tracker struct {
 	loginBans map[string][]*ban
 	byID      map[int64]*ban
 	nextID    int64
-	minExp    int64 // no ban ends before this (a lower bound)
+	ids       func() int64 // SetIDSource; nil: nextID
+	minExp    int64        // no ban ends before this (a lower bound)
 	hist      map[histKey]hist
 	histSweep int64 // next time Expire sweeps hist
 

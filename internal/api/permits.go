@@ -47,6 +47,16 @@ type Permitbook struct {
 	store PermitStore
 	t     PermitTable
 	dlog  PermitEventLog // may be nil
+	// changed is told of every permit added or withdrawn by hand, after
+	// the store took it (OnChange); may be nil.
+	changed func(added, removed []relay.Permit)
+}
+
+// OnChange has fn told of every permit added or withdrawn by hand (a
+// cluster shares them), after the store took the change.
+func (b *Permitbook) OnChange(fn func(added, removed []relay.Permit)) *Permitbook {
+	b.changed = fn
+	return b
 }
 
 // NewPermitbook returns a permitbook over st and t.
@@ -92,6 +102,9 @@ func (b *Permitbook) Add(ctx context.Context, now time.Time, actor string, p rel
 	if b.dlog != nil {
 		b.dlog.Permit(now, &added, policy.PermitGranted)
 	}
+	if b.changed != nil {
+		b.changed([]relay.Permit{added}, nil)
+	}
 	return added, nil
 }
 
@@ -111,6 +124,9 @@ func (b *Permitbook) Remove(ctx context.Context, now time.Time, actor string, ad
 	}
 	if b.dlog != nil {
 		b.dlog.Permit(now, &p, policy.PermitRemoved)
+	}
+	if b.changed != nil {
+		b.changed(nil, []relay.Permit{p})
 	}
 	return p, nil
 }

@@ -31,8 +31,9 @@ type StatusJSON struct {
 	DNSBL    *DNSBLStatusJSON    `json:"dnsbl,omitempty"`
 	// DNSBLServer is the [dnsbl_server] listener; absent when it is off.
 	DNSBLServer *DNSBLServerJSON `json:"dnsbl_server,omitempty"`
-	Logs        []LogSourceJSON  `json:"logs,omitempty"` // the log door's sources
-	Errors      []LogErrorJSON   `json:"errors"`         // the last error log records, oldest first
+	Cluster     *ClusterJSON     `json:"cluster,omitempty"` // absent when [cluster] is off
+	Logs        []LogSourceJSON  `json:"logs,omitempty"`    // the log door's sources
+	Errors      []LogErrorJSON   `json:"errors"`            // the last error log records, oldest first
 
 	// RuleSync is the PostgreSQL store's rule sync; absent on SQLite.
 	RuleSync *RuleSyncJSON `json:"rule_sync,omitempty"`
@@ -214,4 +215,35 @@ func driftLines(diff string) int {
 		}
 	}
 	return n
+}
+
+// ClusterJSON is the node's link to the cluster ([cluster]): whether
+// Redis answers, and the nodes it hears from.
+type ClusterJSON struct {
+	Node       string            `json:"node"`
+	Redis      string            `json:"redis"`
+	Up         bool              `json:"up"`
+	Since      time.Time         `json:"since,omitzero"` // up last changed
+	LastError  string            `json:"last_error,omitempty"`
+	LastResync time.Time         `json:"last_resync,omitzero"`
+	Resyncs    uint64            `json:"resyncs"`
+	Published  uint64            `json:"events_published"`
+	Received   uint64            `json:"messages_received"`
+	Dropped    uint64            `json:"dropped"`
+	Rejected   uint64            `json:"rejected"`
+	Nodes      []ClusterNodeJSON `json:"nodes"`
+}
+
+// ClusterNodeJSON is one node as this node sees it: its last heartbeat in
+// Redis, and the lag of the newest message from it (its send time to its
+// arrival here, clock skew included).
+type ClusterNodeJSON struct {
+	Name                 string    `json:"name"`
+	Self                 bool      `json:"self,omitempty"`
+	Version              string    `json:"version,omitempty"`
+	Started              time.Time `json:"started,omitzero"`
+	LastBeat             time.Time `json:"last_beat,omitzero"`
+	BeatAgeMillis        int64     `json:"beat_age_ms,omitempty"`
+	LagMillis            int64     `json:"lag_ms,omitempty"`
+	LastMessageAgeMillis int64     `json:"last_message_age_ms,omitempty"`
 }

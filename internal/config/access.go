@@ -31,7 +31,7 @@ func (n *Nginx) Unix() bool { return strings.HasPrefix(n.Listen, "/") }
 // Warnings lists what a valid config leaves open to others, each naming
 // its key: serve logs them at start and config check prints them.
 func (c *Config) Warnings() []string {
-	w := c.postgresWarnings()
+	w := append(c.postgresWarnings(), c.clusterWarnings()...)
 	if c.Admin.Listen != "" && !loopbackListen(c.Admin.Listen) {
 		w = append(w, "admin.listen: "+c.Admin.Listen+" is not a loopback address: the admin API speaks plain HTTP, so the bearer token and every change travel unencrypted; listen on 127.0.0.1 (or ::1) and put a TLS-terminating proxy in front for remote use (docs/cli.md)")
 	}

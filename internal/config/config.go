@@ -22,6 +22,7 @@ const DefaultPath = "/etc/mailgate/mailgate.toml"
 type Config struct {
 	Log     Log     `toml:"log" doc:"Logging. Diagnostics go to stderr; decision lines (one per verdict) go where 'decisions' says."`
 	Store   Store   `toml:"store" doc:"Where rules and their audit trail are kept."`
+	Cluster Cluster `toml:"cluster" doc:"Several mailgate nodes sharing live state through Redis or Valkey (docs/multi-server.md): login results, bans, ban removals, relay permits and firewall trust made on one node reach every other within a second. Decisions never wait for Redis: when it is down, each node decides on its own state and merges back when it returns. Whoever can write to this Redis can ban anyone: give it a password and keep it on a private network. Off by default."`
 	Admin   Admin   `toml:"admin" doc:"The admin API used by the mailgate CLI (and later the web UI)."`
 	Dovecot Dovecot `toml:"dovecot" doc:"The Dovecot auth policy door (auth_policy_server_url). See docs/dovecot.md."`
 	Policy  Policy  `toml:"policy" doc:"What the decision engine checks before any account rule."`
@@ -88,6 +89,21 @@ type Metrics struct {
 type Log struct {
 	Level     string `toml:"level" doc:"Diagnostic log level: debug, info, warn or error."`
 	Decisions string `toml:"decisions" doc:"Where decision lines go: stdout, stderr, off, or a file path (appended to; reopened on SIGHUP)."`
+}
+
+// Cluster configures the shared live state on Redis (internal/cluster).
+type Cluster struct {
+	Enabled       bool          `toml:"enabled" doc:"Join the cluster: publish this node's login results and bans to Redis and apply the other nodes'."`
+	Redis         string        `toml:"redis" doc:"The Redis or Valkey server: host:port, redis://[user@]host:port[/db], or rediss://... for TLS. Put no password here; use password_file."`
+	Username      string        `toml:"username" doc:"The Redis ACL user (Redis 6 or later); empty = the default user."`
+	PasswordFile  string        `toml:"password_file" doc:"A file holding the Redis password (requirepass or the ACL user's), one line, not readable by others (chmod 600). mailgate never logs it. Without one, config check warns: whoever reaches an open Redis can ban anyone."`
+	TLS           bool          `toml:"tls" doc:"Speak TLS to Redis (also on with a rediss:// address). The server's certificate is checked against tls_ca_file, or the system's CAs."`
+	TLSServerName string        `toml:"tls_server_name" doc:"The name in the Redis server's certificate; empty = the host of redis."`
+	TLSCAFile     string        `toml:"tls_ca_file" doc:"PEM file of the CA that signed the Redis server's certificate; empty = the system's CAs."`
+	DialTimeout   time.Duration `toml:"dial_timeout" doc:"How long a connection to Redis may take, 100ms to 30s."`
+	Timeout       time.Duration `toml:"timeout" doc:"How long a write to Redis or a missing answer may take before the connection counts as lost, 100ms to 60s. Decisions never wait for it."`
+	Node          string        `toml:"node" doc:"This node's name in 'mailgate status' and in what it publishes: letters, digits, '.', '-', '_', at most 64. Empty = the host name. Must differ between nodes."`
+	KeyPrefix     string        `toml:"key_prefix" doc:"Prefix of every Redis key and channel mailgate uses, so that several clusters can share one Redis: letters, digits, ':', '-', '_', at most 64."`
 }
 
 // Store configures persistence.
@@ -327,6 +343,12 @@ func Default() Config {
 		Store: Store{
 			Driver: "sqlite",
 			Path:   "./mailgate.db",
+		},
+		Cluster: Cluster{
+			Redis:       "127.0.0.1:6379",
+			DialTimeout: 2 * time.Second,
+			Timeout:     2 * time.Second,
+			KeyPrefix:   "mailgate:",
 		},
 		Admin: Admin{
 			Socket: "/run/mailgate/admin.sock",

@@ -100,6 +100,7 @@ func (c *Config) Validate() error {
 	}
 
 	c.BruteForce.validate(bad)
+	c.Cluster.validate(bad)
 
 	if c.Dovecot.Enabled {
 		if err := checkHostPort(c.Dovecot.Listen); err != nil {

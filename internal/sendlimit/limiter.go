@@ -154,6 +154,16 @@ func (l *Limiter) limitsForLocked(login string) Limits {
 // longer than MaxKeyLen bytes is counted under its first MaxKeyLen bytes.
 // A now earlier than the login's last Rcpt counts as that last time.
 func (l *Limiter) Rcpt(login, instance string, now time.Time) Exceeded {
+	return l.rcpt(login, instance, now, true)
+}
+
+// Count counts a recipient another mailgate node accepted (a cluster
+// shares its senders' counts): as Rcpt, but never refused.
+func (l *Limiter) Count(login, instance string, now time.Time) {
+	l.rcpt(login, instance, now, false)
+}
+
+func (l *Limiter) rcpt(login, instance string, now time.Time, check bool) Exceeded {
 	if login == "" {
 		return Exceeded{}
 	}
@@ -173,6 +183,7 @@ func (l *Limiter) Rcpt(login, instance string, now time.Time) Exceeded {
 	lim := &a.limits
 	var e Exceeded
 	switch {
+	case !check:
 	case newMsg && lim.MessagesPerHour > 0 && a.msgHour >= lim.MessagesPerHour:
 		e = Exceeded{Limit: MessagesPerHour, Max: lim.MessagesPerHour, Used: a.msgHour}
 	case newMsg && lim.MessagesPerDay > 0 && a.msgDay >= lim.MessagesPerDay:

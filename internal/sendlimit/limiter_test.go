@@ -596,3 +596,20 @@ func TestIncSaturates(t *testing.T) {
 		t.Fatalf("inc at the top: %d", b)
 	}
 }
+
+// Count adds what another node accepted, over the limit too, without a
+// refusal; the next local Rcpt sees it.
+func TestCountFromAnotherNode(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	l := New(Config{Default: Limits{RecipientsPerHour: 2}})
+	l.Count("a@example.test", "m1", now)
+	l.Count("a@example.test", "m1", now)
+	l.Count("a@example.test", "m2", now)
+	u := l.Usage("a@example.test", now)
+	if u.RecipientsHour != 3 || u.MessagesHour != 2 || u.Refused != 0 {
+		t.Fatalf("usage %+v, want 3 recipients, 2 messages, no refusal", u)
+	}
+	if ex := l.Rcpt("a@example.test", "m3", now); ex.OK() {
+		t.Fatal("a local recipient over the limit counted with another node's was accepted")
+	}
+}
