@@ -49,6 +49,14 @@ func openDecisionWriter(where string) (*decisionWriter, error) {
 	}
 }
 
+// Path is the decision log file's path, or "" when decision lines do not
+// go to a file (the console searches the file).
+func (d *decisionWriter) Path() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.path
+}
+
 func newDecisionWriter(w io.Writer) *decisionWriter {
 	return &decisionWriter{out: w, buf: bufio.NewWriterSize(w, decisionBuffer)}
 }

@@ -22,6 +22,7 @@ import (
 	"mailgate/internal/abuse"
 	"mailgate/internal/api"
 	"mailgate/internal/config"
+	"mailgate/internal/console"
 	"mailgate/internal/dovecot"
 	"mailgate/internal/geoip"
 	"mailgate/internal/nft"
@@ -517,6 +518,33 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			return fmt.Errorf("admin.listen: %w", err)
 		}
 		start("admin-tcp", newAdminServer(admin.Handler(), log), tln)
+	}
+	if cfg.Console.Listen != "" {
+		token := ""
+		if cfg.Console.TokenSignIn {
+			token = cfg.Admin.Token
+		}
+		con, err := console.New(console.Config{
+			Token: token, UsersFile: cfg.ConsoleUsersFile(), SessionTTL: cfg.Console.SessionTTL,
+			SecureCookie: cfg.Console.SecureCookie, SignInFailures: cfg.Console.SignInFailures,
+			SignInWindow: cfg.Console.SignInWindow, DecisionLog: dw.Path,
+		}, admin.Handler(), log.With("component", "console"), time.Now)
+		if err != nil {
+			return err
+		}
+		cln, err := net.Listen("tcp", cfg.Console.Listen)
+		if err != nil {
+			return fmt.Errorf("console.listen: %w", err)
+		}
+		start("console", &http.Server{
+			Handler:           con.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      time.Minute,
+			IdleTimeout:       time.Minute,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}, cln)
 	}
 
 	// Expired rules leave memory and disk within a second; lookups already

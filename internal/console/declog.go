@@ -1,0 +1,293 @@
+package console
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Bounds of a decision log search.
+const (
+	maxLineLen    = 8 << 10  // a longer line is skipped (decision values are cut at 256 bytes)
+	readChunk     = 64 << 10 // bytes read at a time, backwards
+	maxScanBytes  = 64 << 20 // bytes one page reads at most
+	maxPageSize   = 200
+	maxQueryField = 320
+)
+
+// Entry is one decision line.
+type Entry struct {
+	Time     time.Time
+	Decision string // allow, deny, tarpit; "" on other lines
+	Auth     string // success, failure
+	Event    string // permit, ...
+	Reason   string
+	Rule     string
+	Ban      string
+	Door     string
+	Service  string
+	Login    string
+	IP       string
+	Country  string
+	Offset   int64 // where the line starts in the file
+}
+
+// Refused reports whether the line is a verdict that refused.
+func (e *Entry) Refused() bool { return e.Decision == "deny" || e.Decision == "tarpit" }
+
+// Verdict is what the line says happened: the decision, auth=RESULT or
+// the event.
+func (e *Entry) Verdict() string {
+	switch {
+	case e.Decision != "":
+		return e.Decision
+	case e.Auth != "":
+		return "auth " + e.Auth
+	}
+	return e.Event
+}
+
+// ParseLine parses a decision line: key=value pairs separated by single
+// spaces, values bare or Go-quoted (docs/decision-log.md). Unknown keys
+// are skipped; a line without a valid time is an error.
+func ParseLine(b []byte, e *Entry) error {
+	*e = Entry{}
+	if len(b) > maxLineLen {
+		return errors.New("line too long")
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	for len(b) > 0 {
+		eq := bytes.IndexByte(b, '=')
+		if eq <= 0 {
+			return errors.New("want key=value")
+		}
+		key := string(b[:eq])
+		if strings.ContainsAny(key, " \"") {
+			return fmt.Errorf("bad key %q", clip(key))
+		}
+		b = b[eq+1:]
+		var val string
+		if len(b) > 0 && b[0] == '"' {
+			end := quotedEnd(b)
+			if end < 0 {
+				return errors.New("unterminated quoted value")
+			}
+			v, err := strconv.Unquote(string(b[:end]))
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			val, b = v, b[end:]
+		} else {
+			sp := bytes.IndexByte(b, ' ')
+			if sp < 0 {
+				sp = len(b)
+			}
+			val, b = string(b[:sp]), b[sp:]
+		}
+		if len(b) > 0 {
+			if b[0] != ' ' {
+				return errors.New("want a space after a value")
+			}
+			b = b[1:]
+		}
+		switch key {
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return fmt.Errorf("time: %w", err)
+			}
+			e.Time = t
+		case "decision":
+			e.Decision = val
+		case "auth":
+			e.Auth = val
+		case "event":
+			e.Event = val
+		case "reason":
+			e.Reason = val
+		case "rule":
+			e.Rule = val
+		case "ban":
+			e.Ban = val
+		case "door":
+			e.Door = val
+		case "service":
+			e.Service = val
+		case "login":
+			e.Login = val
+		case "ip":
+			e.IP = val
+		case "country":
+			e.Country = val
+		}
+	}
+	if e.Time.IsZero() {
+		return errors.New("no time")
+	}
+	return nil
+}
+
+// quotedEnd returns the index after the closing quote of the Go-quoted
+// string b starts with, or -1.
+func quotedEnd(b []byte) int {
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// Query selects decision lines.
+type Query struct {
+	Login  string       // exact, lower-case
+	Prefix netip.Prefix // the address is in it; invalid = any
+	Reason string       // exact reason code, or "refused" for every refusal
+	From   time.Time    // zero = any
+	To     time.Time    // zero = any
+	Before int64        // search lines starting before this offset; <= 0 = the end of the file
+	Limit  int          // 1 to maxPageSize
+}
+
+func (q *Query) match(e *Entry) bool {
+	if q.Login != "" && e.Login != q.Login {
+		return false
+	}
+	if q.Reason == "refused" && !e.Refused() || q.Reason != "" && q.Reason != "refused" && e.Reason != q.Reason {
+		return false
+	}
+	if q.Prefix.IsValid() {
+		a, err := netip.ParseAddr(e.IP)
+		if err != nil || !q.Prefix.Contains(a.Unmap()) {
+			return false
+		}
+	}
+	if !q.To.IsZero() && e.Time.After(q.To) {
+		return false
+	}
+	return q.From.IsZero() || !e.Time.Before(q.From)
+}
+
+// Page is one page of results, newest first.
+type Page struct {
+	Entries []Entry
+	// Next is the offset to pass as Query.Before for older lines; 0 when
+	// the search reached the start of the file (or Query.From).
+	Next    int64
+	Scanned int64 // bytes read
+	Size    int64 // the file's size
+}
+
+// Search reads the decision log file at path backwards from q.Before (or
+// its end), newest line first, and returns up to q.Limit lines that match.
+// It reads at most maxScanBytes: Next says where to go on.
+func Search(path string, q Query) (Page, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Page{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Page{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return Page{}, fmt.Errorf("%s is not a regular file", path)
+	}
+	if q.Limit < 1 || q.Limit > maxPageSize {
+		q.Limit = maxPageSize
+	}
+	end := fi.Size()
+	if q.Before > 0 && q.Before < end {
+		end = q.Before
+	}
+	p := Page{Size: fi.Size()}
+	var e Entry
+	older := false
+	next, err := scanBackward(f, end, maxScanBytes, func(line []byte, off int64) bool {
+		if ParseLine(line, &e) != nil {
+			return true
+		}
+		if !q.From.IsZero() && e.Time.Before(q.From) {
+			older = true
+			return false // the file is in time order: nothing older matches
+		}
+		if q.match(&e) {
+			e.Offset = off
+			p.Entries = append(p.Entries, e)
+		}
+		return len(p.Entries) < q.Limit
+	})
+	p.Next, p.Scanned = next, end-max(next, 0)
+	if next < 0 || older {
+		p.Next = 0
+	}
+	if next < 0 {
+		p.Scanned = end
+	}
+	return p, err
+}
+
+// scanBackward calls fn with each line of f that ends at or before end,
+// last line first, with its offset, until fn returns false or budget bytes
+// were read. It returns the offset of the last line given to fn (where to
+// go on), or -1 when it reached the start of the file. A line longer than
+// maxLineLen is skipped; a last line without its newline is given too.
+func scanBackward(f io.ReaderAt, end, budget int64, fn func(line []byte, off int64) bool) (int64, error) {
+	buf := make([]byte, 0, readChunk+maxLineLen)
+	pos := end        // file offset of buf[0]
+	var carry []byte  // the start of a line begun in a later chunk (bytes after pos+len(buf))
+	skipping := false // the current line is too long
+	read := int64(0)
+	for pos > 0 {
+		if read >= budget {
+			return pos + int64(len(carry)), nil
+		}
+		n := int64(readChunk)
+		if n > pos {
+			n = pos
+		}
+		pos -= n
+		chunk := make([]byte, n)
+		if _, err := f.ReadAt(chunk, pos); err != nil && !errors.Is(err, io.EOF) {
+			return pos + n, err
+		}
+		read += n
+		buf = append(chunk, carry...)
+		// Lines whose start is in this chunk: after each '\n' from the end.
+		for {
+			i := bytes.LastIndexByte(buf, '\n')
+			if i < 0 {
+				break
+			}
+			line := buf[i+1:]
+			off := pos + int64(i) + 1
+			if len(bytes.TrimSpace(line)) > 0 && !skipping {
+				if !fn(line, off) {
+					return off, nil
+				}
+			}
+			skipping = false
+			buf = buf[:i]
+		}
+		carry = buf
+		if len(carry) > maxLineLen {
+			carry, skipping = nil, true
+		}
+	}
+	if len(carry) > 0 && !skipping && len(bytes.TrimSpace(carry)) > 0 {
+		if !fn(carry, 0) {
+			return 0, nil
+		}
+	}
+	return -1, nil
+}
