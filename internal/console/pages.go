@@ -341,4 +341,3 @@ func sortedDoors(m map[string]*chart) []chart {
 	slices.SortStableFunc(out, func(a, b chart) int { return strings.Compare(a.Door, b.Door) })
 	return out
 }
-

@@ -85,7 +85,7 @@ func parseHash(s string) (argonHash, error) {
 	var h argonHash
 	f := strings.Split(s, "$")
 	if len(f) != 6 || f[0] != "" || f[1] != "argon2id" || f[2] != "v=19" {
-		return h, errors.New("not an $argon2id$v=19$ hash")
+		return h, errors.New("not an Argon2id (v=19) hash")
 	}
 	var m, t, p uint64
 	for _, kv := range strings.Split(f[3], ",") {
