@@ -167,21 +167,19 @@ func ParseUsers(b []byte) (map[string]string, error) {
 type Users struct {
 	path string
 
-	mu    sync.Mutex
-	mtime time.Time
-	size  int64
-	users map[string]string
-	err   error
-	dummy argonHash // checked for unknown names, so they take as long
-	sem   chan struct{}
+	mu        sync.Mutex
+	mtime     time.Time
+	size      int64
+	users     map[string]string
+	err       error
+	dummy     argonHash // checked for unknown names, so they take as long
+	dummyOnce sync.Once
+	sem       chan struct{}
 }
 
 // NewUsers checks sign-ins against the file at path ("" = no users).
 func NewUsers(path string) *Users {
-	u := &Users{path: path, sem: make(chan struct{}, 2)}
-	h, _ := hashWith([]byte("no such user"), argonMemory, argonTime, argonThreads)
-	u.dummy, _ = parseHash(h)
-	return u
+	return &Users{path: path, sem: make(chan struct{}, 2)}
 }
 
 func (u *Users) load() (map[string]string, error) {
@@ -218,6 +216,10 @@ func (u *Users) load() (map[string]string, error) {
 // KDF's memory); err is a users file that cannot be read.
 func (u *Users) Check(name string, pw []byte) (bool, error) {
 	users, err := u.load()
+	u.dummyOnce.Do(func() {
+		h, _ := hashWith([]byte("no such user"), argonMemory, argonTime, argonThreads)
+		u.dummy, _ = parseHash(h)
+	})
 	h := u.dummy
 	known := false
 	if s, ok := users[name]; ok {
