@@ -527,7 +527,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		con, err := console.New(console.Config{
 			Token: token, UsersFile: cfg.ConsoleUsersFile(), SessionTTL: cfg.Console.SessionTTL,
 			SecureCookie: cfg.Console.SecureCookie, SignInFailures: cfg.Console.SignInFailures,
-			SignInWindow: cfg.Console.SignInWindow, DecisionLog: dw.Path,
+			SignInWindow: cfg.Console.SignInWindow, DecisionLog: decisionSource(dw, cfg.Console.JournalUnit),
 		}, admin.Handler(), log.With("component", "console"), time.Now)
 		if err != nil {
 			return err
@@ -782,6 +782,20 @@ func configRules(cfg *config.Config) ([]rules.Rule, error) {
 // use, removing a stale socket left by a crash (but not a live one).
 func listenUnix(path string) (net.Listener, error) {
 	return listenUnixMode(path, 0o660)
+}
+
+// decisionSource tells the console where the decision lines are now: the
+// file, or (stdout and stderr under systemd) the unit's journal.
+func decisionSource(dw *decisionWriter, unit string) func() console.Source {
+	return func() console.Source {
+		if p := dw.Path(); p != "" {
+			return console.Source{File: p}
+		}
+		if w := dw.Where(); unit != "" && (w == "stdout" || w == "stderr") {
+			return console.Source{Journal: []string{"journalctl", "--unit=" + unit}}
+		}
+		return console.Source{}
+	}
 }
 
 // newAdminServer serves the admin API h with bounds on slow clients.

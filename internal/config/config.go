@@ -92,6 +92,7 @@ type Console struct {
 	SecureCookie   bool          `toml:"secure_cookie" doc:"Always mark the session cookie Secure. Off: it is Secure when the browser's request came over HTTPS (the proxy sends X-Forwarded-Proto: https); a Secure cookie is never sent over plain HTTP."`
 	SignInFailures int           `toml:"signin_failures" doc:"Failed sign-ins allowed per client address, and per user name, within signin_window, 1 to 1000; beyond, sign-in answers 429 until the window passes."`
 	SignInWindow   time.Duration `toml:"signin_window" doc:"The window of signin_failures, 1m to 24h."`
+	JournalUnit    string        `toml:"journal_unit" doc:"When log.decisions is stdout or stderr (the journal, under systemd), the console reads the decision lines with 'journalctl --unit=' this unit. Empty = do not read the journal (the console's charts and searches then say so). With log.decisions a file, the file is read."`
 }
 
 // Log configures logging.
@@ -342,6 +343,7 @@ func Default() Config {
 			SessionTTL:     12 * time.Hour,
 			SignInFailures: 10,
 			SignInWindow:   15 * time.Minute,
+			JournalUnit:    "mailgate.service",
 		},
 		Admin: Admin{
 			Socket: "/run/mailgate/admin.sock",

@@ -99,6 +99,9 @@ func (c *Config) Validate() error {
 	if d := c.Console.SignInWindow; d < time.Minute || d > 24*time.Hour {
 		bad("console.signin_window", "%v is not from 1m to 24h", d)
 	}
+	if u := c.Console.JournalUnit; u != "" && (len(u) > 256 || strings.HasPrefix(u, "-") || strings.ContainsAny(u, " \t\n\x00/")) {
+		bad("console.journal_unit", "%q is not a systemd unit name", u)
+	}
 	if strings.ContainsRune(c.Console.UsersFile, 0) {
 		bad("console.users_file", "contains a NUL byte")
 	}

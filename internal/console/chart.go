@@ -1,8 +1,8 @@
 package console
 
 import (
+	"context"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -34,33 +34,22 @@ type bar struct {
 }
 
 // perMinute counts the last hour's verdict lines per door and minute,
-// reading the decision log backwards (at most maxScanBytes).
-func perMinute(path string, now time.Time) ([]chart, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
+// reading the decision log backwards (within the bounds of
+// Source.backward).
+func perMinute(ctx context.Context, src Source, now time.Time) ([]chart, error) {
 	end := now.Truncate(time.Minute).Add(time.Minute)
 	start := end.Add(-chartMinutes * time.Minute)
 	type counts struct{ allow, refuse [chartMinutes]int }
 	by := map[string]*counts{}
 	var e Entry
-	_, err = scanBackward(f, fi.Size(), maxScanBytes, func(line []byte, _ int64) bool {
+	_, _, err := src.backward(ctx, "", start, func(line []byte, _ string) bool {
 		if ParseLine(line, &e) != nil {
 			return true
 		}
-		if e.Time.Before(start) {
+		if e.Time.Before(start.Add(-time.Second)) {
 			return false
 		}
-		if e.Decision == "" || !e.Time.Before(end) {
+		if e.Decision == "" || e.Time.Before(start) || !e.Time.Before(end) {
 			return true
 		}
 		c := by[e.Door]

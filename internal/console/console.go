@@ -49,9 +49,8 @@ type Config struct {
 	SecureCookie   bool
 	SignInFailures int
 	SignInWindow   time.Duration
-	// DecisionLog returns the decision log file's path, or "" when the
-	// decision lines do not go to a file.
-	DecisionLog func() string
+	// DecisionLog returns where the decision lines are now.
+	DecisionLog func() Source
 }
 
 // Server serves the console.
@@ -70,7 +69,7 @@ type Server struct {
 // Handler).
 func New(cfg Config, h http.Handler, log *slog.Logger, now func() time.Time) (*Server, error) {
 	if cfg.DecisionLog == nil {
-		cfg.DecisionLog = func() string { return "" }
+		cfg.DecisionLog = func() Source { return Source{} }
 	}
 	s := &Server{cfg: cfg, api: api.NewHandlerClient(h), users: NewUsers(cfg.UsersFile),
 		sess: newSessions(cfg.SessionTTL), lim: newLimiter(cfg.SignInFailures, cfg.SignInWindow),

@@ -88,7 +88,7 @@ func start(t *testing.T, token string) *fixture {
 	}
 	clk := &clock{t: time.Now()}
 	con, err := New(Config{Token: token, UsersFile: users, SessionTTL: time.Hour, SignInFailures: 3, SignInWindow: 15 * time.Minute,
-		DecisionLog: func() string { return logPath }}, srv.Handler(), log, clk.now)
+		DecisionLog: func() Source { return Source{File: logPath} }}, srv.Handler(), log, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}

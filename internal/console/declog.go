@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +36,7 @@ type Entry struct {
 	Login    string
 	IP       string
 	Country  string
-	Offset   int64 // where the line starts in the file
+	Pos      string // where the line is: its offset in the file, or its journal cursor
 }
 
 // Refused reports whether the line is a verdict that refused.
@@ -154,11 +155,14 @@ type Query struct {
 	Reason string       // exact reason code, or "refused" for every refusal
 	From   time.Time    // zero = any
 	To     time.Time    // zero = any
-	Before int64        // search lines starting before this offset; <= 0 = the end of the file
+	Before string       // where the previous page stopped (Page.Next); "" = the newest line
 	Limit  int          // 1 to maxPageSize
 }
 
 func (q *Query) match(e *Entry) bool {
+	if e.Decision == "" && e.Auth == "" && e.Event == "" {
+		return false // not a decision line (the daemon's diagnostics, in the journal)
+	}
 	if q.Login != "" && e.Login != q.Login {
 		return false
 	}
@@ -180,59 +184,93 @@ func (q *Query) match(e *Entry) bool {
 // Page is one page of results, newest first.
 type Page struct {
 	Entries []Entry
-	// Next is the offset to pass as Query.Before for older lines; 0 when
-	// the search reached the start of the file (or Query.From).
-	Next    int64
-	Scanned int64 // bytes read
-	Size    int64 // the file's size
+	// Next is the Query.Before of the next (older) page; "" when the
+	// search reached the start of the log (or Query.From).
+	Next string
+	Read string // how much was read, for people
 }
 
-// Search reads the decision log file at path backwards from q.Before (or
-// its end), newest line first, and returns up to q.Limit lines that match.
-// It reads at most maxScanBytes: Next says where to go on.
-func Search(path string, q Query) (Page, error) {
-	f, err := os.Open(path)
+// Source is where the decision lines are: a file, or the journal.
+type Source struct {
+	File string // the decision log file
+	// Journal is journalctl and the arguments that select mailgate's
+	// lines, e.g. {"journalctl", "--unit=mailgate.service"}.
+	Journal []string
+}
+
+// Off reports whether there is nothing to read.
+func (s Source) Off() bool { return s.File == "" && len(s.Journal) == 0 }
+
+// backward calls fn with each line, newest first, from before (a
+// Page.Next; "" = the newest line) until fn returns false or a bound is
+// reached (maxScanBytes of a file, maxJournalLines of the journal). It
+// returns where to go on ("" = the start was reached) and how much it read.
+// since, when set, lets the journal skip older entries.
+func (s Source) backward(ctx context.Context, before string, since time.Time, fn func(line []byte, pos string) bool) (next, read string, err error) {
+	if len(s.Journal) > 0 && s.File == "" {
+		next, n, err := journalBackward(ctx, s.Journal, before, since, fn)
+		return next, fmt.Sprintf("%d journal entries read", n), err
+	}
+	if s.File == "" {
+		return "", "", errNoLog
+	}
+	var end int64
+	if before != "" {
+		if end, err = strconv.ParseInt(before, 10, 64); err != nil || end <= 0 {
+			return "", "", errors.New("before: not an offset in the file")
+		}
+	}
+	f, err := os.Open(s.File)
 	if err != nil {
-		return Page{}, err
+		return "", "", err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return Page{}, err
+		return "", "", err
 	}
 	if !fi.Mode().IsRegular() {
-		return Page{}, fmt.Errorf("%s is not a regular file", path)
+		return "", "", fmt.Errorf("%s is not a regular file", s.File)
 	}
+	if end <= 0 || end > fi.Size() {
+		end = fi.Size()
+	}
+	off, err := scanBackward(f, end, maxScanBytes, func(line []byte, off int64) bool {
+		return fn(line, strconv.FormatInt(off, 10))
+	})
+	from := max(off, 0)
+	read = fmt.Sprintf("%d of %d bytes read", end-from, fi.Size())
+	if off <= 0 {
+		return "", read, err
+	}
+	return strconv.FormatInt(off, 10), read, err
+}
+
+// Search returns up to q.Limit lines of src that match q, newest first.
+func Search(ctx context.Context, src Source, q Query) (Page, error) {
 	if q.Limit < 1 || q.Limit > maxPageSize {
 		q.Limit = maxPageSize
 	}
-	end := fi.Size()
-	if q.Before > 0 && q.Before < end {
-		end = q.Before
-	}
-	p := Page{Size: fi.Size()}
+	var p Page
 	var e Entry
 	older := false
-	next, err := scanBackward(f, end, maxScanBytes, func(line []byte, off int64) bool {
+	next, read, err := src.backward(ctx, q.Before, q.From, func(line []byte, pos string) bool {
 		if ParseLine(line, &e) != nil {
 			return true
 		}
-		if !q.From.IsZero() && e.Time.Before(q.From) {
+		if !q.From.IsZero() && e.Time.Before(q.From.Add(-time.Second)) {
 			older = true
-			return false // the file is in time order: nothing older matches
+			return false // the log is in time order (give or take the write buffer): nothing older matches
 		}
 		if q.match(&e) {
-			e.Offset = off
+			e.Pos = pos
 			p.Entries = append(p.Entries, e)
 		}
 		return len(p.Entries) < q.Limit
 	})
-	p.Next, p.Scanned = next, end-max(next, 0)
-	if next < 0 || older {
-		p.Next = 0
-	}
-	if next < 0 {
-		p.Scanned = end
+	p.Next, p.Read = next, read
+	if older {
+		p.Next = ""
 	}
 	return p, err
 }

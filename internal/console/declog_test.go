@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -73,10 +74,10 @@ func TestSearchPages(t *testing.T) {
 		return ""
 	})
 	var got []string
-	before := int64(0)
+	before := ""
 	pages := 0
 	for {
-		pg, err := Search(p, Query{Limit: 77, Before: before})
+		pg, err := Search(context.Background(), Source{File: p}, Query{Limit: 77, Before: before})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func TestSearchPages(t *testing.T) {
 		for _, e := range pg.Entries {
 			got = append(got, e.Login)
 		}
-		if pg.Next == 0 {
+		if pg.Next == "" {
 			break
 		}
 		before = pg.Next
@@ -102,23 +103,25 @@ func TestSearchPages(t *testing.T) {
 func TestSearchFilters(t *testing.T) {
 	p := writeLog(t, 1000, nil)
 	from := time.Date(2026, 12, 1, 8, 10, 0, 0, time.UTC)
-	pg, err := Search(p, Query{Prefix: netip.MustParsePrefix("192.0.2.0/30"), From: from, To: from.Add(time.Minute), Limit: 200})
+	src := Source{File: p}
+	pg, err := Search(context.Background(), src, Query{Prefix: netip.MustParsePrefix("192.0.2.0/30"), From: from, To: from.Add(time.Minute), Limit: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Seconds 600..660 whose index mod 200 is 0..3: 600, 601, 602, 603.
-	if len(pg.Entries) != 4 || pg.Entries[0].Login != "u603@example.com" || pg.Next != 0 {
-		t.Fatalf("got %d entries (%+v), next %d", len(pg.Entries), pg.Entries, pg.Next)
+	if len(pg.Entries) != 4 || pg.Entries[0].Login != "u603@example.com" || pg.Next != "" {
+		t.Fatalf("got %d entries (%+v), next %q", len(pg.Entries), pg.Entries, pg.Next)
 	}
 	// The search stopped at from: it did not read the start of the file.
-	if pg.Scanned >= pg.Size {
-		t.Errorf("read %d of %d bytes: the search went past from", pg.Scanned, pg.Size)
+	var read, size int
+	if _, err := fmt.Sscanf(pg.Read, "%d of %d bytes read", &read, &size); err != nil || read >= size {
+		t.Errorf("%s: the search went past from (%v)", pg.Read, err)
 	}
-	pg, _ = Search(p, Query{Login: "u7@example.com", Reason: "refused"})
+	pg, _ = Search(context.Background(), src, Query{Login: "u7@example.com", Reason: "refused"})
 	if len(pg.Entries) != 1 {
 		t.Errorf("login search: %d entries", len(pg.Entries))
 	}
-	pg, _ = Search(p, Query{Reason: "default"})
+	pg, _ = Search(context.Background(), src, Query{Reason: "default"})
 	if len(pg.Entries) != 0 {
 		t.Errorf("reason search: %d entries", len(pg.Entries))
 	}

@@ -14,7 +14,7 @@ import (
 	"mailgate/internal/rules"
 )
 
-var errNoLog = errors.New("the decision log is not a file (log.decisions is stdout, stderr or off): set it to a file path to search it here")
+var errNoLog = errors.New("the decision log cannot be read here: log.decisions is off, or stdout/stderr without console.journal_unit (docs/console.md)")
 
 type overviewData struct {
 	Status   api.StatusJSON
@@ -43,14 +43,13 @@ func (s *Server) overview(q *req) {
 		errs = append(errs, err)
 		d.NPermits, d.Permits = len(ps), ps[:min(len(ps), 10)]
 	}
-	if path := s.cfg.DecisionLog(); path == "" {
+	if src := s.cfg.DecisionLog(); src.Off() {
 		d.ChartErr = errNoLog.Error()
 	} else {
-		now := s.now()
-		if d.Charts, err = perMinute(path, now); err != nil {
+		if d.Charts, err = perMinute(q.r.Context(), src, s.now()); err != nil {
 			d.ChartErr = err.Error()
 		}
-		p, err := Search(path, Query{Reason: "refused", Limit: 10})
+		p, err := Search(q.r.Context(), src, Query{Reason: "refused", Limit: 10})
 		if err == nil {
 			d.Refusals = p.Entries
 		}
@@ -208,9 +207,9 @@ func (s *Server) account(q *req) {
 			}
 		}
 	}
-	if path := s.cfg.DecisionLog(); path == "" {
+	if src := s.cfg.DecisionLog(); src.Off() {
 		d.LogErr = errNoLog.Error()
-	} else if p, err := Search(path, Query{Login: login, Limit: 50}); err != nil {
+	} else if p, err := Search(q.r.Context(), src, Query{Login: login, Limit: 50}); err != nil {
 		d.LogErr = err.Error()
 	} else {
 		d.Entries = p.Entries
@@ -257,8 +256,8 @@ var logReasons = []string{"refused", "default", "trusted", "global_deny", "accou
 func (s *Server) decisionLog(q *req) {
 	v := q.r.URL.Query()
 	d := logData{Login: v.Get("login"), IP: v.Get("ip"), Reason: v.Get("reason"), From: v.Get("from"), To: v.Get("to"), Reasons: logReasons}
-	path := s.cfg.DecisionLog()
-	if path == "" {
+	src := s.cfg.DecisionLog()
+	if src.Off() {
 		s.render(q, "log", "Decision log", d, errNoLog)
 		return
 	}
@@ -284,20 +283,18 @@ func (s *Server) decisionLog(q *req) {
 		s.render(q, "log", "Decision log", d, fmt.Errorf("to: %w", err))
 		return
 	}
-	if b := v.Get("before"); b != "" {
-		if query.Before, err = strconv.ParseInt(b, 10, 64); err != nil || query.Before < 0 {
-			s.render(q, "log", "Decision log", d, errors.New("before: not an offset"))
-			return
-		}
+	if query.Before = v.Get("before"); len(query.Before) > 512 {
+		s.render(q, "log", "Decision log", d, errors.New("before: too long"))
+		return
 	}
 	d.Searched = true
-	d.Page, err = Search(path, query)
+	d.Page, err = Search(q.r.Context(), src, query)
 	if errors.Is(err, os.ErrNotExist) {
-		err = fmt.Errorf("the decision log %s does not exist yet", path)
+		err = fmt.Errorf("the decision log %s does not exist yet", src.File)
 	}
-	if d.Page.Next > 0 {
+	if d.Page.Next != "" {
 		nv := q.r.URL.Query()
-		nv.Set("before", strconv.FormatInt(d.Page.Next, 10))
+		nv.Set("before", d.Page.Next)
 		d.More = Prefix + "log?" + nv.Encode()
 	}
 	s.render(q, "log", "Decision log", d, err)
