@@ -227,6 +227,15 @@ users_file = %q
 	do("permits page", chromedp.Navigate(base+"permits"), chromedp.WaitVisible(chromedp.CSS("main")))
 	shot("08-permits")
 
+	// On a phone's screen: nothing wider than the screen but the tables,
+	// which scroll in their own box.
+	do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("main")))
+	if w, err := chromedp.Run(b, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); err != nil || w > 390 {
+		t.Errorf("on a 390 px wide screen the overview is %d px wide (%v)", w, err)
+	}
+	shot("09-overview-phone")
+	do("desktop", chromedp.EmulateReset())
+
 	// A change without the CSRF token: 403, nothing changed.
 	status, err := chromedp.Run(b, chromedp.Evaluate[int](`fetch("/console/bans/add", {method: "POST",
 		headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "ip=127.0.0.153&for=1h"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
