@@ -281,10 +281,9 @@ func Search(ctx context.Context, src Source, q Query) (Page, error) {
 // go on), or -1 when it reached the start of the file. A line longer than
 // maxLineLen is skipped; a last line without its newline is given too.
 func scanBackward(f io.ReaderAt, end, budget int64, fn func(line []byte, off int64) bool) (int64, error) {
-	buf := make([]byte, 0, readChunk+maxLineLen)
-	pos := end        // file offset of buf[0]
-	var carry []byte  // the start of a line begun in a later chunk (bytes after pos+len(buf))
-	skipping := false // the current line is too long
+	pos := end        // file offset of the chunk read last
+	var carry []byte  // the bytes from pos up to the first newline: the end of a line that starts before pos
+	skipping := false // that line is too long
 	read := int64(0)
 	for pos > 0 {
 		if read >= budget {
@@ -300,7 +299,7 @@ func scanBackward(f io.ReaderAt, end, budget int64, fn func(line []byte, off int
 			return pos + n, err
 		}
 		read += n
-		buf = append(chunk, carry...)
+		buf := append(chunk, carry...)
 		// Lines whose start is in this chunk: after each '\n' from the end.
 		for {
 			i := bytes.LastIndexByte(buf, '\n')
