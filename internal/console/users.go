@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -288,6 +289,15 @@ func SetUser(path, name, hash string) (existed bool, err error) {
 		tmp.Close()
 		return existed, err
 	}
+	// Run as root (sudo mailgate console-user add), the file keeps its
+	// owner, or a new one gets its directory's (mailgate in the package's
+	// /var/lib/mailgate): the daemon's user must read it.
+	if uid, gid, ok := ownerFor(path); ok && os.Geteuid() == 0 {
+		if err := tmp.Chown(uid, gid); err != nil {
+			tmp.Close()
+			return existed, err
+		}
+	}
 	if _, err := tmp.Write(out.Bytes()); err != nil {
 		tmp.Close()
 		return existed, err
@@ -300,6 +310,22 @@ func SetUser(path, name, hash string) (existed bool, err error) {
 		return existed, err
 	}
 	return existed, os.Rename(tmp.Name(), path)
+}
+
+// ownerFor returns the owner of the file at path, or of its directory
+// when there is no file.
+func ownerFor(path string) (uid, gid int, ok bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if fi, err = os.Stat(filepath.Dir(path)); err != nil {
+			return 0, 0, false
+		}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return int(st.Uid), int(st.Gid), true
 }
 
 // ListUsers returns the names in the users file at path.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -42,6 +43,41 @@ func TestUsersFile(t *testing.T) {
 	b, _ := os.ReadFile(p)
 	if strings.Contains(string(b), "s3cret") {
 		t.Error("password in the users file")
+	}
+}
+
+// As root, a new users file gets its directory's owner (the daemon's
+// user must read it), and a replaced one keeps its owner.
+func TestUsersFileOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	dir := t.TempDir()
+	if err := os.Chown(dir, 4242, 4343); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "users")
+	h, _ := hashWith([]byte("pw"), 64, 1, 1)
+	owner := func() (int, int) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return int(st.Uid), int(st.Gid)
+	}
+	if _, err := SetUser(p, "bob", h); err != nil {
+		t.Fatal(err)
+	}
+	if u, g := owner(); u != 4242 || g != 4343 {
+		t.Errorf("new file owned by %d:%d, want the directory's 4242:4343", u, g)
+	}
+	os.Chown(p, 4444, 4545)
+	if _, err := SetUser(p, "carol", h); err != nil {
+		t.Fatal(err)
+	}
+	if u, g := owner(); u != 4444 || g != 4545 {
+		t.Errorf("replaced file owned by %d:%d, want its old 4444:4545", u, g)
 	}
 }
 
