@@ -68,28 +68,25 @@ func ParseLine(b []byte, e *Entry) error {
 		if eq <= 0 {
 			return errors.New("want key=value")
 		}
-		key := string(b[:eq])
-		if strings.ContainsAny(key, " \"") {
-			return fmt.Errorf("bad key %q", clip(key))
+		key := b[:eq]
+		if bytes.ContainsAny(key, " \"") {
+			return fmt.Errorf("bad key %q", clip(string(key)))
 		}
 		b = b[eq+1:]
-		var val string
-		if len(b) > 0 && b[0] == '"' {
+		var raw []byte
+		quoted := len(b) > 0 && b[0] == '"'
+		if quoted {
 			end := quotedEnd(b)
 			if end < 0 {
 				return errors.New("unterminated quoted value")
 			}
-			v, err := strconv.Unquote(string(b[:end]))
-			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-			val, b = v, b[end:]
+			raw, b = b[:end], b[end:]
 		} else {
 			sp := bytes.IndexByte(b, ' ')
 			if sp < 0 {
 				sp = len(b)
 			}
-			val, b = string(b[:sp]), b[sp:]
+			raw, b = b[:sp], b[sp:]
 		}
 		if len(b) > 0 {
 			if b[0] != ' ' {
@@ -97,41 +94,67 @@ func ParseLine(b []byte, e *Entry) error {
 			}
 			b = b[1:]
 		}
-		switch key {
+		var dst *string
+		switch string(key) {
 		case "time":
-			t, err := time.Parse(time.RFC3339Nano, val)
+			t, err := time.Parse(time.RFC3339Nano, string(raw))
 			if err != nil {
 				return fmt.Errorf("time: %w", err)
 			}
 			e.Time = t
 		case "decision":
-			e.Decision = val
+			dst = &e.Decision
 		case "auth":
-			e.Auth = val
+			dst = &e.Auth
 		case "event":
-			e.Event = val
+			dst = &e.Event
 		case "reason":
-			e.Reason = val
+			dst = &e.Reason
 		case "rule":
-			e.Rule = val
+			dst = &e.Rule
 		case "ban":
-			e.Ban = val
+			dst = &e.Ban
 		case "door":
-			e.Door = val
+			dst = &e.Door
 		case "service":
-			e.Service = val
+			dst = &e.Service
 		case "login":
-			e.Login = val
+			dst = &e.Login
 		case "ip":
-			e.IP = val
+			dst = &e.IP
 		case "country":
-			e.Country = val
+			dst = &e.Country
 		}
+		if dst == nil {
+			continue // a field the console does not show
+		}
+		if !quoted {
+			*dst = string(raw)
+			continue
+		}
+		v, err := strconv.Unquote(string(raw))
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		*dst = v
 	}
 	if e.Time.IsZero() {
 		return errors.New("no time")
 	}
 	return nil
+}
+
+// lineTime reads the time a decision line starts with.
+func lineTime(line []byte) (time.Time, bool) {
+	rest, ok := bytes.CutPrefix(line, []byte("time="))
+	if !ok {
+		return time.Time{}, false
+	}
+	if sp := bytes.IndexByte(rest, ' '); sp > 0 {
+		rest = rest[:sp]
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest))
+	return t, err == nil
 }
 
 // quotedEnd returns the index after the closing quote of the Go-quoted
@@ -254,13 +277,24 @@ func Search(ctx context.Context, src Source, q Query) (Page, error) {
 	var p Page
 	var e Entry
 	older := false
+	// A line of the login holds it as written when it needs no quoting:
+	// most lines are skipped without being parsed.
+	var needle []byte
+	if q.Login != "" && strconv.Quote(q.Login) == `"`+q.Login+`"` && !strings.ContainsAny(q.Login, " =") {
+		needle = []byte("login=" + q.Login)
+	}
 	next, read, err := src.backward(ctx, q.Before, q.From, func(line []byte, pos string) bool {
-		if ParseLine(line, &e) != nil {
+		if !q.From.IsZero() {
+			if t, ok := lineTime(line); ok && t.Before(q.From.Add(-time.Second)) {
+				older = true
+				return false // the log is in time order (give or take the write buffer): nothing older matches
+			}
+		}
+		if needle != nil && !bytes.Contains(line, needle) {
 			return true
 		}
-		if !q.From.IsZero() && e.Time.Before(q.From.Add(-time.Second)) {
-			older = true
-			return false // the log is in time order (give or take the write buffer): nothing older matches
+		if ParseLine(line, &e) != nil {
+			return true
 		}
 		if q.match(&e) {
 			e.Pos = pos
@@ -285,7 +319,13 @@ func scanBackward(f io.ReaderAt, end, budget int64, fn func(line []byte, off int
 	var carry []byte  // the bytes from pos up to the first newline: the end of a line that starts before pos
 	skipping := false // that line is too long
 	read := int64(0)
-	for pos > 0 {
+	// Two buffers in turn: a chunk and the carry from the one before (in
+	// the other buffer) side by side. fn's line is valid during the call.
+	var bufs [2][]byte
+	for k := range bufs {
+		bufs[k] = make([]byte, 0, readChunk+maxLineLen)
+	}
+	for turn := 0; pos > 0; turn ^= 1 {
 		if read >= budget {
 			return pos + int64(len(carry)), nil
 		}
@@ -294,12 +334,12 @@ func scanBackward(f io.ReaderAt, end, budget int64, fn func(line []byte, off int
 			n = pos
 		}
 		pos -= n
-		chunk := make([]byte, n)
-		if _, err := f.ReadAt(chunk, pos); err != nil && !errors.Is(err, io.EOF) {
+		buf := bufs[turn][:n]
+		if _, err := f.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
 			return pos + n, err
 		}
 		read += n
-		buf := append(chunk, carry...)
+		buf = append(buf, carry...)
 		// Lines whose start is in this chunk: after each '\n' from the end.
 		for {
 			i := bytes.LastIndexByte(buf, '\n')

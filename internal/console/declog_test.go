@@ -139,3 +139,22 @@ func TestSearchBounded(t *testing.T) {
 		t.Fatalf("budget 1 byte: next %d, %d lines, %v", next, seen, err)
 	}
 }
+
+// BenchmarkSearch is a search that matches nothing through a 64 MiB
+// decision log: the most one page reads.
+func BenchmarkSearch(b *testing.B) {
+	var buf bytes.Buffer
+	base := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	for i := 0; buf.Len() < maxScanBytes; i++ {
+		fmt.Fprintf(&buf, "time=%s decision=allow reason=default rule=- door=dovecot service=imap login=u%d@example.com ip=192.0.2.%d session=zHU7R9RgWLZ/AAAB\n",
+			base.Add(time.Duration(i)*time.Millisecond).Format("2006-01-02T15:04:05.000Z"), i%5000, i%200)
+	}
+	p := filepath.Join(b.TempDir(), "d.log")
+	os.WriteFile(p, buf.Bytes(), 0o600)
+	b.SetBytes(maxScanBytes)
+	for b.Loop() {
+		if _, err := Search(context.Background(), Source{File: p}, Query{Login: "nobody@example.com"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

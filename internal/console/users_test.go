@@ -128,3 +128,18 @@ func FuzzParseUsers(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCheck is one sign-in's password check with the parameters
+// HashPassword writes (64 MiB, 3 passes).
+func BenchmarkCheck(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "users")
+	h, err := HashPassword([]byte("a long enough password"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	SetUser(p, "bob", h)
+	u := NewUsers(p)
+	for b.Loop() {
+		u.Check("bob", []byte("a long enough password"))
+	}
+}
