@@ -151,10 +151,17 @@ func BenchmarkSearch(b *testing.B) {
 	}
 	p := filepath.Join(b.TempDir(), "d.log")
 	os.WriteFile(p, buf.Bytes(), 0o600)
-	b.SetBytes(maxScanBytes)
-	for b.Loop() {
-		if _, err := Search(context.Background(), Source{File: p}, Query{Login: "nobody@example.com"}); err != nil {
-			b.Fatal(err)
-		}
+	for name, q := range map[string]Query{
+		"login":   {Login: "nobody@example.com"},
+		"address": {Prefix: netip.MustParsePrefix("198.51.100.0/24")},
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(maxScanBytes)
+			for b.Loop() {
+				if _, err := Search(context.Background(), Source{File: p}, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
