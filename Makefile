@@ -6,7 +6,7 @@ FUZZTIME ?= 20s
 # Debian packages the end-to-end tests run against (the harness also
 # installs them itself when missing; systemd and man-db: systemd-analyze
 # verify and man(1) for the package test; nsd and dig for the DNSBL tests).
-DEBS := dovecot-imapd dovecot-pop3d mariadb-server nginx libnginx-mod-mail postfix fail2ban swaks nftables iproute2 socat systemd man-db util-linux nsd bind9-dnsutils systemd-journal-remote php-cli postgresql-15 postgresql-client-15 python3 openssl prometheus-alertmanager redis-server
+DEBS := dovecot-imapd dovecot-pop3d mariadb-server nginx libnginx-mod-mail postfix fail2ban swaks nftables iproute2 socat systemd man-db util-linux nsd bind9-dnsutils systemd-journal-remote php-cli postgresql-15 postgresql-client-15 python3 openssl prometheus-alertmanager redis-server chromium
 
 .PHONY: all build run deps check unit e2e test warn fuzz bench clean install deb
 
@@ -68,8 +68,11 @@ check:
 unit:
 	$(GO) test -race -count=1 ./internal/... ./cmd/...
 
+# MAILGATE_ARTIFACTS: where end-to-end tests save what a human may want to
+# look at afterwards (the console test's screenshots, in console/).
+MAILGATE_ARTIFACTS ?= $(CURDIR)/artifacts
 e2e: deps
-	$(GO) test -count=1 -timeout 30m ./test/...
+	MAILGATE_ARTIFACTS=$(MAILGATE_ARTIFACTS) $(GO) test -count=1 -timeout 30m ./test/...
 
 # Everything: static checks, unit tests with the race detector, and the
 # end-to-end tests against the real Dovecot (and friends).
@@ -99,4 +102,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf bin mailgate_*.deb
+	rm -rf bin artifacts mailgate_*.deb

@@ -19,6 +19,7 @@ import (
 // loses at most the last decisionFlushEvery.
 type decisionWriter struct {
 	mu      sync.Mutex
+	where   string    // log.decisions: stdout, stderr, off or the file's path
 	path    string    // "" unless writing to a file
 	f       *os.File  // nil unless path is set
 	out     io.Writer // what buf writes to
@@ -34,12 +35,9 @@ const (
 
 func openDecisionWriter(where string) (*decisionWriter, error) {
 	switch where {
-	case "stdout":
-		return newDecisionWriter(os.Stdout), nil
-	case "stderr":
-		return newDecisionWriter(os.Stderr), nil
-	case "off":
-		return newDecisionWriter(io.Discard), nil
+	case "stdout", "stderr", "off":
+		d := &decisionWriter{}
+		return d, d.Retarget(where)
 	default:
 		d := &decisionWriter{}
 		if err := d.Retarget(where); err != nil {
@@ -47,6 +45,22 @@ func openDecisionWriter(where string) (*decisionWriter, error) {
 		}
 		return d, nil
 	}
+}
+
+// Path is the decision log file's path, or "" when decision lines do not
+// go to a file (the console searches the file).
+func (d *decisionWriter) Path() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.path
+}
+
+// Where is log.decisions as the writer follows it: stdout, stderr, off or
+// a file's path.
+func (d *decisionWriter) Where() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.where
 }
 
 func newDecisionWriter(w io.Writer) *decisionWriter {
@@ -128,7 +142,7 @@ func (d *decisionWriter) Retarget(where string) error {
 	} else {
 		d.buf = bufio.NewWriterSize(out, decisionBuffer)
 	}
-	d.f, d.out, d.path = f, out, path
+	d.f, d.out, d.path, d.where = f, out, path, where
 	d.mu.Unlock()
 	if old != nil {
 		old.Close()

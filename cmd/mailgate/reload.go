@@ -40,6 +40,7 @@ var reloadTable = []reloadRule{
 	{"store", false, "the database is opened once"},
 	{"cluster", false, "the Redis connection and the node's name are set up once"},
 	{"admin", false, "listeners and the token are set up at start"},
+	{"console", false, "the listener, its sessions and sign-in limits are set up at start; users added or removed with 'mailgate console user' count at the next sign-in without a reload"},
 	{"dovecot", false, "a listener (address, key, body limit) or a door turned on or off"},
 	{"nginx", false, "a listener, its password check and its messages are set up at start"},
 	{"postfix", false, "listeners and their answers are set up at start"},

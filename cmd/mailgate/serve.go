@@ -23,6 +23,7 @@ import (
 	"mailgate/internal/api"
 	"mailgate/internal/cluster"
 	"mailgate/internal/config"
+	"mailgate/internal/console"
 	"mailgate/internal/dovecot"
 	"mailgate/internal/geoip"
 	"mailgate/internal/nft"
@@ -669,6 +670,33 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		}
 		start("admin-tcp", newAdminServer(admin.Handler(), log), tln)
 	}
+	if cfg.Console.Listen != "" {
+		token := ""
+		if cfg.Console.TokenSignIn {
+			token = cfg.Admin.Token
+		}
+		con, err := console.New(console.Config{
+			Token: token, UsersFile: cfg.ConsoleUsersFile(), SessionTTL: cfg.Console.SessionTTL,
+			SecureCookie: cfg.Console.SecureCookie, SignInFailures: cfg.Console.SignInFailures,
+			SignInWindow: cfg.Console.SignInWindow, DecisionLog: decisionSource(dw, cfg.Console.JournalUnit),
+		}, admin.Handler(), log.With("component", "console"), time.Now)
+		if err != nil {
+			return err
+		}
+		cln, err := net.Listen("tcp", cfg.Console.Listen)
+		if err != nil {
+			return fmt.Errorf("console.listen: %w", err)
+		}
+		start("console", &http.Server{
+			Handler:           con.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      time.Minute,
+			IdleTimeout:       time.Minute,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}, cln)
+	}
 
 	// Expired rules leave memory and disk within a second; lookups already
 	// ignore them from the instant they expire.
@@ -909,6 +937,20 @@ func configRules(cfg *config.Config) ([]rules.Rule, error) {
 // use, removing a stale socket left by a crash (but not a live one).
 func listenUnix(path string) (net.Listener, error) {
 	return listenUnixMode(path, 0o660)
+}
+
+// decisionSource tells the console where the decision lines are now: the
+// file, or (stdout and stderr under systemd) the unit's journal.
+func decisionSource(dw *decisionWriter, unit string) func() console.Source {
+	return func() console.Source {
+		if p := dw.Path(); p != "" {
+			return console.Source{File: p}
+		}
+		if w := dw.Where(); unit != "" && (w == "stdout" || w == "stderr") {
+			return console.Source{Journal: []string{"journalctl", "--unit=" + unit}}
+		}
+		return console.Source{}
+	}
 }
 
 // newAdminServer serves the admin API h with bounds on slow clients.

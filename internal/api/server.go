@@ -154,6 +154,7 @@ func (s *Server) Handler() http.Handler {
 		serveLogin(w, r, s.onLogin, s.log, s.now(), "")
 	})
 	mux.HandleFunc("GET /v1/limits", s.listLimits)
+	mux.HandleFunc("GET /v1/knowngood", s.listKnownGood)
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/attack", s.showAttack)
 	mux.HandleFunc("POST /v1/attack/end", s.endAttack)
@@ -170,6 +171,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := r.Context().Value(connKey{}).(*net.UnixConn); ok {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := actorOf(r); ok {
+			next.ServeHTTP(w, r) // the console, in this process (WithActor)
 			return
 		}
 		if !s.tokenOK(r) {
@@ -196,6 +201,9 @@ func (s *Server) tokenOK(r *http.Request) bool {
 // socket (from SO_PEERCRED), plus the name the CLI says it runs for (sudo),
 // or "api-token" over TCP.
 func actor(r *http.Request) string {
+	if who, ok := actorOf(r); ok {
+		return who
+	}
 	who := "api-token"
 	if c, ok := r.Context().Value(connKey{}).(*net.UnixConn); ok {
 		who = "unknown"

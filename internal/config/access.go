@@ -24,6 +24,15 @@ func (c *Config) DovecotKeyFile() string {
 	return filepath.Join(filepath.Dir(c.Store.Path), DefaultKeyFileName)
 }
 
+// ConsoleUsersFile is the console's users file: console.users_file, or
+// console-users beside the store.
+func (c *Config) ConsoleUsersFile() string {
+	if c.Console.UsersFile != "" {
+		return c.Console.UsersFile
+	}
+	return filepath.Join(filepath.Dir(c.Store.Path), "console-users")
+}
+
 // Unix reports whether the nginx door listens on a unix socket (listen is
 // an absolute path) rather than TCP.
 func (n *Nginx) Unix() bool { return strings.HasPrefix(n.Listen, "/") }
@@ -43,6 +52,9 @@ func (c *Config) Warnings() []string {
 	}
 	if c.CheckAtLoginWithoutNginx() {
 		w = append(w, "password.check_at_login: the nginx door is off ([nginx] enabled = false), and it is the only door that sees passwords: no login is checked")
+	}
+	if c.Console.Listen != "" && !loopbackListen(c.Console.Listen) {
+		w = append(w, "console.listen: "+c.Console.Listen+" is not a loopback address: the console speaks plain HTTP, so a sign-in and its session cookie cross the network in the clear; listen on 127.0.0.1 (or ::1) and put nginx with TLS in front (docs/console.md)")
 	}
 	if c.Metrics.Listen != "" && !loopbackListen(c.Metrics.Listen) {
 		w = append(w, "metrics.listen: "+c.Metrics.Listen+" is not a loopback address: anyone who reaches it reads how many logins each door refuses, and why, with no password; listen on 127.0.0.1 (or ::1) and scrape through a tunnel or a TLS proxy (docs/metrics.md)")

@@ -40,6 +40,7 @@ type Config struct {
 	// refused for that reason.
 	Logs          Logs              `toml:"logs" doc:"The log door (docs/logs.md): mail logs read for login outcomes, for servers that cannot ask mailgate (Postfix with Cyrus SASL, a Dovecot without the policy API)."`
 	Password      Password          `toml:"password" doc:"Password policy (docs/passwords.md): 'mailgate password check' and 'generate', the admin API's POST /v1/password/check for control panels and webmail, and, where mailgate sees the cleartext password (the nginx door), a weak-password flag on successful logins. Only a flag and the login are ever kept, never the password."`
+	Console       Console           `toml:"console" doc:"The admin console in the browser (docs/console.md): overview, bans, rules and explain, accounts, permits, the decision log. Its own HTTP listener, off by default; sign in with a console user ('mailgate console-user add NAME') or, if token_sign_in, with admin.token. Every change goes to the audit trail under the signed-in name."`
 	Metrics       Metrics           `toml:"metrics" doc:"Prometheus metrics (docs/metrics.md): decisions by door, service, action and reason, latency per door, bans, permits, errors, and the process's own. Off by default."`
 	Notifications Notifications     `toml:"notifications" doc:"Notifications (docs/notifications.md): which events are sent to the [[notify]] targets, how often per subject, and mails to the account's owner. Nothing is sent while no [[notify]] target is configured (and owner mails are off)."`
 	Notify        []NotifyTarget    `toml:"notify" doc:"A notification target: a webhook, Alertmanager or mail through the local sendmail (docs/notifications.md). Events are queued per target and delivered off the request path, with retries; a decision never waits for one. Repeat the table for more targets."`
@@ -83,6 +84,18 @@ type DNSBLServer struct {
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	Listen string `toml:"listen" doc:"host:port serving GET /metrics (and GET /healthz) in the Prometheus text format, e.g. 127.0.0.1:9477; empty = off. No authentication: keep it on loopback (mailgate warns at start when it is not) and let Prometheus scrape through the host's own agent or an SSH/TLS tunnel."`
+}
+
+// Console configures the admin console in the browser.
+type Console struct {
+	Listen         string        `toml:"listen" doc:"host:port of the console, e.g. 127.0.0.1:4090; empty = off. Plain HTTP: keep it on loopback and put nginx with TLS in front of it (docs/console.md); mailgate warns at start when it is not loopback."`
+	UsersFile      string        `toml:"users_file" doc:"The console users and their Argon2id password hashes, one 'name:hash' line each, written by 'mailgate console user add NAME' (mode 0600). Read again when it changes: a user added or removed counts at the next sign-in. Empty = console-users in the directory of store.path."`
+	TokenSignIn    bool          `toml:"token_sign_in" doc:"Also accept admin.token as the password of the user 'admin-token' (the audit trail names changes 'console:admin-token'). Off: only console users sign in."`
+	SessionTTL     time.Duration `toml:"session_ttl" doc:"How long a sign-in lasts, 5m to 7d (sessions are kept in memory: a restart signs everyone out)."`
+	SecureCookie   bool          `toml:"secure_cookie" doc:"Always mark the session cookie Secure. Off: it is Secure when the browser's request came over HTTPS (the proxy sends X-Forwarded-Proto: https); a Secure cookie is never sent over plain HTTP."`
+	SignInFailures int           `toml:"signin_failures" doc:"Failed sign-ins allowed per client address, and per user name, within signin_window, 1 to 1000; beyond, sign-in answers 429 until the window passes."`
+	SignInWindow   time.Duration `toml:"signin_window" doc:"The window of signin_failures, 1m to 24h."`
+	JournalUnit    string        `toml:"journal_unit" doc:"When log.decisions is stdout or stderr (the journal, under systemd), the console reads the decision lines with 'journalctl --unit=' this unit. Empty = do not read the journal (the console's charts and searches then say so). With log.decisions a file, the file is read."`
 }
 
 // Log configures logging.
@@ -349,6 +362,12 @@ func Default() Config {
 			DialTimeout: 2 * time.Second,
 			Timeout:     2 * time.Second,
 			KeyPrefix:   "mailgate:",
+		},
+		Console: Console{
+			SessionTTL:     12 * time.Hour,
+			SignInFailures: 10,
+			SignInWindow:   15 * time.Minute,
+			JournalUnit:    "mailgate.service",
 		},
 		Admin: Admin{
 			Socket: "/run/mailgate/admin.sock",

@@ -82,6 +82,29 @@ func (c *Config) Validate() error {
 	case strings.ContainsRune(c.Admin.Socket, 0):
 		bad("admin.socket", "contains a NUL byte")
 	}
+	if c.Console.Listen != "" {
+		if err := checkHostPort(c.Console.Listen); err != nil {
+			bad("console.listen", "%v", err)
+		}
+	}
+	if c.Console.TokenSignIn && c.Admin.Token == "" {
+		bad("console.token_sign_in", "needs admin.token")
+	}
+	if d := c.Console.SessionTTL; d < 5*time.Minute || d > 7*24*time.Hour {
+		bad("console.session_ttl", "%v is not from 5m to 7d", d)
+	}
+	if n := c.Console.SignInFailures; n < 1 || n > 1000 {
+		bad("console.signin_failures", "%d is not from 1 to 1000", n)
+	}
+	if d := c.Console.SignInWindow; d < time.Minute || d > 24*time.Hour {
+		bad("console.signin_window", "%v is not from 1m to 24h", d)
+	}
+	if u := c.Console.JournalUnit; u != "" && (len(u) > 256 || strings.HasPrefix(u, "-") || strings.ContainsAny(u, " \t\n\x00/")) {
+		bad("console.journal_unit", "%q is not a systemd unit name", u)
+	}
+	if strings.ContainsRune(c.Console.UsersFile, 0) {
+		bad("console.users_file", "contains a NUL byte")
+	}
 	if c.Metrics.Listen != "" {
 		if err := checkHostPort(c.Metrics.Listen); err != nil {
 			bad("metrics.listen", "%v", err)
@@ -857,6 +880,7 @@ func (c *Config) checkListeners(bad func(key, format string, args ...any)) {
 	}
 	add("admin.listen", c.Admin.Listen, true)
 	add("metrics.listen", c.Metrics.Listen, true)
+	add("console.listen", c.Console.Listen, true)
 	add("dnsbl_server.listen", c.DNSBLServer.Listen, true) // its TCP side
 	add("dovecot.listen", c.Dovecot.Listen, c.Dovecot.Enabled)
 	add("nginx.listen", c.Nginx.Listen, c.Nginx.Enabled && !c.Nginx.Unix())

@@ -284,3 +284,12 @@ func trimOutput(b []byte) string {
 	}
 	return string(b)
 }
+
+// Eventually polls cond every 20 ms until it returns nil, and fails t with
+// cond's last error when timeout passes first.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	if err := waitFor(timeout, nil, cond); err != nil {
+		t.Fatal(err)
+	}
+}
