@@ -89,7 +89,7 @@ type Metrics struct {
 // Console configures the admin console in the browser.
 type Console struct {
 	Listen         string        `toml:"listen" doc:"host:port of the console, e.g. 127.0.0.1:4090; empty = off. Plain HTTP: keep it on loopback and put nginx with TLS in front of it (docs/console.md); mailgate warns at start when it is not loopback."`
-	UsersFile      string        `toml:"users_file" doc:"The console users and their Argon2id password hashes, one 'name:hash' line each, written by 'mailgate console user add NAME' (mode 0600). Read again when it changes: a user added or removed counts at the next sign-in. Empty = console-users in the directory of store.path."`
+	UsersFile      string        `toml:"users_file" doc:"The console users and their Argon2id password hashes, one 'name:hash' line each, written by 'mailgate console-user add NAME' (mode 0600). Read again when it changes: a user added or removed counts at the next sign-in. Empty = console-users in the directory of store.path."`
 	TokenSignIn    bool          `toml:"token_sign_in" doc:"Also accept admin.token as the password of the user 'admin-token' (the audit trail names changes 'console:admin-token'). Off: only console users sign in."`
 	SessionTTL     time.Duration `toml:"session_ttl" doc:"How long a sign-in lasts, 5m to 7d (sessions are kept in memory: a restart signs everyone out)."`
 	SecureCookie   bool          `toml:"secure_cookie" doc:"Always mark the session cookie Secure. Off: it is Secure when the browser's request came over HTTPS (the proxy sends X-Forwarded-Proto: https); a Secure cookie is never sent over plain HTTP."`

@@ -276,7 +276,7 @@ func SetUser(path, name, hash string) (existed bool, err error) {
 		users[name] = hash
 	}
 	var out bytes.Buffer
-	out.WriteString("# mailgate console users: written by 'mailgate console user add'\n")
+	out.WriteString("# mailgate console users: written by 'mailgate console-user add'\n")
 	for _, n := range sortedKeys(users) {
 		fmt.Fprintf(&out, "%s:%s\n", n, users[n])
 	}
