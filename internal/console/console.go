@@ -170,6 +170,13 @@ func (s *Server) user(h func(*req)) http.HandlerFunc {
 		if ok {
 			ss, ok = s.sess.get(c.Value, now)
 		}
+		if ok && ss.name != TokenUser && !s.users.current(ss.name, ss.hash) {
+			// Removed from the users file, or its password changed:
+			// the session ends now, not when it expires.
+			s.sess.remove(c.Value)
+			s.log.Info("console: session ended: the user was removed or its password changed", "user", ss.name)
+			ok = false
+		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if err := r.ParseForm(); err != nil {
@@ -307,11 +314,12 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ok := false
+	hash := ""
 	if name == TokenUser {
 		ok = s.cfg.Token != "" && len(pw) <= MaxPasswordLen && tokenEqual(pw, s.cfg.Token)
 	} else if len(pw) > 0 && len(pw) <= MaxPasswordLen {
 		var uerr error
-		ok, uerr = s.users.Check(name, []byte(pw))
+		hash, ok, uerr = s.users.check(name, []byte(pw))
 		if uerr != nil {
 			s.log.Error("console: users file", "err", uerr)
 		}
@@ -322,7 +330,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.signinPage(w, r, http.StatusUnauthorized, name, "Sign-in failed: wrong name or password.")
 		return
 	}
-	id, _ := s.sess.create(name, now)
+	id, _ := s.sess.create(name, hash, now)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: Prefix, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.secure(r), MaxAge: int(s.cfg.SessionTTL.Seconds())})
 	http.SetCookie(w, &http.Cookie{Name: preCookie, Value: "", Path: Prefix, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})

@@ -34,6 +34,7 @@ type fixture struct {
 	tracker *abuse.Tracker
 	client  *api.Client // the admin API, in process (actor "test")
 	logPath string
+	users   string // the users file
 	clock   *clock
 }
 
@@ -94,7 +95,7 @@ func start(t *testing.T, token string) *fixture {
 	}
 	hs := httptest.NewServer(con.Handler())
 	t.Cleanup(hs.Close)
-	return &fixture{url: hs.URL, tracker: tracker, client: api.NewHandlerClient(srv.Handler()), logPath: logPath, clock: clk}
+	return &fixture{url: hs.URL, tracker: tracker, client: api.NewHandlerClient(srv.Handler()), logPath: logPath, users: users, clock: clk}
 }
 
 // browser is a client with a cookie jar that does not follow redirects.
@@ -342,6 +343,44 @@ func TestSignOutAndExpiry(t *testing.T) {
 	f.clock.add(2 * time.Minute)
 	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after expiry: %s, want 303", resp.Status)
+	}
+}
+
+// Removing a user or changing its password ends its sessions at once:
+// an admin whose access is taken away is not left signed in for
+// session_ttl; a session's POST is refused as well.
+func TestSessionEndsWithUser(t *testing.T) {
+	f := start(t, "")
+	b := f.browser(t)
+	csrf := b.mustSignIn()
+	other := f.browser(t)
+	other.mustSignIn()
+	h, err := hashWith([]byte("another password here"), 64, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SetUser(f.users, testUser, h); err != nil { // password changed
+		t.Fatal(err)
+	}
+	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the password changed: %s, want 303 to the sign-in page", resp.Status)
+	}
+	resp, _ := other.do("POST", "/console/bans/add", url.Values{"csrf": {csrf}, "kind": {"address"}, "target": {"192.0.2.7"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST after the password changed: %s, want 403", resp.Status)
+	}
+	b = f.browser(t)
+	if resp, body := b.signIn(testUser, "another password here"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in with the new password: %s\n%s", resp.Status, body)
+	}
+	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the new password: %s", resp.Status)
+	}
+	if _, err := SetUser(f.users, testUser, ""); err != nil { // removed
+		t.Fatal(err)
+	}
+	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the user was removed: %s, want 303 to the sign-in page", resp.Status)
 	}
 }
 

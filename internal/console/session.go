@@ -16,6 +16,7 @@ const maxSessions = 10000
 // session is one signed-in browser.
 type session struct {
 	name    string // the user; TokenUser for the admin token
+	hash    string // the user's stored hash at sign-in ("" for the token)
 	csrf    string // the form token of every POST
 	expires time.Time
 	flash   string // a message shown once on the next page
@@ -41,9 +42,9 @@ func randomToken() string {
 }
 
 // create starts a session for name and returns its cookie value.
-func (s *sessions) create(name string, now time.Time) (string, *session) {
+func (s *sessions) create(name, hash string, now time.Time) (string, *session) {
 	id := randomToken()
-	ss := &session{name: name, csrf: randomToken(), expires: now.Add(s.ttl)}
+	ss := &session{name: name, hash: hash, csrf: randomToken(), expires: now.Add(s.ttl)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
