@@ -181,37 +181,16 @@ func (n *Notifications) Events() map[notify.Kind]NotifyEvent {
 	}
 }
 
-// ReadSecretFile reads a one-line secret from a file other users cannot
-// read. what names the secret in errors.
+// ReadSecretFile reads a one-line secret of at least MinTokenLen
+// characters from a file other users cannot read (ReadLineFile). what
+// names the secret in errors.
 func ReadSecretFile(path, what string) (string, error) {
-	f, err := os.Open(path)
+	s, err := ReadLineFile(path, what, 4096)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case !fi.Mode().IsRegular():
-		return "", fmt.Errorf("%s: not a regular file", path)
-	case fi.Mode().Perm()&0o007 != 0:
-		return "", fmt.Errorf("%s: mode %04o lets every user read the %s; run: chmod 600 %s", path, fi.Mode().Perm(), what, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 4097))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > 4096 {
-		return "", fmt.Errorf("%s: larger than 4096 bytes: not a %s file", path, what)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	switch {
-	case len(s) < MinTokenLen:
+	if len(s) < MinTokenLen {
 		return "", fmt.Errorf("%s: the %s is shorter than %d characters (e.g. from: openssl rand -hex 32)", path, what, MinTokenLen)
-	case strings.ContainsAny(s, "\x00\r\n"):
-		return "", fmt.Errorf("%s: more than one line, or a NUL byte", path)
 	}
 	return s, nil
 }
