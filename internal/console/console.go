@@ -307,7 +307,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	client := clientAddr(r)
 	keys := []string{addrKey(client), "u:" + name}
-	if s.lim.blocked(now, keys...) {
+	if s.lim.take(now, keys...) {
 		s.log.Warn("console: sign-in refused: too many failures", "user", name, "client", client)
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.SignInWindow.Seconds())))
 		s.signinPage(w, r, http.StatusTooManyRequests, name, "Too many failed sign-ins. Try again later.")
@@ -325,11 +325,11 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
-		s.lim.fail(now, keys...)
 		s.log.Warn("console: sign-in failed", "user", name, "client", client)
 		s.signinPage(w, r, http.StatusUnauthorized, name, "Sign-in failed: wrong name or password.")
 		return
 	}
+	s.lim.undo(keys...) // take counted it as a failure
 	id, _ := s.sess.create(name, hash, now)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: Prefix, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.secure(r), MaxAge: int(s.cfg.SessionTTL.Seconds())})

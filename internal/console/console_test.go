@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -242,6 +243,55 @@ func TestSignInNeedsPreToken(t *testing.T) {
 	resp, _ := b.do("POST", "/console/signin", url.Values{"name": {testUser}, "password": {testPass}})
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("sign-in without the pre token: %s, want 403", resp.Status)
+	}
+}
+
+// TestSignInRateLimitedConcurrently: sign-ins sent all at once, while
+// each waits for the slow password check, get no more tries than
+// sign_in_failures (3) between them.
+func TestSignInRateLimitedConcurrently(t *testing.T) {
+	f := start(t, "")
+	const n = 12
+	type try struct {
+		b   *browser
+		pre string
+	}
+	tries := make([]try, n)
+	for i := range tries {
+		b := f.browser(t)
+		_, page := b.do("GET", "/console/signin", nil)
+		m := preRE.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("no pre token on the sign-in page:\n%s", page)
+		}
+		tries[i] = try{b, m[1]}
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i, tr := range tries {
+		wg.Go(func() {
+			// Unknown names: each check costs the full KDF.
+			resp, err := tr.b.hc.PostForm(f.url+"/console/signin", url.Values{"pre": {tr.pre}, "name": {"nobody" + strconv.Itoa(i)}, "password": {"guess"}})
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	checked := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("answer %d, want 401 or 429 (all: %v)", c, codes)
+		}
+	}
+	if checked != 3 {
+		t.Errorf("%d of %d concurrent sign-ins from one address were checked, want 3 (sign_in_failures): %v", checked, n, codes)
 	}
 }
 

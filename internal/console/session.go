@@ -156,8 +156,12 @@ func addrKey(a netip.Addr) string {
 	return "a:" + a.String()
 }
 
-// blocked reports whether any key is at the limit.
-func (l *limiter) blocked(now time.Time, keys ...string) bool {
+// take reports whether any key is at the limit and, when none is, counts
+// the attempt as a failure for each key in the same step: concurrent
+// sign-ins cannot all pass the check before the first of them has failed
+// (the password check is slow). A sign-in that succeeds gives its count
+// back (undo).
+func (l *limiter) take(now time.Time, keys ...string) (blocked bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range keys {
@@ -170,13 +174,23 @@ func (l *limiter) blocked(now time.Time, keys ...string) bool {
 			return true
 		}
 	}
+	l.failLocked(now, keys...)
 	return false
 }
 
-// fail counts one failure for each key.
-func (l *limiter) fail(now time.Time, keys ...string) {
+// undo gives back the count take made for keys.
+func (l *limiter) undo(keys ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for _, k := range keys {
+		if f, ok := l.m[k]; ok && f.n > 0 {
+			f.n--
+		}
+	}
+}
+
+// failLocked counts one failure for each key.
+func (l *limiter) failLocked(now time.Time, keys ...string) {
 	if len(l.m) >= maxLimiterKeys {
 		for k, f := range l.m {
 			if now.Sub(f.since) >= l.window {
