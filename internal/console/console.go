@@ -170,12 +170,18 @@ func (s *Server) user(h func(*req)) http.HandlerFunc {
 		if ok {
 			ss, ok = s.sess.get(c.Value, now)
 		}
-		if ok && ss.name != TokenUser && !s.users.current(ss.name, ss.hash) {
+		if ok && ss.name != TokenUser {
 			// Removed from the users file, or its password changed:
 			// the session ends now, not when it expires.
-			s.sess.remove(c.Value)
-			s.log.Info("console: session ended: the user was removed or its password changed", "user", ss.name)
-			ok = false
+			if cur, err := s.users.current(ss.name, ss.hash); !cur {
+				s.sess.remove(c.Value)
+				if err != nil {
+					s.log.Error("console: session ended: the users file cannot be read", "user", ss.name, "err", err)
+				} else {
+					s.log.Info("console: session ended: the user was removed or its password changed", "user", ss.name)
+				}
+				ok = false
+			}
 		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)

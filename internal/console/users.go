@@ -247,9 +247,9 @@ func (u *Users) check(name string, pw []byte) (string, bool, error) {
 
 // current reports whether name is still in the users file with the hash
 // it signed in with (a file that cannot be read keeps no one signed in).
-func (u *Users) current(name, hash string) bool {
+func (u *Users) current(name, hash string) (bool, error) {
 	users, err := u.load()
-	return err == nil && hash != "" && users[name] == hash
+	return err == nil && hash != "" && users[name] == hash, err
 }
 
 func readLimited(path string) ([]byte, error) {
