@@ -146,36 +146,7 @@ const maxTokenFile = 1024
 // readTokenFile reads --token-file: a regular file other users cannot
 // read, one line (a final newline is dropped).
 func readTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case !fi.Mode().IsRegular():
-		return "", fmt.Errorf("%s: not a regular file", path)
-	case fi.Mode().Perm()&0o007 != 0:
-		return "", fmt.Errorf("%s: mode %04o lets every user read the admin token; run: chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxTokenFile {
-		return "", fmt.Errorf("%s: larger than %d bytes: not a token file", path, maxTokenFile)
-	}
-	tok := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	switch {
-	case strings.TrimSpace(tok) == "":
-		return "", fmt.Errorf("%s: empty", path)
-	case strings.ContainsAny(tok, "\x00\r\n"):
-		return "", fmt.Errorf("%s: more than one line, or a NUL byte", path)
-	}
-	return tok, nil
+	return config.ReadLineFile(path, "admin token", maxTokenFile)
 }
 
 // readCAFile reads a PEM file of CA certificates.

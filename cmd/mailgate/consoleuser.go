@@ -85,7 +85,7 @@ func cmdConsoleUserRemove(_ context.Context, fs *flag.FlagSet, args []string, st
 	if !existed {
 		return fmt.Errorf("console-user rm: no console user %s in %s", pos[0], file)
 	}
-	fmt.Fprintf(stdout, "console user %s removed from %s (signed-in sessions last until they expire or mailgate restarts)\n", pos[0], file)
+	fmt.Fprintf(stdout, "console user %s removed from %s (its signed-in sessions end with their next request)\n", pos[0], file)
 	return nil
 }
 

@@ -37,7 +37,7 @@ type NotifyTarget struct {
 // Notifications is [notifications]: the events and their rate limits.
 type Notifications struct {
 	Host               string        `toml:"host" doc:"The name notifications give this server (the host field, the instance label, the mail subject). \"\" = the host name."`
-	MaxPerHour         int           `toml:"max_per_hour" doc:"The most notifications per hour over all events and subjects (a bucket of this many, refilled over the hour), 0 = no limit, up to 100000: an attacker spraying logins bans many accounts, and must not flood the admin's mailbox. The next notification that goes out says how many were suppressed."`
+	MaxPerHour         int           `toml:"max_per_hour" doc:"The most notifications per hour over all accounts' events and subjects (firewall_failed, dnsbl_stale and geoip_stale are limited per subject only; a bucket of this many, refilled over the hour), 0 = no limit, up to 100000: an attacker spraying logins bans many accounts, and must not flood the admin's mailbox. The next notification that goes out says how many were suppressed."`
 	MaxSubjects        int           `toml:"max_subjects" doc:"Memory bound: the most subjects (accounts, addresses, zones) whose last notification is remembered for the rate limits, 100 to 10000000; the oldest is forgotten first."`
 	NewCountryLearning time.Duration `toml:"new_country_learning" doc:"new_country (needs a [geoip] database): the usual countries of the accounts (the last four) are learnt from their successful logins, in memory, for bruteforce.known_good_for; for this long after a start nothing is reported, 0 to 8760h. An account is reported only after it logged in from some country before."`
 	GeoIPMaxAge        time.Duration `toml:"geoip_max_age" doc:"geoip_stale: the GeoIP database counts as stale when its build date is older than this, 24h to 8760h (checked hourly)."`
@@ -181,37 +181,16 @@ func (n *Notifications) Events() map[notify.Kind]NotifyEvent {
 	}
 }
 
-// ReadSecretFile reads a one-line secret from a file other users cannot
-// read. what names the secret in errors.
+// ReadSecretFile reads a one-line secret of at least MinTokenLen
+// characters from a file other users cannot read (ReadLineFile). what
+// names the secret in errors.
 func ReadSecretFile(path, what string) (string, error) {
-	f, err := os.Open(path)
+	s, err := ReadLineFile(path, what, 4096)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case !fi.Mode().IsRegular():
-		return "", fmt.Errorf("%s: not a regular file", path)
-	case fi.Mode().Perm()&0o007 != 0:
-		return "", fmt.Errorf("%s: mode %04o lets every user read the %s; run: chmod 600 %s", path, fi.Mode().Perm(), what, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 4097))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > 4096 {
-		return "", fmt.Errorf("%s: larger than 4096 bytes: not a %s file", path, what)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	switch {
-	case len(s) < MinTokenLen:
+	if len(s) < MinTokenLen {
 		return "", fmt.Errorf("%s: the %s is shorter than %d characters (e.g. from: openssl rand -hex 32)", path, what, MinTokenLen)
-	case strings.ContainsAny(s, "\x00\r\n"):
-		return "", fmt.Errorf("%s: more than one line, or a NUL byte", path)
 	}
 	return s, nil
 }

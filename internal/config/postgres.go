@@ -81,10 +81,18 @@ func localHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ReadPasswordFile reads store.password_file: a regular file that other
-// users cannot read, holding the password on its first line (one
-// trailing line break is dropped).
+// ReadPasswordFile reads a password_file ([store], [cluster]): a regular
+// file that other users cannot read, holding the password on its first
+// line (one trailing line break is dropped).
 func ReadPasswordFile(path string) (string, error) {
+	return ReadLineFile(path, "password", maxPasswordFileLen)
+}
+
+// ReadLineFile reads a one-line secret (a password, a key, a token) from
+// path: a regular file other users cannot read, at most limit bytes, one
+// line (a final line break is dropped), not empty. what names the secret
+// in errors, which never show it.
+func ReadLineFile(path, what string, limit int) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -98,22 +106,25 @@ func ReadPasswordFile(path string) (string, error) {
 	case !fi.Mode().IsRegular():
 		return "", fmt.Errorf("%s: not a regular file", path)
 	case fi.Mode().Perm()&0o007 != 0:
-		return "", fmt.Errorf("%s: mode %04o lets every user read the database password; run: chmod 600 %s", path, fi.Mode().Perm(), path)
-	case fi.Size() > maxPasswordFileLen:
-		return "", fmt.Errorf("%s: larger than %d bytes: not a password file", path, maxPasswordFileLen)
+		return "", fmt.Errorf("%s: mode %04o lets every user read the %s; run: chmod 600 %s", path, fi.Mode().Perm(), what, path)
+	case fi.Size() > int64(limit):
+		return "", fmt.Errorf("%s: larger than %d bytes: not a %s file", path, limit, what)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFileLen+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return "", err
 	}
-	pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if len(b) > limit {
+		return "", fmt.Errorf("%s: larger than %d bytes: not a %s file", path, limit, what)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	switch {
-	case pw == "":
+	case strings.TrimSpace(s) == "":
 		return "", fmt.Errorf("%s: empty", path)
-	case strings.ContainsAny(pw, "\x00\r\n"):
+	case strings.ContainsAny(s, "\x00\r\n"):
 		return "", fmt.Errorf("%s: more than one line, or a NUL byte", path)
 	}
-	return pw, nil
+	return s, nil
 }
 
 func checkSecretFile(path string) error {

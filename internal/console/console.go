@@ -170,6 +170,19 @@ func (s *Server) user(h func(*req)) http.HandlerFunc {
 		if ok {
 			ss, ok = s.sess.get(c.Value, now)
 		}
+		if ok && ss.name != TokenUser {
+			// Removed from the users file, or its password changed:
+			// the session ends now, not when it expires.
+			if cur, err := s.users.current(ss.name, ss.hash); !cur {
+				s.sess.remove(c.Value)
+				if err != nil {
+					s.log.Error("console: session ended: the users file cannot be read", "user", ss.name, "err", err)
+				} else {
+					s.log.Info("console: session ended: the user was removed or its password changed", "user", ss.name)
+				}
+				ok = false
+			}
+		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if err := r.ParseForm(); err != nil {
@@ -300,29 +313,30 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	client := clientAddr(r)
 	keys := []string{addrKey(client), "u:" + name}
-	if s.lim.blocked(now, keys...) {
+	if s.lim.take(now, keys...) {
 		s.log.Warn("console: sign-in refused: too many failures", "user", name, "client", client)
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.SignInWindow.Seconds())))
 		s.signinPage(w, r, http.StatusTooManyRequests, name, "Too many failed sign-ins. Try again later.")
 		return
 	}
 	ok := false
+	hash := ""
 	if name == TokenUser {
 		ok = s.cfg.Token != "" && len(pw) <= MaxPasswordLen && tokenEqual(pw, s.cfg.Token)
 	} else if len(pw) > 0 && len(pw) <= MaxPasswordLen {
 		var uerr error
-		ok, uerr = s.users.Check(name, []byte(pw))
+		hash, ok, uerr = s.users.check(name, []byte(pw))
 		if uerr != nil {
 			s.log.Error("console: users file", "err", uerr)
 		}
 	}
 	if !ok {
-		s.lim.fail(now, keys...)
 		s.log.Warn("console: sign-in failed", "user", name, "client", client)
 		s.signinPage(w, r, http.StatusUnauthorized, name, "Sign-in failed: wrong name or password.")
 		return
 	}
-	id, _ := s.sess.create(name, now)
+	s.lim.undo(keys...) // take counted it as a failure
+	id, _ := s.sess.create(name, hash, now)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: Prefix, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.secure(r), MaxAge: int(s.cfg.SessionTTL.Seconds())})
 	http.SetCookie(w, &http.Cookie{Name: preCookie, Value: "", Path: Prefix, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,7 @@ type fixture struct {
 	tracker *abuse.Tracker
 	client  *api.Client // the admin API, in process (actor "test")
 	logPath string
+	users   string // the users file
 	clock   *clock
 }
 
@@ -94,7 +96,7 @@ func start(t *testing.T, token string) *fixture {
 	}
 	hs := httptest.NewServer(con.Handler())
 	t.Cleanup(hs.Close)
-	return &fixture{url: hs.URL, tracker: tracker, client: api.NewHandlerClient(srv.Handler()), logPath: logPath, clock: clk}
+	return &fixture{url: hs.URL, tracker: tracker, client: api.NewHandlerClient(srv.Handler()), logPath: logPath, users: users, clock: clk}
 }
 
 // browser is a client with a cookie jar that does not follow redirects.
@@ -244,6 +246,55 @@ func TestSignInNeedsPreToken(t *testing.T) {
 	}
 }
 
+// TestSignInRateLimitedConcurrently: sign-ins sent all at once, while
+// each waits for the slow password check, get no more tries than
+// sign_in_failures (3) between them.
+func TestSignInRateLimitedConcurrently(t *testing.T) {
+	f := start(t, "")
+	const n = 12
+	type try struct {
+		b   *browser
+		pre string
+	}
+	tries := make([]try, n)
+	for i := range tries {
+		b := f.browser(t)
+		_, page := b.do("GET", "/console/signin", nil)
+		m := preRE.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("no pre token on the sign-in page:\n%s", page)
+		}
+		tries[i] = try{b, m[1]}
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i, tr := range tries {
+		wg.Go(func() {
+			// Unknown names: each check costs the full KDF.
+			resp, err := tr.b.hc.PostForm(f.url+"/console/signin", url.Values{"pre": {tr.pre}, "name": {"nobody" + strconv.Itoa(i)}, "password": {"guess"}})
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	checked := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("answer %d, want 401 or 429 (all: %v)", c, codes)
+		}
+	}
+	if checked != 3 {
+		t.Errorf("%d of %d concurrent sign-ins from one address were checked, want 3 (sign_in_failures): %v", checked, n, codes)
+	}
+}
+
 func TestSignInRateLimited(t *testing.T) {
 	f := start(t, "")
 	for i := range 3 {
@@ -342,6 +393,44 @@ func TestSignOutAndExpiry(t *testing.T) {
 	f.clock.add(2 * time.Minute)
 	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after expiry: %s, want 303", resp.Status)
+	}
+}
+
+// Removing a user or changing its password ends its sessions at once:
+// an admin whose access is taken away is not left signed in for
+// session_ttl; a session's POST is refused as well.
+func TestSessionEndsWithUser(t *testing.T) {
+	f := start(t, "")
+	b := f.browser(t)
+	csrf := b.mustSignIn()
+	other := f.browser(t)
+	other.mustSignIn()
+	h, err := hashWith([]byte("another password here"), 64, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SetUser(f.users, testUser, h); err != nil { // password changed
+		t.Fatal(err)
+	}
+	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the password changed: %s, want 303 to the sign-in page", resp.Status)
+	}
+	resp, _ := other.do("POST", "/console/bans/add", url.Values{"csrf": {csrf}, "kind": {"address"}, "target": {"192.0.2.7"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST after the password changed: %s, want 403", resp.Status)
+	}
+	b = f.browser(t)
+	if resp, body := b.signIn(testUser, "another password here"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in with the new password: %s\n%s", resp.Status, body)
+	}
+	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the new password: %s", resp.Status)
+	}
+	if _, err := SetUser(f.users, testUser, ""); err != nil { // removed
+		t.Fatal(err)
+	}
+	if resp, _ := b.do("GET", "/console/bans", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the user was removed: %s, want 303 to the sign-in page", resp.Status)
 	}
 }
 

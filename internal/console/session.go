@@ -16,6 +16,7 @@ const maxSessions = 10000
 // session is one signed-in browser.
 type session struct {
 	name    string // the user; TokenUser for the admin token
+	hash    string // the user's stored hash at sign-in ("" for the token)
 	csrf    string // the form token of every POST
 	expires time.Time
 	flash   string // a message shown once on the next page
@@ -41,9 +42,9 @@ func randomToken() string {
 }
 
 // create starts a session for name and returns its cookie value.
-func (s *sessions) create(name string, now time.Time) (string, *session) {
+func (s *sessions) create(name, hash string, now time.Time) (string, *session) {
 	id := randomToken()
-	ss := &session{name: name, csrf: randomToken(), expires: now.Add(s.ttl)}
+	ss := &session{name: name, hash: hash, csrf: randomToken(), expires: now.Add(s.ttl)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
@@ -155,8 +156,12 @@ func addrKey(a netip.Addr) string {
 	return "a:" + a.String()
 }
 
-// blocked reports whether any key is at the limit.
-func (l *limiter) blocked(now time.Time, keys ...string) bool {
+// take reports whether any key is at the limit and, when none is, counts
+// the attempt as a failure for each key in the same step: concurrent
+// sign-ins cannot all pass the check before the first of them has failed
+// (the password check is slow). A sign-in that succeeds gives its count
+// back (undo).
+func (l *limiter) take(now time.Time, keys ...string) (blocked bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range keys {
@@ -169,13 +174,23 @@ func (l *limiter) blocked(now time.Time, keys ...string) bool {
 			return true
 		}
 	}
+	l.failLocked(now, keys...)
 	return false
 }
 
-// fail counts one failure for each key.
-func (l *limiter) fail(now time.Time, keys ...string) {
+// undo gives back the count take made for keys.
+func (l *limiter) undo(keys ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for _, k := range keys {
+		if f, ok := l.m[k]; ok && f.n > 0 {
+			f.n--
+		}
+	}
+}
+
+// failLocked counts one failure for each key.
+func (l *limiter) failLocked(now time.Time, keys ...string) {
 	if len(l.m) >= maxLimiterKeys {
 		for k, f := range l.m {
 			if now.Sub(f.since) >= l.window {

@@ -216,6 +216,13 @@ func (u *Users) load() (map[string]string, error) {
 // much as a known one. At most two checks run at once (each takes the
 // KDF's memory); err is a users file that cannot be read.
 func (u *Users) Check(name string, pw []byte) (bool, error) {
+	_, ok, err := u.check(name, pw)
+	return ok, err
+}
+
+// check is Check that also returns the stored hash name signed in with,
+// which a session keeps to notice a password changed or a user removed.
+func (u *Users) check(name string, pw []byte) (string, bool, error) {
 	users, err := u.load()
 	u.dummyOnce.Do(func() {
 		h, _ := hashWith([]byte("no such user"), argonMemory, argonTime, argonThreads)
@@ -223,15 +230,26 @@ func (u *Users) Check(name string, pw []byte) (bool, error) {
 	})
 	h := u.dummy
 	known := false
-	if s, ok := users[name]; ok {
-		if p, perr := parseHash(s); perr == nil {
+	stored := users[name]
+	if stored != "" {
+		if p, perr := parseHash(stored); perr == nil {
 			h, known = p, true
 		}
 	}
 	u.sem <- struct{}{}
 	ok := h.matches(pw)
 	<-u.sem
-	return ok && known, err
+	if !ok || !known {
+		return "", false, err
+	}
+	return stored, true, err
+}
+
+// current reports whether name is still in the users file with the hash
+// it signed in with (a file that cannot be read keeps no one signed in).
+func (u *Users) current(name, hash string) (bool, error) {
+	users, err := u.load()
+	return err == nil && hash != "" && users[name] == hash, err
 }
 
 func readLimited(path string) ([]byte, error) {

@@ -52,6 +52,16 @@ func Kinds() []Kind {
 // OwnerKinds are the kinds that may be mailed to the account's owner.
 func OwnerKinds() []Kind { return []Kind{LoginBanned, NewCountry} }
 
+// healthKind reports whether k's subjects come from the config, not from
+// clients (the firewall, a DNSBL zone, the GeoIP file): they are limited
+// per subject in a table of their own and never by max_per_hour, so that
+// a spray of made-up logins can neither use up the budget nor push them
+// out of the table and silence a broken firewall.
+func healthKind(k Kind) bool { return k == FirewallFailed || k == DNSBLStale || k == GeoIPStale }
+
+// maxHealthSubjects bounds the health kinds' table (zones are few).
+const maxHealthSubjects = 1000
+
 // Size bounds of an event's fields: what an attacker chooses (a login)
 // is cut to these before it goes anywhere.
 const (
@@ -194,6 +204,7 @@ type Notifier struct {
 	mu      sync.Mutex // guards the fields below; the dispatcher holds it per event
 	cfg     Config
 	limit   *limiter
+	health  *limiter // the health kinds': per subject only
 	workers []*worker
 	owner   *worker // nil: no owner mails
 	ownerL  *limiter
@@ -225,6 +236,7 @@ func New(cfg Config, log *slog.Logger) *Notifier {
 	n := &Notifier{log: log, in: make(chan Event, cfg.Intake), cfg: cfg}
 	n.hard, n.hardStop = context.WithCancel(context.Background())
 	n.limit = newLimiter(cfg.MaxSubjects, cfg.MaxPerHour)
+	n.health = newLimiter(maxHealthSubjects, 0)
 	n.registerLocked()
 	return n
 }
@@ -381,7 +393,11 @@ func (n *Notifier) dispatch(e Event) {
 	}
 	now := e.Time
 	subj := string(e.Kind) + "\x00" + e.subject()
-	switch n.limit.allow(subj, ec.Every, now) {
+	lim := n.limit
+	if healthKind(e.Kind) {
+		lim = n.health
+	}
+	switch lim.allow(subj, ec.Every, now) {
 	case denySubject:
 		n.rateSub++
 	case denyGlobal:

@@ -143,6 +143,46 @@ func TestGlobalRateLimit(t *testing.T) {
 	})
 }
 
+// TestHealthNotSilencedBySpray: an attacker who bans a thousand made-up
+// logins uses up max_per_hour and fills the subject table, but the
+// firewall failing still reaches the admin (once per every).
+func TestHealthNotSilencedBySpray(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ft := &fakeTarget{name: "t", queue: 2000}
+		n := New(Config{Events: allOn(time.Hour), MaxPerHour: 10, MaxSubjects: 100, Targets: []Target{ft}}, nil)
+		stop := run(n)
+		defer stop()
+		now := time.Now()
+		spray := func(at time.Time, from int) {
+			for i := range 1000 {
+				n.Notify(ban("user"+itoa(from+i)+"@example.com", at))
+				if i%100 == 99 {
+					synctest.Wait() // the intake holds DefaultIntake
+				}
+			}
+		}
+		fw := Event{Kind: FirewallFailed, Time: now, Subject: "firewall", Detail: "nft: exit 1"}
+		n.Notify(fw)
+		for i, d := range []time.Duration{0, 30 * time.Minute, 61 * time.Minute} {
+			spray(now.Add(d), i*1000)
+			if d > 0 {
+				fw.Time = now.Add(d)
+				n.Notify(fw) // at 30 minutes within every: held back
+			}
+		}
+		synctest.Wait()
+		var fws int
+		for _, e := range ft.delivered() {
+			if e.Kind == FirewallFailed {
+				fws++
+			}
+		}
+		if fws != 2 {
+			t.Fatalf("firewall_failed delivered %d times, want 2 (at 0 and after every, whatever the logins sprayed)", fws)
+		}
+	})
+}
+
 // TestSubjectTableBounded: the per-subject table never holds more than
 // max_subjects, whatever is sprayed.
 func TestSubjectTableBounded(t *testing.T) {
