@@ -232,6 +232,38 @@ func (x *notifier) bans(bans []abuse.Ban, a *policy.Attempt, now time.Time) {
 	}
 }
 
+// banSettle is how long a node waits before it tells of a login ban it
+// made in a cluster: time for the copies other nodes made of the same ban
+// to reach it and merge (they are published at once; login results within
+// 50 ms).
+const banSettle = 2 * time.Second
+
+// clusterBans tells of the login bans this node made, in a cluster. Every
+// node counts every node's login results, so several may make the same
+// ban, from an attempt seen here or from one another node published; the
+// copies merge into the one with the smallest id, and only the node that
+// made a copy numbered it (ids come from ranges each node reserves). After
+// banSettle, the node whose copy is still held under its own id tells: one
+// notification per ban, whichever node saw the deciding attempt. (Telling
+// only on the node that saw the deciding attempt loses the ban when two
+// nodes each cross the threshold on the other's attempt.)
+func (x *notifier) clusterBans(bans []abuse.Ban, a *policy.Attempt, held func(id int64, now time.Time) (abuse.Ban, bool)) {
+	if len(bans) == 0 || !x.enabled(notify.LoginBanned) {
+		return
+	}
+	at := *a
+	time.AfterFunc(banSettle, func() {
+		now := time.Now()
+		kept := bans[:0:0]
+		for _, b := range bans {
+			if _, ok := held(b.ID, now); ok {
+				kept = append(kept, b)
+			}
+		}
+		x.bans(kept, &at, now)
+	})
+}
+
 // knownCountry drops the "private" and "unknown" markers.
 func knownCountry(cc string) string {
 	if len(cc) == 2 {

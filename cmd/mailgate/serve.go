@@ -231,8 +231,10 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			dlog.Ban(now, &b, false)
 			persist.ban(b)
 		}
-		if !remote {
-			notes.bans(bans, a, now) // the node that saw the deciding attempt tells
+		if node == nil {
+			notes.bans(bans, a, now)
+		} else {
+			notes.clusterBans(bans, a, tracker.Held)
 		}
 		if node != nil {
 			node.Banned(bans)
