@@ -231,3 +231,21 @@ func TestApplyRcpts(t *testing.T) {
 		t.Fatal("a recipient without a login was applied")
 	}
 }
+
+// A heartbeat is printed by 'mailgate status': one whose version carries
+// a terminal escape or a line break (whoever can write to Redis) is not
+// read.
+func TestParseBeatRefusesControlCharacters(t *testing.T) {
+	for _, v := range []string{"1.4\x1b[2J", "1.4\r\nnode evil", "1.4\u009b31m"} {
+		b, err := json.Marshal(Beat{Node: "mx1", Version: v, Started: 1, Beat: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, err := ParseBeat(b); err == nil {
+			t.Errorf("version %q accepted: %+v", v, h)
+		}
+	}
+	if _, err := ParseBeat([]byte(`{"node":"mx1","version":"1.4.0 (ünïcode)","started":1,"beat":1}`)); err != nil {
+		t.Errorf("a printable version refused: %v", err)
+	}
+}
