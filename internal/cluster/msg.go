@@ -117,8 +117,13 @@ func Digest(pwhash string) string {
 	if pwhash == "" {
 		return ""
 	}
-	s := sha256.Sum256([]byte("mailgate-cluster-pw\x00" + pwhash))
-	return hex.EncodeToString(s[:6])
+	// Every decision computes it (policy.Engine.WithPwDigest): the input
+	// is built on the stack, the result is the one allocation.
+	var buf [64]byte
+	s := sha256.Sum256(append(append(buf[:0], "mailgate-cluster-pw\x00"...), pwhash...))
+	var out [12]byte
+	hex.Encode(out[:], s[:6])
+	return string(out[:])
 }
 
 // FromBan converts a tracker's ban for the wire.
