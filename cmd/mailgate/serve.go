@@ -538,10 +538,16 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 						continue
 					}
 					dlog.Permit(now, &p, policy.PermitGranted)
+					if !sharedStore {
+						grants.queue(p, false) // each SQLite keeps its own copy
+					}
 				}
 				for _, pfx := range removed {
 					if p, ok := grants.t.Remove(pfx.Addr()); ok {
 						dlog.Permit(now, &p, policy.PermitRemoved)
+						if !sharedStore {
+							grants.queue(p, true)
+						}
 					}
 				}
 			}
