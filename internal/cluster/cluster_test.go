@@ -5,8 +5,10 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"mailgate/internal/abuse"
 )
@@ -247,5 +249,17 @@ func TestParseBeatRefusesControlCharacters(t *testing.T) {
 	}
 	if _, err := ParseBeat([]byte(`{"node":"mx1","version":"1.4.0 (ünïcode)","started":1,"beat":1}`)); err != nil {
 		t.Errorf("a printable version refused: %v", err)
+	}
+}
+
+// The last error is printed by 'mailgate status': one line, no escape
+// sequences, valid UTF-8 even when cut.
+func TestOneLine(t *testing.T) {
+	got := oneLine("ERR boom\r\n\x1b[2J" + strings.Repeat("é", 150))
+	if strings.ContainsAny(got, "\r\n\x1b") || !utf8.ValidString(got) || len(got) > 200 {
+		t.Errorf("oneLine: %q", got)
+	}
+	if got := oneLine("dial tcp: connection refused"); got != "dial tcp: connection refused" {
+		t.Errorf("plain text changed: %q", got)
 	}
 }
