@@ -212,6 +212,18 @@ func TestCluster(t *testing.T) {
 	if waitExplain(t, a, "rita@example.test", "192.0.2.77", "account_deny", time.Second) < 0 {
 		t.Errorf("C's rule not applied on A within 1 s")
 	}
+	// A phone behind the load balancer with an old password: it fails
+	// once through A and once through B. A sees one password repeated
+	// (a stale client, tarpitted), not two passwords (a guesser).
+	const phone, phoneIP, oldPw = "phone@example.test", "198.51.100.40", "5e5e5e5e"
+	clReport(t, a, phone, phoneIP, oldPw, false)
+	clReport(t, b, phone, phoneIP, oldPw, false)
+	clWait(t, time.Second, "the phone's password, failed on A and on B, is stale on A", func() bool {
+		out := a.MustCLI(t, "explain", "--account", phone, "--ip", phoneIP, "--service", "imap", "--pwhash", oldPw, "--json")
+		var e struct{ Reason string }
+		return json.Unmarshal([]byte(out), &e) == nil && e.Reason == "stale_password"
+	})
+
 	// A manual permit made on C lets B's Postfix relay.
 	c.MustCLI(t, "permit", "add", "--ip", "127.0.6.31", "--for", "1h")
 	clWait(t, time.Second, "C's permit on B", func() bool {

@@ -125,6 +125,9 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 	var node *cluster.Node
 	_, sharedStore := st.(*store.Postgres)
 	if cfg.Cluster.Enabled {
+		// The tracker gets the digest other nodes publish, here too: a
+		// password is one password whichever node saw it.
+		engine.WithPwDigest(cluster.Digest)
 		node, err = newClusterNode(cfg.Cluster, tracker, cluster.Hooks{
 			Event:       func(ev cluster.Event, now time.Time) { remoteEvent(ev, now) },
 			BansChanged: func(added, removed []abuse.Ban, now time.Time) { remoteBans(added, removed, now) },
@@ -288,7 +291,7 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 			}
 			return
 		}
-		report(&policy.Attempt{Login: ev.Login, Service: svc, Client: ev.Addr, PwHash: ev.PwHash, Door: ev.Door}, ev.Success, now, true)
+		report(&policy.Attempt{Login: ev.Login, Service: svc, Client: ev.Addr, PwHash: ev.PwHash, PwDigested: true, Door: ev.Door}, ev.Success, now, true)
 	}
 	remoteBans = func(added, removed []abuse.Ban, now time.Time) {
 		for _, b := range added {
@@ -537,10 +540,16 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 						continue
 					}
 					dlog.Permit(now, &p, policy.PermitGranted)
+					if !sharedStore {
+						grants.queue(p, false) // each SQLite keeps its own copy
+					}
 				}
 				for _, pfx := range removed {
 					if p, ok := grants.t.Remove(pfx.Addr()); ok {
 						dlog.Permit(now, &p, policy.PermitRemoved)
+						if !sharedStore {
+							grants.queue(p, true)
+						}
 					}
 				}
 			}

@@ -297,12 +297,19 @@ func (n *Node) setUp(up bool, err error) {
 	}
 }
 
+// oneLine makes an error text fit for one line of 'mailgate status' (a
+// terminal): at most 200 bytes of valid UTF-8, control characters as
+// spaces. The text may come from the Redis server.
 func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
 	if len(s) > 200 {
 		s = s[:200]
 	}
-	return s
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
 }
 
 // Run connects to Redis (again and again, with backoff, while it is

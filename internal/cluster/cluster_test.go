@@ -5,8 +5,10 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"mailgate/internal/abuse"
 )
@@ -229,5 +231,35 @@ func TestApplyRcpts(t *testing.T) {
 	n.Apply(msg(t, Message{Node: "b", Rcpts: []Rcpt{{Login: ""}}}), t0)
 	if len(rec.rcpts) != 2 {
 		t.Fatal("a recipient without a login was applied")
+	}
+}
+
+// A heartbeat is printed by 'mailgate status': one whose version carries
+// a terminal escape or a line break (whoever can write to Redis) is not
+// read.
+func TestParseBeatRefusesControlCharacters(t *testing.T) {
+	for _, v := range []string{"1.4\x1b[2J", "1.4\r\nnode evil", "1.4\u009b31m"} {
+		b, err := json.Marshal(Beat{Node: "mx1", Version: v, Started: 1, Beat: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, err := ParseBeat(b); err == nil {
+			t.Errorf("version %q accepted: %+v", v, h)
+		}
+	}
+	if _, err := ParseBeat([]byte(`{"node":"mx1","version":"1.4.0 (ünïcode)","started":1,"beat":1}`)); err != nil {
+		t.Errorf("a printable version refused: %v", err)
+	}
+}
+
+// The last error is printed by 'mailgate status': one line, no escape
+// sequences, valid UTF-8 even when cut.
+func TestOneLine(t *testing.T) {
+	got := oneLine("ERR boom\r\n\x1b[2J" + strings.Repeat("é", 150))
+	if strings.ContainsAny(got, "\r\n\x1b") || !utf8.ValidString(got) || len(got) > 200 {
+		t.Errorf("oneLine: %q", got)
+	}
+	if got := oneLine("dial tcp: connection refused"); got != "dial tcp: connection refused" {
+		t.Errorf("plain text changed: %q", got)
 	}
 }

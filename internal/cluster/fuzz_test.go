@@ -73,12 +73,13 @@ func FuzzParseBan(f *testing.F) {
 func FuzzParseBeat(f *testing.F) {
 	f.Add([]byte(`{"node":"mx1","version":"1.4.0","started":1764936000,"beat":1764936000123}`))
 	f.Add([]byte(`{"node":"","beat":1}`))
+	f.Add([]byte(`{"node":"mx1","version":"1.4\u001b[2J\r","started":1,"beat":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ParseBeat(b)
 		if err != nil {
 			return
 		}
-		if !validNode(h.Node) || h.Beat <= 0 || len(h.Version) > maxVersionLen || bytes.Count(b, nil) > 1025 {
+		if !validNode(h.Node) || h.Beat <= 0 || !printable(h.Version, maxVersionLen) || bytes.Count(b, nil) > 1025 {
 			t.Fatalf("%q: accepted %+v", b, h)
 		}
 	})

@@ -117,8 +117,13 @@ func Digest(pwhash string) string {
 	if pwhash == "" {
 		return ""
 	}
-	s := sha256.Sum256([]byte("mailgate-cluster-pw\x00" + pwhash))
-	return hex.EncodeToString(s[:6])
+	// Every decision computes it (policy.Engine.WithPwDigest): the input
+	// is built on the stack, the result is the one allocation.
+	var buf [64]byte
+	s := sha256.Sum256(append(append(buf[:0], "mailgate-cluster-pw\x00"...), pwhash...))
+	var out [12]byte
+	hex.Encode(out[:], s[:6])
+	return string(out[:])
 }
 
 // FromBan converts a tracker's ban for the wire.
@@ -318,10 +323,25 @@ func ParseBeat(b []byte) (Beat, error) {
 	if err := json.Unmarshal(b, &h); err != nil {
 		return Beat{}, fmt.Errorf("not a heartbeat: %w", err)
 	}
-	if !validNode(h.Node) || len(h.Version) > maxVersionLen || !utf8.ValidString(h.Version) || h.Beat <= 0 {
+	if !validNode(h.Node) || !printable(h.Version, maxVersionLen) || h.Beat <= 0 {
 		return Beat{}, errors.New("not a heartbeat: bad fields")
 	}
 	return h, nil
+}
+
+// printable reports whether s is valid UTF-8 of at most max bytes without
+// control characters: text 'mailgate status' prints to a terminal (an
+// escape sequence in another node's version would reach it).
+func printable(s string, max int) bool {
+	if len(s) > max || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
 }
 
 func validNode(s string) bool {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mailgate/internal/abuse"
+	"mailgate/internal/cluster"
 	"mailgate/internal/rules"
 )
 
@@ -198,5 +199,37 @@ func TestUnderAttack(t *testing.T) {
 	tr.EndSurge(at)
 	if v := e.Decide(attempt("bob@x.test", "imap", "203.0.113.5"), at, nil); v.Action != Allow {
 		t.Errorf("after EndSurge: %v/%v", v.Action, v.Reason)
+	}
+}
+
+// A stale phone behind a load balancer: its old password reaches this
+// node from the door (Dovecot's pwhash) and from other nodes (published as
+// cluster.Digest of it). The tracker sees one password: it counts once,
+// and the phone is told apart from a guesser instead of banned.
+func TestPwDigestOnePasswordAcrossNodes(t *testing.T) {
+	e, _ := engineWithAbuse(t)
+	e.WithPwDigest(cluster.Digest)
+	for i := range 2 { // once through this node's door, once through another's
+		at := now.Add(time.Duration(i) * time.Second)
+		if i%2 == 0 {
+			if b := fail(e, "phone@x.test", "198.51.100.21", "0d0d", at); len(b) != 0 {
+				t.Fatalf("local attempt %d banned: %+v", i, b)
+			}
+			continue
+		}
+		a := attempt("phone@x.test", "imap", "198.51.100.21")
+		a.PwHash, a.PwDigested = cluster.Digest("0d0d"), true // as another node published it
+		if b := e.Report(a, false, at); len(b) != 0 {
+			t.Fatalf("remote attempt %d banned: %+v", i, b)
+		}
+	}
+	a := attempt("phone@x.test", "imap", "198.51.100.21")
+	a.PwHash = "0d0d"
+	if v := e.Decide(a, now.Add(time.Minute), nil); v.Action != Tarpit || v.Reason != ReasonStalePassword {
+		t.Errorf("stale phone seen by two nodes: %+v, want the stale tarpit", v)
+	}
+	// A second wrong password is the second distinct failure, not the third.
+	if b := fail(e, "phone@x.test", "198.51.100.21", "0e0e", now.Add(time.Minute)); len(b) != 0 {
+		t.Errorf("a second password banned the phone: %+v", b)
 	}
 }

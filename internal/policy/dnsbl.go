@@ -74,7 +74,7 @@ func (e *Engine) DNSBLSkip(a *Attempt, now time.Time) string {
 		return "the rules refuse the attempt anyway"
 	}
 	if e.abuse != nil {
-		st := e.abuse.Check(a.Login, a.Client, a.PwHash, now)
+		st := e.abuse.Check(a.Login, a.Client, e.pwHash(a), now)
 		switch {
 		case st.KnownGood:
 			return "this address logged in to the account before (known good)"

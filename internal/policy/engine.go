@@ -27,6 +27,10 @@ type Engine struct {
 	// set is swapped whole by the setters (a reload); a decision loads
 	// it once, so it sees one consistent version without a lock.
 	set atomic.Pointer[Settings]
+
+	// pwDigest, when set, turns a door's password hash into the form
+	// other nodes publish (WithPwDigest); nil: PwHash is used as is.
+	pwDigest func(string) string
 }
 
 // Settings are the engine's run-time settings: what a reload may change.
@@ -52,6 +56,25 @@ func (e *Engine) WithAbuse(t *abuse.Tracker, count bool, loginTarpit, staleTarpi
 	e.abuse = t
 	e.SetAbuse(count, loginTarpit, staleTarpit)
 	return e
+}
+
+// WithPwDigest makes the engine hand the tracker digest(PwHash) instead
+// of a door's PwHash, in decisions and reports alike, so that a password
+// tried here and the same password another node saw (published as its
+// digest, Attempt.PwDigested) are one password to the tracker: the same
+// wrong password counts once across the nodes, and a stale client is
+// told from a guesser. Call it while wiring, before the engine is used.
+func (e *Engine) WithPwDigest(digest func(string) string) *Engine {
+	e.pwDigest = digest
+	return e
+}
+
+// pwHash is the password hash the tracker gets for a.
+func (e *Engine) pwHash(a *Attempt) string {
+	if e.pwDigest == nil || a.PwDigested || a.PwHash == "" {
+		return a.PwHash
+	}
+	return e.pwDigest(a.PwHash)
 }
 
 // New returns an engine over idx. msgs are the user-visible refusal texts;
@@ -242,7 +265,7 @@ func extraDetail(h rules.Hit) string {
 // no rule settled; pass is the verdict when none applies (decided false).
 // knownGood says whether (login, address) is a known-good pair.
 func (e *Engine) decideAbuse(a *Attempt, now time.Time, tr *Trace, pass Verdict) (_ Verdict, decided, knownGood bool) {
-	st := e.abuse.Check(a.Login, a.Client, a.PwHash, now)
+	st := e.abuse.Check(a.Login, a.Client, e.pwHash(a), now)
 	if st.AddrBan.Found {
 		if tr != nil {
 			tr.add("address bans", "banned", 0, banDetail(st.AddrBan, now))
@@ -308,7 +331,7 @@ func (e *Engine) Report(a *Attempt, success bool, now time.Time) []abuse.Ban {
 		return nil
 	}
 	cc, _ := e.set.Load().country(a)
-	return e.abuse.Record(abuse.Event{Login: a.Login, Addr: a.Client, PwHash: a.PwHash, Success: success, Country: cc}, now)
+	return e.abuse.Record(abuse.Event{Login: a.Login, Addr: a.Client, PwHash: e.pwHash(a), Success: success, Country: cc}, now)
 }
 
 // Counters returns the brute-force counters behind an attempt, for

@@ -23,9 +23,12 @@ type Attempt struct {
 	// PwHash is the door's short hash of the password tried (Dovecot's
 	// truncated pwhash). It is used to tell a stale client from a guesser
 	// and is never logged.
-	PwHash  string
-	Session string // the door's session id, if any
-	Door    string // "dovecot", "nginx", "postfix", "cli"
+	PwHash string
+	// PwDigested says PwHash is already the engine's password digest
+	// (WithPwDigest): a login result another node saw and published.
+	PwDigested bool
+	Session    string // the door's session id, if any
+	Door       string // "dovecot", "nginx", "postfix", "cli"
 	// AfterAuth is set on Dovecot's second allow call, which comes only
 	// after the password was found correct.
 	AfterAuth bool
