@@ -186,24 +186,8 @@ func (t *Tracker) noteCountryLocked(lh uint64, cc string, n int64) {
 // UsualCountry reports whether cc is one of the countries login
 // succeeded from within KnownGoodFor. It does not allocate.
 func (t *Tracker) UsualCountry(login, cc string, now time.Time) bool {
-	code := countryWord(cc)
-	if t.countries == nil || code == 0 || login == "" {
-		return false
-	}
-	lh := t.loginHash(login)
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	i, ok := t.countries.get(lh)
-	if !ok || t.countries.last(i) <= now.UnixNano()-int64(t.cfg.KnownGoodFor) {
-		return false
-	}
-	w := uint64(t.countries.w(i)[0])
-	for ; w != 0; w >>= 16 {
-		if w&0xffff == code {
-			return true
-		}
-	}
-	return false
+	known, usual := t.countryOf(login, cc, now)
+	return known && usual
 }
 
 // NewCountry reports whether cc is a country login has not succeeded
@@ -212,25 +196,32 @@ func (t *Tracker) UsualCountry(login, cc string, now time.Time) bool {
 // being kept in memory only) is never new. Call it before the success is
 // recorded. It does not allocate.
 func (t *Tracker) NewCountry(login, cc string, now time.Time) bool {
+	known, usual := t.countryOf(login, cc, now)
+	return known && !usual
+}
+
+// countryOf says whether login has succeeded from some country within
+// KnownGoodFor (known), and whether cc is one of them (usual).
+func (t *Tracker) countryOf(login, cc string, now time.Time) (known, usual bool) {
 	code := countryWord(cc)
 	if t.countries == nil || code == 0 || login == "" {
-		return false
+		return false, false
 	}
 	lh := t.loginHash(login)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	i, ok := t.countries.get(lh)
 	if !ok || t.countries.last(i) <= now.UnixNano()-int64(t.cfg.KnownGoodFor) {
-		return false
+		return false, false
 	}
 	w := uint64(t.countries.w(i)[0])
 	if w == 0 {
-		return false
+		return false, false
 	}
 	for ; w != 0; w >>= 16 {
 		if w&0xffff == code {
-			return false
+			return true, true
 		}
 	}
-	return true
+	return true, false
 }

@@ -686,16 +686,7 @@ func (n *Node) resync(ctx context.Context, c rueidis.Client) {
 				n.log.Warn("cluster: a ban kept in Redis is not valid; ignored", "key", keys[i], "err", err)
 				continue
 			}
-			if n.tombstoned(b.ID) {
-				continue
-			}
-			a, rep, ok, err := n.t.MergeBan(b, now)
-			if err != nil || !ok {
-				continue
-			}
-			added = append(added, a)
-			removed = append(removed, rep...)
-			n.forgetCopies(rep)
+			n.mergeBan(b, now, &added, &removed)
 		}
 	}
 	if n.hooks.BansChanged != nil && len(added)+len(removed) > 0 {
@@ -951,17 +942,9 @@ func (n *Node) Apply(raw []byte, now time.Time) {
 		removed = append(removed, gone...)
 	}
 	for i := range m.Bans {
-		b, err := m.Bans[i].ToBan()
-		if err != nil || n.tombstoned(b.ID) {
-			continue
+		if b, err := m.Bans[i].ToBan(); err == nil {
+			n.mergeBan(b, now, &added, &removed)
 		}
-		a, rep, ok, err := n.t.MergeBan(b, now)
-		if err != nil || !ok {
-			continue
-		}
-		added = append(added, a)
-		removed = append(removed, rep...)
-		n.forgetCopies(rep)
 	}
 	if n.hooks.BansChanged != nil && len(added)+len(removed) > 0 {
 		n.hooks.BansChanged(added, removed, now)
@@ -1044,4 +1027,20 @@ func jsonBan(b *Ban) (string, error) { return jsonAny(b) }
 func jsonAny(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
+}
+
+// mergeBan merges b, another node's ban, into the tracker unless it was
+// lifted, and collects what changed: the ban as held, and the copies of
+// it that it replaced (forgotten in Redis too).
+func (n *Node) mergeBan(b abuse.Ban, now time.Time, added, removed *[]abuse.Ban) {
+	if n.tombstoned(b.ID) {
+		return
+	}
+	a, rep, ok, err := n.t.MergeBan(b, now)
+	if err != nil || !ok {
+		return
+	}
+	*added = append(*added, a)
+	*removed = append(*removed, rep...)
+	n.forgetCopies(rep)
 }
