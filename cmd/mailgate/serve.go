@@ -237,10 +237,8 @@ func serve(ctx context.Context, cfg config.Config, path string, log *slog.Logger
 		if node == nil {
 			notes.bans(bans, a, now)
 		} else {
-			notes.clusterBans(bans, a, tracker.Held)
-		}
-		if node != nil {
 			node.Banned(bans)
+			notes.clusterBans(bans, a, tracker.Held)
 		}
 		if fwall != nil {
 			fwall.bans(bans, nil)
