@@ -208,11 +208,18 @@ users_file = %q
 	}
 
 	// The decision log, searched by address.
-	do("search the decision log",
+	do("open the decision log",
 		chromedp.Navigate(base+"log"),
 		chromedp.SendKeys(chromedp.CSS(`#search input[name=ip]`), conAttacker),
+	)
+	// The unfiltered page shows #results too: mark it, so that the wait
+	// below sees only the page the search loads.
+	if _, err := chromedp.Run(b, chromedp.Evaluate[bool](`document.body.dataset.before = "search", true`)); err != nil {
+		t.Fatal(err)
+	}
+	do("search the decision log",
 		chromedp.Click(chromedp.CSS(`#search button`)),
-		chromedp.WaitVisible(chromedp.CSS("#results")),
+		chromedp.WaitVisible(chromedp.CSS("body:not([data-before]) #results")),
 	)
 	res := text("#results")
 	if strings.Count(res, "auth failure") != 3 || !strings.Contains(res, "auth success") || strings.Contains(res, conExplainIP) {
