@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -325,38 +324,6 @@ func pgLimit(limit int) any {
 		return nil
 	}
 	return int64(limit)
-}
-
-// checkRules validates and normalizes rules as AddRules stores them.
-func checkRules(now time.Time, actor string, rs []rules.Rule) ([]rules.Rule, error) {
-	created := pgTime(now)
-	out := make([]rules.Rule, len(rs))
-	for i := range rs {
-		r := rs[i]
-		var err error
-		switch {
-		case !utf8.ValidString(r.Account):
-			err = errors.New("account: not valid UTF-8")
-		case !utf8.ValidString(r.Comment):
-			err = errors.New("comment: not valid UTF-8")
-		default:
-			err = r.Validate()
-		}
-		if err != nil {
-			if len(rs) == 1 {
-				return nil, fmt.Errorf("add rule: %w", err)
-			}
-			return nil, fmt.Errorf("add rules: rule %d of %d: %w", i+1, len(rs), err)
-		}
-		r.Created = created
-		r.CreatedBy = actor
-		r.Source = ""
-		if !r.Expires.IsZero() {
-			r.Expires = pgTime(r.Expires)
-		}
-		out[i] = r
-	}
-	return out, nil
 }
 
 // AddRules: see SQLite.AddRules. Rule writers on every node queue on the

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"mailgate/internal/rules"
 
@@ -255,34 +254,9 @@ func (s *SQLite) AddRules(ctx context.Context, now time.Time, actor string, rs [
 	if err := checkActor(actor); err != nil {
 		return nil, fmt.Errorf("add rules: %w", err)
 	}
-	created := fromSeconds(seconds(now))
-	out := make([]rules.Rule, len(rs))
-	for i := range rs {
-		r := rs[i]
-		var err error
-		switch {
-		// Checked first: lower-casing in Validate would turn bad bytes into
-		// U+FFFD, silently changing the account.
-		case !utf8.ValidString(r.Account):
-			err = errors.New("account: not valid UTF-8")
-		case !utf8.ValidString(r.Comment):
-			err = errors.New("comment: not valid UTF-8")
-		default:
-			err = r.Validate()
-		}
-		if err != nil {
-			if len(rs) == 1 {
-				return nil, fmt.Errorf("add rule: %w", err)
-			}
-			return nil, fmt.Errorf("add rules: rule %d of %d: %w", i+1, len(rs), err)
-		}
-		r.Created = created
-		r.CreatedBy = actor
-		r.Source = ""
-		if !r.Expires.IsZero() {
-			r.Expires = fromSeconds(seconds(r.Expires))
-		}
-		out[i] = r
+	out, err := checkRules(now, actor, rs)
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return out, nil

@@ -170,3 +170,39 @@ var (
 	_ Backend = (*SQLite)(nil)
 	_ Backend = (*Postgres)(nil)
 )
+
+// checkRules validates and normalizes rules as both stores' AddRules
+// store them: Created = now and CreatedBy = actor, Source cleared, times
+// in UTC truncated to the second.
+func checkRules(now time.Time, actor string, rs []rules.Rule) ([]rules.Rule, error) {
+	created := fromSeconds(seconds(now))
+	out := make([]rules.Rule, len(rs))
+	for i := range rs {
+		r := rs[i]
+		var err error
+		switch {
+		// Checked first: lower-casing in Validate would turn bad bytes into
+		// U+FFFD, silently changing the account.
+		case !utf8.ValidString(r.Account):
+			err = errors.New("account: not valid UTF-8")
+		case !utf8.ValidString(r.Comment):
+			err = errors.New("comment: not valid UTF-8")
+		default:
+			err = r.Validate()
+		}
+		if err != nil {
+			if len(rs) == 1 {
+				return nil, fmt.Errorf("add rule: %w", err)
+			}
+			return nil, fmt.Errorf("add rules: rule %d of %d: %w", i+1, len(rs), err)
+		}
+		r.Created = created
+		r.CreatedBy = actor
+		r.Source = ""
+		if !r.Expires.IsZero() {
+			r.Expires = fromSeconds(seconds(r.Expires))
+		}
+		out[i] = r
+	}
+	return out, nil
+}
